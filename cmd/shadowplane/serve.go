@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/shadowplane/shadowplane/internal/controlplane"
+)
+
+func newServeCommand() *cobra.Command {
+	var (
+		kubeconfig  string
+		namespaces  []string
+		xdsAddress  string
+		httpAddress string
+		allowURL    []string
+		debounce    time.Duration
+		maxDelay    time.Duration
+		logFormat   string
+		logLevel    string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Watch Services, EndpointSlices and policy ConfigMaps and serve xDS to Envoy sidecars",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if logFormat != "text" && logFormat != "json" {
+				return fmt.Errorf("--log-format %q: want text or json", logFormat)
+			}
+			logger := hclog.New(&hclog.LoggerOptions{
+				Name:       "shadowplane",
+				Level:      hclog.LevelFromString(logLevel),
+				JSONFormat: logFormat == "json",
+				Output:     cmd.ErrOrStderr(),
+			})
+			restConfig, source, err := loadKubeconfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			client, err := kubernetes.NewForConfig(restConfig)
+			if err != nil {
+				return fmt.Errorf("kubernetes client: %w", err)
+			}
+			cp, err := controlplane.New(controlplane.Config{
+				Client:          client,
+				Namespaces:      namespaces,
+				XDSAddress:      xdsAddress,
+				HTTPAddress:     httpAddress,
+				AllowedURLHosts: allowURL,
+				Debounce:        debounce,
+				MaxDelay:        maxDelay,
+				Logger:          logger,
+			})
+			if err != nil {
+				return err
+			}
+			logger.Info("serving", "version", version, "kubeconfig", source, "api", restConfig.Host,
+				"xds", cp.XDSAddr.String(), "http", cp.HTTPAddr.String(),
+				"namespaces", strings.Join(orAll(namespaces), ","), "allow-url-target", strings.Join(allowURL, ","))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := cp.Run(ctx); err != nil {
+				logger.Error("stopped", "error", err)
+				return err
+			}
+			logger.Info("stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
+	f.StringSliceVar(&namespaces, "namespaces", nil, "namespaces to watch, comma separated (default: all)")
+	f.StringVar(&xdsAddress, "xds-address", ":18000", "gRPC ADS listen address")
+	f.StringVar(&httpAddress, "http-address", ":9090", "HTTP listen address for /healthz, /readyz, /metrics and /debug/")
+	f.StringArrayVar(&allowURL, "allow-url-target", nil, "host pattern a policy may send copies to by URL: exact host or IP, *.example.com, or a CIDR; repeatable (default: none)")
+	f.DurationVar(&debounce, "debounce", 10*time.Millisecond, "quiet time before a Kubernetes change is pushed")
+	f.DurationVar(&maxDelay, "max-delay", 50*time.Millisecond, "longest a burst of changes may delay a push")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	return cmd
+}
+
+func orAll(namespaces []string) []string {
+	if len(namespaces) == 0 {
+		return []string{"(all)"}
+	}
+	return namespaces
+}
+
+// loadKubeconfig picks the API server: --kubeconfig if given, else the
+// in-cluster service account, else $KUBECONFIG or ~/.kube/config.
+func loadKubeconfig(path string) (*rest.Config, string, error) {
+	if path == "" {
+		if c, err := rest.InClusterConfig(); err == nil {
+			return c, "in-cluster", nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("no Kubernetes API configuration (not in a cluster, and kubeconfig: %w)", err)
+	}
+	source := path
+	if source == "" {
+		source = "default loading rules ($KUBECONFIG or ~/.kube/config)"
+	}
+	return c, source, nil
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+func newValidateCommand() *cobra.Command {
+	var (
+		file     string
+		allowURL []string
+	)
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE|-",
+		Short: "Check a policy ConfigMap or policy file offline, with the control plane's own parser",
+		Long: `Check a policy ConfigMap manifest (or a bare {policies: [...]} file) with exactly
+the code the control plane runs. Prints one line per problem and exits 1 when
+any policy is invalid. References to Services are not checked (that needs the
+cluster); the control plane reports them as TargetMissing events.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var (
+				data []byte
+				err  error
+				name = filepath.Base(file)
+			)
+			if file == "-" {
+				data, err = io.ReadAll(cmd.InOrStdin())
+				name = "stdin"
+			} else {
+				data, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return fmt.Errorf("read policies: %w", err)
+			}
+			policies, problems := translator.ParseConfigMapFile(name, data, translator.ParseOptions{AllowedURLHosts: allowURL})
+			out := cmd.OutOrStdout()
+			errorCount := 0
+			for _, p := range problems {
+				level := "error"
+				if p.Warning {
+					level = "warning"
+				} else {
+					errorCount++
+				}
+				fmt.Fprintf(out, "%s: %s\n", level, p.Error())
+			}
+			for _, p := range policies {
+				fmt.Fprintf(out, "policy %q/%q valid (configmap %q key %q)\n", p.Namespace, p.Name, p.Source.ConfigMap, p.Source.Key)
+			}
+			if errorCount > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d problem(s) in %s", errorCount, file)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "file holding the ConfigMap or policies, - for stdin (required)")
+	cmd.Flags().StringArrayVar(&allowURL, "allow-url-target", nil, "URL target host patterns to allow, as for serve")
+	_ = cmd.MarkFlagRequired("filename")
+	return cmd
+}

@@ -1,0 +1,161 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shadowplane/shadowplane/integration/harness"
+)
+
+// mirrorFixture is one namespace with a sidecar-fronted Service "entrance"
+// (primary app on 127.0.0.1) and a shadow Service "entrance-shadow" whose
+// EndpointSlice points at the shadow backend, served by a fresh control plane
+// and a real Envoy.
+type mirrorFixture struct {
+	t       *testing.T
+	ctx     context.Context
+	ns      string
+	cp      *harness.ControlPlane
+	primary *harness.Backend
+	shadow  *harness.Backend
+	sidecar *harness.Sidecar
+	client  *http.Client
+	delta   bool
+}
+
+type fixtureOptions struct {
+	delta           bool
+	allowedURLHosts []string
+}
+
+func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
+	t.Helper()
+	e := env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	f := &mirrorFixture{t: t, ctx: ctx, delta: o.delta, client: harness.NewKeepAliveClient(32)}
+	f.ns = newNamespace(t, ctx)
+
+	var err error
+	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.primary.Stop)
+	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.shadow.Stop)
+
+	listenPort, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := e.kube
+	must(t, kube.ApplyService(ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
+	must(t, kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
+	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
+
+	if f.cp, err = harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{
+		Namespaces:      []string{f.ns},
+		AllowedURLHosts: o.allowedURLHosts,
+		Logger:          testLogger(t),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.cp.Stop(); err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+
+	f.sidecar, err = harness.StartSidecar(ctx, harness.SidecarOptions{
+		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
+		XDSAddress: f.cp.XDSAddr.String(),
+		NodeID:     "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
+		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
+		Delta: o.delta,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("envoy log tail:\n%s", f.sidecar.LogTail(40))
+		}
+		f.sidecar.Stop()
+	})
+	return f
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// policyYAML renders the standard test policy: copy percent of entrance:http
+// to entrance-shadow, with an optional match block (YAML, indented 2).
+func policyYAML(percent string, match string) string {
+	var b strings.Builder
+	b.WriteString("policies:\n- name: entrance-to-staging\n  service: entrance\n  port: http\n")
+	if match != "" {
+		b.WriteString("  match:\n")
+		for _, line := range strings.Split(strings.TrimRight(match, "\n"), "\n") {
+			b.WriteString("    " + line + "\n")
+		}
+	}
+	fmt.Fprintf(&b, "  mirrors:\n  - service: entrance-shadow\n    port: http\n    name: staging\n    percent: %s\n", percent)
+	return b.String()
+}
+
+// runtimeKey is the key of the standard policy's only mirror.
+func (f *mirrorFixture) runtimeKey() string {
+	return "shadowplane." + f.ns + ".entrance-to-staging.staging"
+}
+
+// applyPolicy writes the policy ConfigMap.
+func (f *mirrorFixture) applyPolicy(yaml string) {
+	f.t.Helper()
+	must(f.t, env(f.t).kube.ApplyPolicyConfigMap(f.ctx, f.ns, "mirror-policies", "policies.yaml", yaml))
+}
+
+// waitRuntime waits until Envoy's /runtime holds the share ppm (parts per
+// million) for key.
+func (f *mirrorFixture) waitRuntime(key string, ppm uint32) {
+	f.t.Helper()
+	var last string
+	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
+		v, ok, err := f.sidecar.RuntimeValue(f.ctx, key)
+		last = v
+		return ok && harness.RuntimeShareIs(v, ppm), err
+	})
+	if err != nil {
+		f.t.Fatalf("envoy runtime %s never became %d ppm (last %q): %v", key, ppm, last, err)
+	}
+}
+
+// waitRouteMirrors waits until Envoy's active route config has n mirror
+// policies in total, i.e. the routes the control plane sent are in force.
+func (f *mirrorFixture) waitRouteMirrors(n int) {
+	f.t.Helper()
+	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
+		dump, err := f.sidecar.ConfigDump(f.ctx, "dynamic_route_configs")
+		if err != nil {
+			return false, err
+		}
+		return strings.Count(string(dump), `"runtime_key"`) == n, nil
+	})
+	if err != nil {
+		f.t.Fatalf("route config never had %d mirror policies: %v", n, err)
+	}
+}
+
+func (f *mirrorFixture) get(ctx context.Context, path string) *http.Request {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.sidecar.URL+path, nil)
+	return req
+}

@@ -1,0 +1,237 @@
+package harness
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request is what a backend saw of one request.
+type Request struct {
+	Method     string
+	Path       string
+	RawQuery   string
+	Host       string
+	Header     http.Header
+	BodySHA256 string
+	BodyLen    int64
+	BodyErr    string // set when reading the body failed (e.g. a truncated copy)
+	At         time.Time
+}
+
+// Behaviour is how a backend answers.
+type Behaviour int32
+
+const (
+	// Answer at once with 200.
+	Answer Behaviour = iota
+	// Delay answers after the backend's Delay.
+	Delay
+	// Hang accepts requests and never answers (until the backend stops).
+	Hang
+)
+
+// Backend is an HTTP server on a local address that records every request.
+type Backend struct {
+	Name string
+	Addr string // host:port
+	Host string
+	Port int32
+
+	behaviour atomic.Int32
+	delay     atomic.Int64
+	server    *http.Server
+	listener  net.Listener
+	stopping  chan struct{}
+
+	mu       sync.Mutex
+	requests []Request
+}
+
+// StartBackend listens on host:0 and serves until Stop.
+func StartBackend(name, host string) (*Backend, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", name, err)
+	}
+	b := &Backend{Name: name, Addr: l.Addr().String(), Host: host, Port: int32(l.Addr().(*net.TCPAddr).Port), listener: l, stopping: make(chan struct{})}
+	b.server = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = b.server.Serve(l) }()
+	return b, nil
+}
+
+// SetBehaviour switches how the backend answers from now on.
+func (b *Backend) SetBehaviour(behaviour Behaviour, delay time.Duration) {
+	b.delay.Store(int64(delay))
+	b.behaviour.Store(int32(behaviour))
+}
+
+func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
+	h := sha256.New()
+	n, err := io.Copy(h, r.Body)
+	rec := Request{
+		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
+		Header: r.Header.Clone(), BodySHA256: hex.EncodeToString(h.Sum(nil)), BodyLen: n, At: time.Now(),
+	}
+	if err != nil {
+		rec.BodyErr = err.Error()
+	}
+	b.mu.Lock()
+	b.requests = append(b.requests, rec)
+	b.mu.Unlock()
+
+	switch Behaviour(b.behaviour.Load()) {
+	case Delay:
+		select {
+		case <-time.After(time.Duration(b.delay.Load())):
+		case <-b.stopping:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	case Hang:
+		select {
+		case <-b.stopping:
+		case <-r.Context().Done():
+		}
+		return
+	}
+	w.Header().Set("x-backend", b.Name)
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, b.Name+"\n")
+}
+
+// Requests returns a copy of everything recorded so far.
+func (b *Backend) Requests() []Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Request(nil), b.requests...)
+}
+
+// Count returns how many requests the backend has seen.
+func (b *Backend) Count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.requests)
+}
+
+// CountWhere counts the recorded requests for which match holds.
+func (b *Backend) CountWhere(match func(Request) bool) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, r := range b.requests {
+		if match(r) {
+			n++
+		}
+	}
+	return n
+}
+
+// Reset forgets the recorded requests.
+func (b *Backend) Reset() {
+	b.mu.Lock()
+	b.requests = nil
+	b.mu.Unlock()
+}
+
+// WaitCount waits until the backend has seen at least n requests, then for
+// settle more with no new request (copies trail their originals), and
+// returns the final count.
+func (b *Backend) WaitCount(ctx context.Context, n int, settle time.Duration) int {
+	last, lastChange := -1, time.Now()
+	for {
+		c := b.Count()
+		if c != last {
+			last, lastChange = c, time.Now()
+		}
+		if c >= n && time.Since(lastChange) >= settle {
+			return c
+		}
+		select {
+		case <-ctx.Done():
+			return c
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Stop closes the backend, ending hung requests.
+func (b *Backend) Stop() {
+	select {
+	case <-b.stopping:
+		return
+	default:
+	}
+	close(b.stopping)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.server.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		_ = b.server.Close()
+	}
+	_ = b.server.Close()
+}
+
+// ClosedPort returns host:port of a port on host that refuses connections:
+// it binds one and closes it at once.
+func ClosedPort(host string) (int32, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return int32(port), nil
+}
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort() (uint32, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return uint32(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// EndpointHost is the address test backends behind a Kubernetes Service bind
+// to. kube-apiserver rejects loopback addresses in EndpointSlices, so these
+// backends use the machine's own non-loopback IPv4 address instead of
+// 127.0.0.1; packets to it are delivered locally and never leave the host.
+// SHADOWPLANE_ENDPOINT_IP overrides the choice.
+func EndpointHost() (string, error) {
+	if ip := strings.TrimSpace(os.Getenv("SHADOWPLANE_ENDPOINT_IP")); ip != "" {
+		return ip, nil
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipnet, ok := a.(*net.IPNet)
+			if !ok || ipnet.IP.To4() == nil || ipnet.IP.IsLoopback() || ipnet.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			return ipnet.IP.String(), nil
+		}
+	}
+	return "", errors.New("no non-loopback IPv4 address on this machine for EndpointSlice backends (kube-apiserver rejects 127.0.0.0/8); set SHADOWPLANE_ENDPOINT_IP")
+}

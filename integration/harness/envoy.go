@@ -1,0 +1,261 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Envoy is a running Envoy process with its admin interface on loopback.
+type Envoy struct {
+	AdminAddr string // 127.0.0.1:port
+	LogPath   string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	client    *http.Client
+}
+
+// StartEnvoy runs the Envoy binary with a bootstrap file and waits until its
+// admin interface answers (not until it is /ready: that needs the control
+// plane's first config).
+func StartEnvoy(ctx context.Context, envoyPath, bootstrapPath string, adminPort uint32, dir string) (*Envoy, error) {
+	logPath := filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(envoyPath,
+		"-c", bootstrapPath,
+		"--disable-hot-restart", // several Envoys on one machine must not share memory
+		"--log-level", "info",
+		"--component-log-level", "upstream:info,config:debug",
+		"--drain-time-s", "1",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Own process group, so a killed test leaves no Envoy behind via ^C.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start envoy: %w", err)
+	}
+	e := &Envoy{
+		AdminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		LogPath:   logPath,
+		cmd:       cmd,
+		done:      make(chan struct{}),
+		client:    &http.Client{Timeout: 5 * time.Second},
+	}
+	go func() { _ = cmd.Wait(); logFile.Close(); close(e.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := e.Get(ctx, "/server_info"); err == nil {
+			return e, nil
+		}
+		select {
+		case <-e.done:
+			return nil, fmt.Errorf("envoy exited at start: %s", e.LogTail(30))
+		case <-ctx.Done():
+			e.Stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			e.Stop()
+			return nil, fmt.Errorf("envoy admin did not answer in 30s: %s", e.LogTail(30))
+		}
+	}
+}
+
+// PID is the Envoy process id.
+func (e *Envoy) PID() int { return e.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (e *Envoy) Exited() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop ends Envoy (SIGTERM, then SIGKILL after 5 s).
+func (e *Envoy) Stop() {
+	if e.Exited() {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(5 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-e.done
+	}
+}
+
+// LogTail returns the last n lines of Envoy's log.
+func (e *Envoy) LogTail(n int) string {
+	data, _ := os.ReadFile(e.LogPath)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Get fetches an admin path.
+func (e *Envoy) Get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.AdminAddr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return body, fmt.Errorf("envoy admin %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// WaitReady waits for /ready to answer LIVE (all initial config applied).
+func (e *Envoy) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		body, err := e.Get(ctx, "/ready")
+		if err == nil && strings.TrimSpace(string(body)) == "LIVE" {
+			return nil
+		}
+		if e.Exited() {
+			return fmt.Errorf("envoy exited: %s", e.LogTail(30))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("envoy not ready after %s (last: %q %v): %s", timeout, body, err, e.LogTail(30))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stats returns counters and gauges whose names match the regex filter.
+func (e *Envoy) Stats(ctx context.Context, filter string) (map[string]uint64, error) {
+	body, err := e.Get(ctx, "/stats?format=json&filter="+url.QueryEscape(filter))
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Stats []struct {
+			Name  string          `json:"name"`
+			Value json.RawMessage `json:"value"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("decode stats: %w", err)
+	}
+	out := map[string]uint64{}
+	for _, s := range doc.Stats {
+		if s.Name == "" || len(s.Value) == 0 {
+			continue // histograms come as a separate object
+		}
+		var v uint64
+		if err := json.Unmarshal(s.Value, &v); err == nil {
+			out[s.Name] = v
+		}
+	}
+	return out, nil
+}
+
+// Stat returns one counter or gauge (0 when Envoy has not created it).
+func (e *Envoy) Stat(ctx context.Context, name string) (uint64, error) {
+	stats, err := e.Stats(ctx, "^"+regexp.QuoteMeta(name)+"$")
+	if err != nil {
+		return 0, err
+	}
+	return stats[name], nil
+}
+
+// RuntimeValue returns the final value of a runtime key from /runtime, and
+// whether the key exists.
+func (e *Envoy) RuntimeValue(ctx context.Context, key string) (string, bool, error) {
+	body, err := e.Get(ctx, "/runtime")
+	if err != nil {
+		return "", false, err
+	}
+	var doc struct {
+		Entries map[string]struct {
+			FinalValue string `json:"final_value"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", false, fmt.Errorf("decode runtime: %w", err)
+	}
+	entry, ok := doc.Entries[key]
+	return entry.FinalValue, ok, nil
+}
+
+// ClusterHosts returns the addresses (host:port) Envoy has for a cluster in
+// /clusters?format=json.
+func (e *Envoy) ClusterHosts(ctx context.Context, cluster string) ([]string, error) {
+	body, err := e.Get(ctx, "/clusters?format=json")
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		ClusterStatuses []struct {
+			Name         string `json:"name"`
+			HostStatuses []struct {
+				Address struct {
+					SocketAddress struct {
+						Address   string `json:"address"`
+						PortValue int    `json:"port_value"`
+					} `json:"socket_address"`
+				} `json:"address"`
+			} `json:"host_statuses"`
+		} `json:"cluster_statuses"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("decode clusters: %w", err)
+	}
+	for _, c := range doc.ClusterStatuses {
+		if c.Name != cluster {
+			continue
+		}
+		hosts := []string{}
+		for _, h := range c.HostStatuses {
+			hosts = append(hosts, fmt.Sprintf("%s:%d", h.Address.SocketAddress.Address, h.Address.SocketAddress.PortValue))
+		}
+		return hosts, nil
+	}
+	return nil, errors.New("cluster " + cluster + " not found in envoy")
+}
+
+// ConfigDump returns /config_dump, optionally for one resource kind, e.g.
+// "dynamic_route_configs".
+func (e *Envoy) ConfigDump(ctx context.Context, resource string) ([]byte, error) {
+	path := "/config_dump"
+	if resource != "" {
+		path += "?resource=" + resource
+	}
+	return e.Get(ctx, path)
+}

@@ -1,0 +1,198 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shadowplane/shadowplane/internal/controlplane"
+)
+
+// ControlPlane is an in-process shadowplane control plane (the same wiring
+// as `shadowplane serve`) on loopback ports.
+type ControlPlane struct {
+	*controlplane.ControlPlane
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// ControlPlaneOptions tune a test control plane.
+type ControlPlaneOptions struct {
+	Namespaces      []string
+	AllowedURLHosts []string
+	Logger          hclog.Logger
+}
+
+// StartControlPlane starts the control plane against kube and waits until
+// it is ready.
+func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (*ControlPlane, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Info, Output: os.Stderr})
+	}
+	cp, err := controlplane.New(controlplane.Config{
+		Client:          kube.Client,
+		Namespaces:      o.Namespaces,
+		XDSAddress:      "127.0.0.1:0",
+		HTTPAddress:     "127.0.0.1:0",
+		AllowedURLHosts: o.AllowedURLHosts,
+		Logger:          logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c := &ControlPlane{ControlPlane: cp, cancel: cancel, done: make(chan error, 1)}
+	go func() { c.done <- cp.Run(runCtx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cp.Ready() {
+		select {
+		case err := <-c.done:
+			return nil, fmt.Errorf("control plane stopped at start: %w", err)
+		case <-ctx.Done():
+			c.Stop()
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.Stop()
+			return nil, fmt.Errorf("control plane not ready after 30s")
+		}
+	}
+	return c, nil
+}
+
+// HTTPURL is the base URL of the control plane's HTTP endpoints.
+func (c *ControlPlane) HTTPURL() string { return "http://" + c.HTTPAddr.String() }
+
+// Stop stops the control plane and returns what Run returned.
+func (c *ControlPlane) Stop() error {
+	c.cancel()
+	select {
+	case err := <-c.done:
+		return err
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("control plane did not stop in 15s")
+	}
+}
+
+// BuildShadowplane builds the shadowplane command into dir and returns its
+// path; tests render sidecar bootstraps with it, as operators do.
+func BuildShadowplane(repoRoot, dir string) (string, error) {
+	out := filepath.Join(dir, "shadowplane")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/shadowplane")
+	cmd.Dir = repoRoot
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/shadowplane: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// SidecarOptions describe one Envoy sidecar.
+type SidecarOptions struct {
+	Shadowplane string // path of the shadowplane binary
+	Envoy       string // path of the envoy binary
+	Dir         string // for bootstrap and log files
+	XDSAddress  string // control plane gRPC address
+	NodeID      string
+	Namespace   string
+	Service     string
+	ListenPort  uint32
+	AppPort     uint32
+	Delta       bool
+}
+
+// Sidecar is a running Envoy started from `shadowplane bootstrap` output.
+type Sidecar struct {
+	*Envoy
+	ListenPort uint32
+	URL        string // http://127.0.0.1:<listen>
+}
+
+// StartSidecar renders the bootstrap with the shadowplane command, starts
+// Envoy with it and waits until Envoy has its first config.
+func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
+	adminPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	bootstrapPath := filepath.Join(o.Dir, fmt.Sprintf("bootstrap-%s.yaml", o.NodeID))
+	args := []string{"bootstrap",
+		"--node-id", o.NodeID,
+		"--namespace", o.Namespace,
+		"--service", o.Service,
+		"--ports", fmt.Sprintf("%d:%d", o.ListenPort, o.AppPort),
+		"--listen-address", "127.0.0.1",
+		"--xds-address", o.XDSAddress,
+		"--admin-port", strconv.Itoa(int(adminPort)),
+		"-o", bootstrapPath,
+	}
+	if o.Delta {
+		args = append(args, "--delta")
+	}
+	if out, err := exec.CommandContext(ctx, o.Shadowplane, args...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("shadowplane bootstrap: %w\n%s", err, out)
+	}
+	e, err := StartEnvoy(ctx, o.Envoy, bootstrapPath, adminPort, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.WaitReady(ctx, 30*time.Second); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	return &Sidecar{Envoy: e, ListenPort: o.ListenPort, URL: fmt.Sprintf("http://127.0.0.1:%d", o.ListenPort)}, nil
+}
+
+// WaitUntil polls cond every 10 ms until it returns true or timeout passes.
+func WaitUntil(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			if lastErr != nil {
+				return fmt.Errorf("timed out after %s: %w", timeout, lastErr)
+			}
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// GetJSON fetches url and returns the body, for control-plane endpoints.
+func GetJSON(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	buf, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return buf, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return buf, nil
+}

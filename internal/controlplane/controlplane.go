@@ -1,0 +1,167 @@
+// Package controlplane wires the watcher, the translator and the xDS server
+// into the running control plane. `shadowplane serve` and the integration
+// tests both start it through Run, so the tests exercise the shipped wiring.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/watcher"
+	"github.com/shadowplane/shadowplane/xds"
+)
+
+// Config is everything `shadowplane serve` needs.
+type Config struct {
+	Client          kubernetes.Interface
+	Namespaces      []string
+	XDSAddress      string // gRPC ADS listen address, e.g. ":18000"
+	HTTPAddress     string // health, metrics, debug, e.g. ":9090"
+	AllowedURLHosts []string
+	Debounce        time.Duration
+	MaxDelay        time.Duration
+	Logger          hclog.Logger
+}
+
+// ControlPlane is a started control plane.
+type ControlPlane struct {
+	XDS      *xds.Server
+	Watcher  *watcher.Watcher
+	XDSAddr  net.Addr
+	HTTPAddr net.Addr
+	Registry *prometheus.Registry
+
+	xdsListener  net.Listener
+	httpListener net.Listener
+	grpcServer   *grpc.Server
+	httpServer   *http.Server
+	firstWorld   atomic.Bool
+}
+
+// New binds the listeners and builds the parts, without serving yet, so a
+// caller learns the bound addresses (port 0) before Run.
+func New(cfg Config) (*ControlPlane, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cp := &ControlPlane{Registry: registry}
+	cp.XDS = xds.New(xds.Options{
+		Logger:   cfg.Logger.Named("xds"),
+		Registry: registry,
+		Gatherer: registry,
+	})
+	w, err := watcher.New(watcher.Options{
+		Client:       cfg.Client,
+		Namespaces:   cfg.Namespaces,
+		Debounce:     cfg.Debounce,
+		MaxDelay:     cfg.MaxDelay,
+		ParseOptions: translator.ParseOptions{AllowedURLHosts: cfg.AllowedURLHosts},
+		Logger:       cfg.Logger.Named("watcher"),
+		Registry:     registry,
+		OnWorld: func(world *translator.World) {
+			cp.XDS.SetWorld(world)
+			cp.firstWorld.Store(true)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watcher: %w", err)
+	}
+	cp.Watcher = w
+
+	if cp.xdsListener, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
+		return nil, fmt.Errorf("listen for xDS on %s: %w", cfg.XDSAddress, err)
+	}
+	if cp.httpListener, err = net.Listen("tcp", cfg.HTTPAddress); err != nil {
+		cp.xdsListener.Close()
+		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddress, err)
+	}
+	cp.XDSAddr, cp.HTTPAddr = cp.xdsListener.Addr(), cp.httpListener.Addr()
+
+	cp.grpcServer = grpc.NewServer(
+		// Many sidecars hold one long stream each; let them all in and
+		// notice dead peers.
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+	)
+	cp.XDS.Register(cp.grpcServer)
+	cp.httpServer = &http.Server{
+		Handler:           cp.XDS.HTTPHandler(cp.Ready),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return cp, nil
+}
+
+// Ready is true once the informers synced and the first snapshot input was
+// handed to the xDS server.
+func (cp *ControlPlane) Ready() bool {
+	return cp.Watcher.Synced() && cp.firstWorld.Load()
+}
+
+// Run serves until ctx is done or a part fails.
+func (cp *ControlPlane) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 4)
+	go func() { errs <- cp.XDS.Run(ctx) }()
+	go func() { errs <- wrap("watcher", cp.Watcher.Run(ctx)) }()
+	go func() { errs <- wrap("xds grpc server", cp.grpcServer.Serve(cp.xdsListener)) }()
+	go func() {
+		err := cp.httpServer.Serve(cp.httpListener)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errs <- wrap("http server", err)
+	}()
+
+	// A part that ends without error (e.g. on ctx) does not stop the
+	// others; the first failure does.
+	var first error
+wait:
+	for running := 4; running > 0; running-- {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err := <-errs:
+			if err != nil {
+				first = err
+				break wait
+			}
+		}
+	}
+	cancel()
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = cp.httpServer.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { cp.grpcServer.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		cp.grpcServer.Stop()
+	}
+	return first
+}
+
+func wrap(what string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
