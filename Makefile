@@ -78,7 +78,7 @@ fuzz:
 
 ## demo: local API server, control plane, real Envoy sidecar, backends; live mirroring
 demo: tools build
-	$(GO) run ./integration/cmd/demo
+	$(GO) run ./integration/cmd/demo $(if $(HOLD),-hold)
 
 bench: bench-propagation bench-isolation
 

@@ -84,6 +84,8 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
+			stats, _ := f.sidecar.Stats(context.Background(), `^cluster\.shadow.*\.(upstream_rq_total|upstream_rq_completed|upstream_cx_connect_fail|upstream_rq_pending_overflow|upstream_rq_timeout|upstream_cx_total|upstream_rq_2xx|membership_healthy|upstream_cx_none_healthy)$`)
+			t.Logf("shadow cluster stats: %v", stats)
 			t.Logf("envoy log tail:\n%s", f.sidecar.LogTail(40))
 		}
 		f.sidecar.Stop()
@@ -136,6 +138,35 @@ func (f *mirrorFixture) waitRuntime(key string, ppm uint32) {
 	})
 	if err != nil {
 		f.t.Fatalf("envoy runtime %s never became %d ppm (last %q): %v", key, ppm, last, err)
+	}
+}
+
+// shadowCluster is the Envoy cluster of the standard shadow Service.
+func (f *mirrorFixture) shadowCluster() string {
+	return "shadow|" + f.ns + "|entrance-shadow|8080"
+}
+
+// waitApplied waits until Envoy runs the standard policy at ppm: the runtime
+// value is in and the shadow cluster has its endpoint. (A new shadow cluster
+// warms while its EDS arrives; copies sent before that find no cluster and
+// are dropped, so tests that count copies wait for it.)
+func (f *mirrorFixture) waitApplied(ppm uint32) {
+	f.t.Helper()
+	f.waitRuntime(f.runtimeKey(), ppm)
+	f.waitClusterHosts(f.shadowCluster(), 1)
+}
+
+// waitClusterHosts waits until Envoy has n hosts in cluster.
+func (f *mirrorFixture) waitClusterHosts(cluster string, n int) {
+	f.t.Helper()
+	var last []string
+	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
+		hosts, err := f.sidecar.ClusterHosts(f.ctx, cluster)
+		last = hosts
+		return len(hosts) == n, err
+	})
+	if err != nil {
+		f.t.Fatalf("envoy cluster %s never had %d hosts (last %v): %v", cluster, n, last, err)
 	}
 }
 

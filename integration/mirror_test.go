@@ -27,7 +27,7 @@ func TestMirrorAll(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			f := newMirrorFixture(t, fixtureOptions{delta: mode.delta})
 			f.applyPolicy(policyYAML("100", ""))
-			f.waitRuntime(f.runtimeKey(), 1_000_000)
+			f.waitApplied(1_000_000)
 
 			const n = 200
 			methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}
@@ -52,7 +52,17 @@ func TestMirrorAll(t *testing.T) {
 				t.Errorf("primary got %d requests, want %d", got, n)
 			}
 			if got := f.shadow.WaitCount(f.ctx, n, 300*time.Millisecond); got != n {
-				t.Fatalf("shadow got %d copies, want %d", got, n)
+				seen := map[string]bool{}
+				for _, r := range f.shadow.Requests() {
+					seen[r.Header.Get("x-request-seq")] = true
+				}
+				var missing []string
+				for i := 0; i < n; i++ {
+					if !seen[fmt.Sprint(i)] {
+						missing = append(missing, fmt.Sprint(i))
+					}
+				}
+				t.Fatalf("shadow got %d copies, want %d; missing seq %v", got, n, missing)
 			}
 
 			primaryBySeq := map[string]harness.Request{}
@@ -107,7 +117,7 @@ func TestMirrorShare(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			f := newMirrorFixture(t, fixtureOptions{delta: mode.delta})
 			f.applyPolicy(policyYAML("25", ""))
-			f.waitRuntime(f.runtimeKey(), 250_000)
+			f.waitApplied(250_000)
 
 			const n = 4000
 			res := harness.SendN(f.ctx, f.client, n, 16, func(ctx context.Context, i int) *http.Request {
@@ -136,7 +146,7 @@ func TestMirrorMatch(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			f := newMirrorFixture(t, fixtureOptions{delta: mode.delta})
 			f.applyPolicy(policyYAML("100", "pathPrefix: /entrance/\nmethods: [GET, POST]\nheaders:\n- {name: x-tenant, exact: beta}\n"))
-			f.waitRuntime(f.runtimeKey(), 1_000_000)
+			f.waitApplied(1_000_000)
 			f.waitRouteMirrors(1)
 
 			type variant struct {

@@ -145,17 +145,19 @@ func (b *Backend) Reset() {
 	b.mu.Unlock()
 }
 
-// WaitCount waits until the backend has seen at least n requests, then for
-// settle more with no new request (copies trail their originals), and
-// returns the final count.
+// WaitCount waits until the backend has seen at least n requests and then
+// settle more with no new one (copies trail their originals), or until no
+// request has arrived for idle; it returns the final count.
 func (b *Backend) WaitCount(ctx context.Context, n int, settle time.Duration) int {
+	const idle = 3 * time.Second
 	last, lastChange := -1, time.Now()
 	for {
 		c := b.Count()
 		if c != last {
 			last, lastChange = c, time.Now()
 		}
-		if c >= n && time.Since(lastChange) >= settle {
+		quiet := time.Since(lastChange)
+		if (c >= n && quiet >= settle) || quiet >= idle {
 			return c
 		}
 		select {

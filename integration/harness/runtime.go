@@ -1,20 +1,36 @@
 package harness
 
 import (
-	"encoding/json"
+	"regexp"
 	"strconv"
 )
 
-// RuntimeShareIs reports whether a runtime final_value from Envoy's /runtime
-// holds the share ppm (parts per million).
+// Envoy's /runtime shows a Struct runtime value as protobuf debug text, e.g.
+//
+//	fields { key: "denominator" value { string_value: "MILLION" } }
+//	fields { key: "numerator" value { number_value: 250000 } }
+var (
+	runtimeNumerator   = regexp.MustCompile(`key:\s*"numerator"\s*value\s*\{\s*number_value:\s*([0-9.eE+-]+)`)
+	runtimeDenominator = regexp.MustCompile(`key:\s*"denominator"\s*value\s*\{\s*string_value:\s*"([A-Z_]+)"`)
+)
+
+// RuntimeShare decodes a fractional-percent runtime value from Envoy's
+// /runtime into parts per million.
+func RuntimeShare(finalValue string) (uint32, bool) {
+	num := runtimeNumerator.FindStringSubmatch(finalValue)
+	den := runtimeDenominator.FindStringSubmatch(finalValue)
+	if num == nil || den == nil || den[1] != "MILLION" {
+		return 0, false
+	}
+	n, err := strconv.ParseFloat(num[1], 64)
+	if err != nil || n < 0 || n > 1e6 {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// RuntimeShareIs reports whether a runtime final_value holds the share ppm.
 func RuntimeShareIs(finalValue string, ppm uint32) bool {
-	var fraction struct {
-		Numerator   json.Number `json:"numerator"`
-		Denominator string      `json:"denominator"`
-	}
-	if err := json.Unmarshal([]byte(finalValue), &fraction); err == nil && fraction.Numerator != "" {
-		n, err := strconv.ParseUint(fraction.Numerator.String(), 10, 32)
-		return err == nil && fraction.Denominator == "MILLION" && uint32(n) == ppm
-	}
-	return false
+	got, ok := RuntimeShare(finalValue)
+	return ok && got == ppm
 }

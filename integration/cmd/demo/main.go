@@ -1,0 +1,205 @@
+// Command demo runs shadowplane end to end on this machine: a real
+// kube-apiserver with etcd, the shadowplane control plane (the real binary),
+// a primary and a shadow backend, and a real Envoy sidecar. It applies a
+// mirror policy, sends traffic, prints what each backend got, changes the
+// percentage live and prints again. Everything stops on exit or Ctrl-C.
+//
+//	make demo            # scripted run
+//	make demo HOLD=1     # then keep running for your own kubectl/curl
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/internal/testtools"
+)
+
+func main() {
+	hold := flag.Bool("hold", os.Getenv("HOLD") != "", "keep everything running after the script until Ctrl-C")
+	rate := flag.Int("rate", 200, "requests per second sent through the sidecar")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *hold, *rate); err != nil && ctx.Err() == nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n\033[1m==> "+format+"\033[0m\n", args...)
+}
+
+func run(ctx context.Context, hold bool, rate int) error {
+	root := testtools.RepoRoot()
+	bin := testtools.BinDir()
+	dir := filepath.Join(root, ".demo")
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+
+	step("starting kube-apiserver and etcd (real binaries from .tools/bin)")
+	kube, err := harness.StartKube(bin, dir)
+	if err != nil {
+		return err
+	}
+	defer kube.Stop()
+	fmt.Printf("    API server %s, kubeconfig %s\n", kube.Config.Host, kube.KubeconfigPath)
+
+	endpointHost, err := harness.EndpointHost()
+	if err != nil {
+		return err
+	}
+	primary, err := harness.StartBackend("primary", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	defer primary.Stop()
+	shadow, err := harness.StartBackend("shadow", endpointHost)
+	if err != nil {
+		return err
+	}
+	defer shadow.Stop()
+	listenPort, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	step("backends: primary app on %s, shadow (test environment) on %s", primary.Addr, shadow.Addr)
+
+	step("creating Service entrance (targetPort = Envoy %d) and Service staging/entrance with an EndpointSlice", listenPort)
+	for _, ns := range []string{"demo", "staging"} {
+		if err := kube.EnsureNamespace(ctx, ns); err != nil {
+			return err
+		}
+	}
+	if err := kube.ApplyService(ctx, "demo", "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}); err != nil {
+		return err
+	}
+	if err := kube.ApplyService(ctx, "staging", "entrance", harness.ServicePort{Name: "http", Port: 8080, TargetPort: shadow.Port}); err != nil {
+		return err
+	}
+	if err := kube.ApplyEndpointSlice(ctx, "staging", "entrance", "http", shadow.Port, harness.SliceEndpoint{Address: endpointHost, Ready: true}); err != nil {
+		return err
+	}
+
+	xdsPort, _ := harness.FreePort()
+	httpPort, _ := harness.FreePort()
+	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d)", xdsPort, httpPort)
+	cpLog, err := os.Create(filepath.Join(dir, "shadowplane.log"))
+	if err != nil {
+		return err
+	}
+	defer cpLog.Close()
+	cp := exec.Command(filepath.Join(root, "bin", "shadowplane"), "serve",
+		"--kubeconfig", kube.KubeconfigPath,
+		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	cp.Stdout, cp.Stderr = cpLog, cpLog
+	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cp.Start(); err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	defer func() { _ = cp.Process.Signal(syscall.SIGTERM); _ = cp.Wait() }()
+	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
+		_, err := harness.GetJSON(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort))
+		return err == nil, err
+	}); err != nil {
+		return fmt.Errorf("control plane not ready (log: %s): %w", cpLog.Name(), err)
+	}
+
+	step("starting a real Envoy sidecar from `shadowplane bootstrap` (listens :%d, app %s)", listenPort, primary.Addr)
+	sidecar, err := harness.StartSidecar(ctx, harness.SidecarOptions{
+		Shadowplane: filepath.Join(root, "bin", "shadowplane"), Envoy: filepath.Join(bin, "envoy"), Dir: dir,
+		XDSAddress: fmt.Sprintf("127.0.0.1:%d", xdsPort), NodeID: "entrance-demo-0",
+		Namespace: "demo", Service: "entrance", ListenPort: listenPort, AppPort: uint32(primary.Port),
+	})
+	if err != nil {
+		return err
+	}
+	defer sidecar.Stop()
+	fmt.Printf("    Envoy admin http://%s, log %s\n", sidecar.AdminAddr, sidecar.LogPath)
+
+	policy := func(percent string) string {
+		return `policies:
+- name: entrance-to-staging
+  service: entrance
+  port: http
+  match:
+    pathPrefix: /entrance/
+  mirrors:
+  - service: entrance
+    namespace: staging
+    port: http
+    name: staging
+    percent: ` + percent + `
+  copyHeaders:
+    remove: [authorization, cookie]
+`
+	}
+	key := "shadowplane.demo.entrance-to-staging.staging"
+	client := harness.NewKeepAliveClient(32)
+	send := func(seconds int) {
+		primary.Reset()
+		shadow.Reset()
+		res := harness.RunAtRate(ctx, client, rate, time.Duration(seconds)*time.Second, func(ctx context.Context, i int) *http.Request {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/entrance/%d", sidecar.URL, i), nil)
+			req.Header.Set("authorization", "Bearer production-secret")
+			return req
+		})
+		time.Sleep(300 * time.Millisecond) // copies trail their originals
+		fmt.Printf("    sent %d requests: %d errors, primary got %d, shadow got %d copies (%.1f %%), p99 %s\n",
+			len(res.All), res.Errors(), primary.Count(), shadow.Count(),
+			100*float64(shadow.Count())/float64(max(1, primary.Count())), res.Percentile(99).Round(10*time.Microsecond))
+		if reqs := shadow.Requests(); len(reqs) > 0 {
+			fmt.Printf("    a copy's headers: authorization=%q x-shadowplane-copy=%q\n", reqs[0].Header.Get("authorization"), reqs[0].Header.Get("x-shadowplane-copy"))
+		}
+	}
+
+	for _, percent := range []string{"10", "50", "0"} {
+		step("kubectl apply: policy entrance-to-staging at %s %%", percent)
+		start := time.Now()
+		if err := kube.ApplyPolicyConfigMap(ctx, "demo", "mirror-policies", "policies.yaml", policy(percent)); err != nil {
+			return err
+		}
+		ppm := map[string]uint32{"10": 100_000, "50": 500_000, "0": 0}[percent]
+		if err := harness.WaitUntil(ctx, 10*time.Second, func() (bool, error) {
+			v, _, err := sidecar.RuntimeValue(ctx, key)
+			return harness.RuntimeShareIs(v, ppm), err
+		}); err != nil {
+			return fmt.Errorf("envoy never applied %s %%: %w", percent, err)
+		}
+		v, _, _ := sidecar.RuntimeValue(ctx, key)
+		fmt.Printf("    Envoy /runtime %s = %s after %s (no restart, no drain)\n", key, v, time.Since(start).Round(time.Millisecond))
+		send(3)
+	}
+	stats, _ := sidecar.Stats(ctx, "listener_manager.listener_modified|listener_manager.total_listeners_draining|cluster_manager.cluster_modified|server.uptime")
+	step("Envoy stats after three live changes: %s", formatStats(stats))
+
+	if hold {
+		step("holding; try:  KUBECONFIG=%s kubectl -n demo edit configmap mirror-policies", kube.KubeconfigPath)
+		fmt.Printf("    curl %s/entrance/x    |  control plane: http://127.0.0.1:%d/debug/proxies   |  Ctrl-C to stop\n", sidecar.URL, httpPort)
+		<-ctx.Done()
+	}
+	step("stopping everything")
+	return nil
+}
+
+func formatStats(stats map[string]uint64) string {
+	var parts []string
+	for k, v := range stats {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	return strings.Join(parts, " ")
+}

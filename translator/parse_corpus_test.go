@@ -1,0 +1,105 @@
+package translator
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// corpusOptions are the control plane settings the corpus is written for.
+var corpusOptions = ParseOptions{AllowedURLHosts: []string{"10.16.0.0/16", "*.staging.example.com"}}
+
+// corpusWorld is the cluster the corpus is checked against: default/entrance
+// has one port, http (80), and default/entrance-shadow exists.
+func corpusWorld() *World {
+	return &World{Services: map[string]*Service{
+		"default/entrance": {Namespace: "default", Name: "entrance",
+			Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: 15001, Protocol: "TCP"}}},
+		"default/entrance-shadow": {Namespace: "default", Name: "entrance-shadow",
+			Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: 8080, Protocol: "TCP"}}},
+	}}
+}
+
+// TestInvalidCorpus parses every broken ConfigMap of testdata/invalid and
+// checks that it yields the error its first line announces and no valid
+// policy named entrance-to-staging.
+func TestInvalidCorpus(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 30 {
+		t.Fatalf("want at least 30 corpus files, found %d", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expect := corpusExpectation(t, data)
+			policies, errs := ParseConfigMapFile(filepath.Base(file), data, corpusOptions)
+			var valid []*Policy
+			for _, p := range policies {
+				refErrs := CheckReferences(p, corpusWorld())
+				errs = append(errs, refErrs...)
+				if !hasNonWarning(refErrs) {
+					valid = append(valid, p)
+				}
+			}
+			found := false
+			for _, e := range errs {
+				if e.Message == "" {
+					t.Errorf("error with empty message: %#v", e)
+				}
+				if !e.Warning && strings.Contains(e.Error(), expect) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no error contains %q; got:\n%s", expect, renderErrors(errs))
+			}
+			for _, p := range valid {
+				if p.Name == "entrance-to-staging" {
+					t.Errorf("policy entrance-to-staging parsed as valid: %+v", p)
+				}
+			}
+		})
+	}
+}
+
+// corpusExpectation reads "# expect: <substring>" from the first line.
+func corpusExpectation(t *testing.T, data []byte) string {
+	t.Helper()
+	first, _, _ := bufio.NewReader(bytes.NewReader(data)).ReadLine()
+	expect, ok := strings.CutPrefix(string(first), "# expect: ")
+	if !ok || strings.TrimSpace(expect) == "" {
+		t.Fatalf("first line must be \"# expect: <substring>\", got %q", first)
+	}
+	return expect
+}
+
+func hasNonWarning(errs []*PolicyError) bool {
+	for _, e := range errs {
+		if !e.Warning {
+			return true
+		}
+	}
+	return false
+}
+
+func renderErrors(errs []*PolicyError) string {
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString("  ")
+		if e.Warning {
+			b.WriteString("warning: ")
+		}
+		b.WriteString(e.Error())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,101 @@
+package watcher
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// debouncer coalesces bursts of changes: after the first change it fires
+// once the changes have been quiet for `quiet`, or once `maxDelay` has passed
+// since the first change, whichever comes first.
+type debouncer struct {
+	clock    clock.Clock
+	quiet    time.Duration
+	maxDelay time.Duration
+	// kick wakes the loop when a burst starts.
+	kick chan struct{}
+
+	mu      sync.Mutex
+	pending bool
+	first   time.Time // first change of the pending burst
+	last    time.Time // latest change of the pending burst
+}
+
+func newDebouncer(c clock.Clock, quiet, maxDelay time.Duration) *debouncer {
+	return &debouncer{clock: c, quiet: quiet, maxDelay: maxDelay, kick: make(chan struct{}, 1)}
+}
+
+// mark records a change. It never blocks.
+func (d *debouncer) mark() {
+	now := d.clock.Now()
+	d.mu.Lock()
+	if !d.pending {
+		d.pending = true
+		d.first = now
+	}
+	d.last = now
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reset forgets the pending burst; the caller is about to read the state
+// that burst changed anyway.
+func (d *debouncer) reset() {
+	d.mu.Lock()
+	d.pending = false
+	d.mu.Unlock()
+}
+
+// due returns how long to wait before the pending burst fires, or, when it
+// is due now, takes the burst and returns the time of its first change.
+func (d *debouncer) due() (pending bool, wait time.Duration, first time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.pending {
+		return false, 0, time.Time{}
+	}
+	deadline := d.last.Add(d.quiet)
+	if limit := d.first.Add(d.maxDelay); limit.Before(deadline) {
+		deadline = limit
+	}
+	if wait := deadline.Sub(d.clock.Now()); wait > 0 {
+		return true, wait, time.Time{}
+	}
+	d.pending = false
+	return true, 0, d.first
+}
+
+// run calls fire, from this goroutine only, for every burst until ctx is
+// done. fire gets the time of the burst's first change.
+func (d *debouncer) run(ctx context.Context, fire func(first time.Time)) {
+	for {
+		pending, wait, first := d.due()
+		switch {
+		case !pending:
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.kick:
+			}
+		case wait > 0:
+			// Changes during the wait only move the deadline later, so the
+			// timer need not be reset for them: when it fires, due()
+			// recomputes the deadline.
+			t := d.clock.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C():
+			}
+		default:
+			fire(first)
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package watcher
+
+import (
+	"testing"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+func TestFormatPercent(t *testing.T) {
+	tests := []struct {
+		ppm  uint32
+		want string
+	}{
+		{0, "0%"},
+		{1, "0.0001%"},
+		{10, "0.001%"},
+		{15000, "1.5%"},
+		{250000, "25%"},
+		{333333, "33.3333%"},
+		{1000000, "100%"},
+	}
+	for _, tt := range tests {
+		if got := formatPercent(tt.ppm); got != tt.want {
+			t.Errorf("formatPercent(%d) = %q, want %q", tt.ppm, got, tt.want)
+		}
+	}
+}
+
+func TestAppliedMessage(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy *translator.Policy
+		want   string
+	}{
+		{
+			name: "service and url mirrors",
+			policy: &translator.Policy{
+				Name: "entrance-to-staging", Service: "entrance", Port: translator.PortRef{Name: "http"},
+				Mirrors: []translator.Mirror{
+					{Service: "entrance", Namespace: "staging", Port: translator.PortRef{Number: 8080}, PartsPerMillion: 250000},
+					{URL: &translator.URLTarget{Raw: "http://10.16.0.147/entrance/"}, PartsPerMillion: 15000},
+				},
+			},
+			want: "policy entrance-to-staging applied: copies 25% of entrance:http to staging/entrance:8080, 1.5% to http://10.16.0.147/entrance/",
+		},
+		{
+			name: "only port, with a match",
+			policy: &translator.Policy{
+				Name: "p", Service: "web",
+				Match:   translator.Match{PathPrefix: "/api/"},
+				Mirrors: []translator.Mirror{{Service: "web-shadow", Namespace: "ns", PartsPerMillion: 0}},
+			},
+			want: "policy p applied: copies 0% of web to ns/web-shadow (matching requests only)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := appliedMessage(tt.policy); got != tt.want {
+				t.Errorf("appliedMessage() =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+package watcher
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the watcher's Prometheus metrics. They exist even without a
+// registry, so the code that updates them needs no checks.
+type metrics struct {
+	policies *prometheus.GaugeVec
+	events   *prometheus.CounterVec
+	worlds   prometheus.Counter
+}
+
+// Label values of shadowplane_watcher_events_total{kind}.
+const (
+	kindService       = "service"
+	kindEndpointSlice = "endpointslice"
+	kindConfigMap     = "configmap"
+)
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		policies: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shadowplane_policies",
+			Help: "Policies by state: valid ones are in force; invalid counts rejected definitions, entries and keys.",
+		}, []string{"state"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowplane_watcher_events_total",
+			Help: "Kubernetes informer events seen by the watcher, by object kind.",
+		}, []string{"kind"}),
+		worlds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shadowplane_worlds_total",
+			Help: "Worlds built and handed on by the watcher.",
+		}),
+	}
+	// Start every series at zero so dashboards see them before the first
+	// change.
+	for _, state := range []string{"valid", "invalid"} {
+		m.policies.WithLabelValues(state)
+	}
+	for _, kind := range []string{kindService, kindEndpointSlice, kindConfigMap} {
+		m.events.WithLabelValues(kind)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.policies, m.events, m.worlds} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("watcher: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// observe sets the policy gauges from an outcome.
+func (m *metrics) observe(o outcome) {
+	invalid := 0
+	for _, v := range o.verdicts {
+		for _, n := range v.notes {
+			if n.reason == ReasonPolicyRejected {
+				invalid++
+				break
+			}
+		}
+	}
+	m.policies.WithLabelValues("valid").Set(float64(len(o.inForce)))
+	m.policies.WithLabelValues("invalid").Set(float64(invalid))
+}

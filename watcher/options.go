@@ -1,0 +1,112 @@
+package watcher
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultPolicyLabel = "shadowplane.io/policy=true"
+	DefaultDebounce    = 10 * time.Millisecond
+	DefaultMaxDelay    = 50 * time.Millisecond
+)
+
+// EventComponent is the source component of the Events the watcher records.
+const EventComponent = "shadowplane"
+
+// Options configure a Watcher.
+type Options struct {
+	// Client talks to the Kubernetes API. Required.
+	Client kubernetes.Interface
+	// Namespaces to watch; empty means all namespaces.
+	Namespaces []string
+	// PolicyLabel is the label selector of policy ConfigMaps
+	// (default DefaultPolicyLabel).
+	PolicyLabel string
+	// Debounce is the quiet time after the last change before a World is
+	// handed on (default DefaultDebounce).
+	Debounce time.Duration
+	// MaxDelay is the longest a burst of changes may hold a World back
+	// (default DefaultMaxDelay; raised to Debounce if smaller).
+	MaxDelay time.Duration
+	// ParseOptions are passed to translator.ParsePolicies.
+	ParseOptions translator.ParseOptions
+	// Logger receives every verdict and lifecycle message (default: hclog's
+	// default logger named "watcher").
+	Logger hclog.Logger
+	// Registry, when set, receives the watcher's metrics.
+	Registry prometheus.Registerer
+	// Recorder records the verdict Events. When nil, Run records them to the
+	// API through Client as component EventComponent.
+	Recorder record.EventRecorder
+	// OnWorld receives each new World. It is called from one goroutine, never
+	// concurrently, and must not modify the World. Required.
+	OnWorld func(*translator.World)
+
+	// clock is replaced by tests to drive the debounce deterministically.
+	clock clock.Clock
+}
+
+// withDefaults validates o and returns a copy with defaults filled in and the
+// parsed policy label selector.
+func (o Options) withDefaults() (Options, labels.Selector, error) {
+	if o.Client == nil {
+		return o, nil, errors.New("watcher: Options.Client is required")
+	}
+	if o.OnWorld == nil {
+		return o, nil, errors.New("watcher: Options.OnWorld is required")
+	}
+	if o.PolicyLabel == "" {
+		o.PolicyLabel = DefaultPolicyLabel
+	}
+	selector, err := labels.Parse(o.PolicyLabel)
+	if err != nil {
+		return o, nil, fmt.Errorf("watcher: policy label selector %q: %w", o.PolicyLabel, err)
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = DefaultMaxDelay
+	}
+	if o.MaxDelay < o.Debounce {
+		o.MaxDelay = o.Debounce
+	}
+	namespaces, err := normalizeNamespaces(o.Namespaces)
+	if err != nil {
+		return o, nil, err
+	}
+	o.Namespaces = namespaces
+	if o.Logger == nil {
+		o.Logger = hclog.Default().Named("watcher")
+	}
+	if o.clock == nil {
+		o.clock = clock.RealClock{}
+	}
+	return o, selector, nil
+}
+
+// normalizeNamespaces sorts and dedupes the namespaces to watch.
+func normalizeNamespaces(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, ns := range in {
+		if ns == "" {
+			return nil, errors.New("watcher: Options.Namespaces holds an empty name; leave the list empty to watch all namespaces")
+		}
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}

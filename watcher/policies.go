@@ -1,0 +1,175 @@
+package watcher
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+// keySource locates one data key of one policy ConfigMap.
+type keySource struct {
+	Namespace string
+	ConfigMap string
+	Key       string
+}
+
+func compareKeySources(a, b keySource) int {
+	return cmp.Or(
+		cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.ConfigMap, b.ConfigMap),
+		cmp.Compare(a.Key, b.Key),
+	)
+}
+
+// parsedKey is what translator.ParsePolicies made of one data key.
+type parsedKey struct {
+	source   keySource
+	policies []*translator.Policy
+	errs     []*translator.PolicyError
+}
+
+// policyID names a policy: names are unique within a namespace.
+type policyID struct {
+	Namespace string
+	Name      string
+}
+
+// outcome is the result of reconciling the policy keys with the policies in
+// force.
+type outcome struct {
+	inForce  map[policyID]*translator.Policy
+	verdicts []verdict
+}
+
+// reconcile decides which policies are in force, given the policies in force
+// so far (prev), every policy key in (namespace, ConfigMap, key) order, and
+// the current Services. The rules:
+//   - a valid definition replaces the version in force;
+//   - an invalid one (parse or reference error) keeps the last valid version
+//     in force;
+//   - a key that cannot be read at all keeps every policy last read from it;
+//   - an entry whose name cannot be read keeps the policies last read from
+//     its key that the key no longer names (the entry may be one of them);
+//   - a policy no key defines any more is removed;
+//   - when a name is defined more than once in a namespace, the definition
+//     first by (ConfigMap, key, position) wins and the others are rejected.
+//
+// It never modifies prev or anything reachable from keys.
+func reconcile(prev map[policyID]*translator.Policy, keys []parsedKey, world *translator.World) outcome {
+	out := outcome{inForce: map[policyID]*translator.Policy{}}
+	byName := map[policyID][]claim{}
+	for _, k := range keys {
+		claims, verdicts := claimsOfKey(k, prev)
+		out.verdicts = append(out.verdicts, verdicts...)
+		for _, c := range claims {
+			id := policyID{Namespace: k.source.Namespace, Name: c.name}
+			byName[id] = append(byName[id], c)
+		}
+	}
+	ids := make([]policyID, 0, len(byName))
+	for id := range byName {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, comparePolicyIDs)
+	for _, id := range ids {
+		claims := byName[id]
+		winner := claims[0]
+		inForce, v := judge(winner, prev[id], world)
+		if inForce != nil {
+			out.inForce[id] = inForce
+		}
+		if v != nil {
+			out.verdicts = append(out.verdicts, *v)
+		}
+		for _, dup := range claims[1:] {
+			if dup.kept != nil {
+				continue // its key's own verdict already speaks for it
+			}
+			out.verdicts = append(out.verdicts, duplicateVerdict(dup, winner))
+		}
+	}
+	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
+	slices.SortStableFunc(out.verdicts, func(a, b verdict) int { return compareSubjects(a.subject, b.subject) })
+	return out
+}
+
+// compareSubjects orders by key, then the key itself, unnamed entries and
+// named policies.
+func compareSubjects(a, b subject) int {
+	return cmp.Or(
+		compareKeySources(a.source, b.source),
+		cmp.Compare(a.policy, b.policy),
+		cmp.Compare(a.index, b.index),
+	)
+}
+
+func comparePolicyIDs(a, b policyID) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+}
+
+// judge decides what the winning definition of a policy name puts in force
+// and what to report about it. last is the version in force so far, if any.
+func judge(c claim, last *translator.Policy, world *translator.World) (*translator.Policy, *verdict) {
+	if c.kept != nil {
+		return c.kept, nil
+	}
+	v := &verdict{subject: c.subject, policy: c.policy}
+	var refs []*translator.PolicyError
+	if c.policy != nil && !hasError(c.errs) {
+		refs = translator.CheckReferences(c.policy, world)
+	}
+	if c.policy != nil && !hasError(c.errs) && !hasError(refs) {
+		// CheckReferences' warnings already say the policy stays in force.
+		v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, ""), errorNotes(refs, ReasonTargetMissing, "")...)
+		if len(refs) == 0 {
+			v.notes = append(v.notes, note{eventType: eventNormal, reason: ReasonPolicyApplied, message: appliedMessage(c.policy)})
+		}
+		return c.policy, v
+	}
+	suffix := "; the policy is not in force"
+	if last != nil {
+		suffix = "; the last valid version stays in force"
+	}
+	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), errorNotes(refs, ReasonTargetMissing, suffix)...)
+	return last, v
+}
+
+// duplicateVerdict rejects a definition whose name an earlier one took.
+func duplicateVerdict(dup, winner claim) verdict {
+	e := &translator.PolicyError{
+		Namespace: dup.subject.source.Namespace,
+		ConfigMap: dup.subject.source.ConfigMap,
+		Key:       dup.subject.source.Key,
+		Policy:    dup.name,
+		Index:     dup.index,
+		Field:     "name",
+		Message: fmt.Sprintf("policy name %q is already used in this namespace by ConfigMap %s key %s; names must be unique within a namespace, so rename one of them",
+			dup.name, winner.subject.source.ConfigMap, winner.subject.source.Key),
+	}
+	return verdict{
+		subject: dup.subject,
+		policy:  dup.policy,
+		notes:   errorNotes([]*translator.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
+	}
+}
+
+// hasError reports whether errs holds anything but warnings.
+func hasError(errs []*translator.PolicyError) bool {
+	return slices.ContainsFunc(errs, func(e *translator.PolicyError) bool { return !e.Warning })
+}
+
+// errorNotes turns policy errors into Event notes: errors are rejections,
+// with errorSuffix saying what stays in force; warnings get warningReason.
+func errorNotes(errs []*translator.PolicyError, warningReason, errorSuffix string) []note {
+	out := make([]note, 0, len(errs))
+	for _, e := range errs {
+		if e.Warning {
+			out = append(out, note{eventType: eventWarning, reason: warningReason, message: e.Error()})
+			continue
+		}
+		out = append(out, note{eventType: eventWarning, reason: ReasonPolicyRejected, message: e.Error() + errorSuffix})
+	}
+	return out
+}

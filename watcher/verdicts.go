@@ -1,0 +1,163 @@
+package watcher
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+// Event reasons recorded on policy ConfigMaps.
+const (
+	// ReasonPolicyApplied: a new or changed policy is in force.
+	ReasonPolicyApplied = "PolicyApplied"
+	// ReasonPolicyRejected: a policy, entry or key is invalid; the message
+	// says what stays in force instead.
+	ReasonPolicyRejected = "PolicyRejected"
+	// ReasonTargetMissing: a Service the policy names does not exist; the
+	// policy is in force and takes effect once it does.
+	ReasonTargetMissing = "TargetMissing"
+	// ReasonPolicyWarning: the parser warns about a policy that is still
+	// valid.
+	ReasonPolicyWarning = "PolicyWarning"
+	// ReasonPolicyRemoved: a policy is no longer defined and is out of force.
+	ReasonPolicyRemoved = "PolicyRemoved"
+)
+
+const (
+	eventNormal  = corev1.EventTypeNormal
+	eventWarning = corev1.EventTypeWarning
+)
+
+// subject is what a verdict is about: a policy definition in a key, an
+// unnamed entry of a key, or a whole key.
+type subject struct {
+	source keySource
+	// policy is the policy name; "" for an unnamed entry or the whole key.
+	policy string
+	// index is -1 for the whole key, the entry position for an unnamed
+	// entry or a name repeated within one key, and 0 otherwise (so that
+	// moving a policy within its list is not a new verdict).
+	index int
+}
+
+// verdict is everything reported about one subject.
+type verdict struct {
+	subject subject
+	// policy is the valid version read from the subject, if any.
+	policy *translator.Policy
+	notes  []note
+}
+
+// note is one Event, and one log line.
+type note struct {
+	eventType string
+	reason    string
+	message   string
+}
+
+// fingerprint identifies a verdict's content, so an unchanged verdict is not
+// reported again.
+func (v verdict) fingerprint() string {
+	h := sha256.New()
+	if v.policy != nil {
+		p := *v.policy
+		p.Source.Index = 0 // a policy moving within its list is not a change
+		// Policy holds only plain values, slices and pointers to structs,
+		// which always encode; should that ever change, verdicts compare by
+		// their messages alone.
+		b, err := json.Marshal(p)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		h.Write(b)
+	}
+	for _, n := range v.notes {
+		fmt.Fprintf(h, "\x00%s\x00%s\x00%s", n.eventType, n.reason, n.message)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// reporter turns verdicts into Events and log lines, each once per change.
+type reporter struct {
+	recorder record.EventRecorder
+	log      hclog.Logger
+	// reported holds the fingerprint of the last verdict reported for each
+	// subject that still has one.
+	reported map[subject]string
+}
+
+func newReporter(recorder record.EventRecorder, log hclog.Logger) *reporter {
+	return &reporter{recorder: recorder, log: log, reported: map[subject]string{}}
+}
+
+// report records the verdicts that changed since the last call, and the
+// removal of policies that were in force (prev) and no longer are.
+// configMap finds a ConfigMap in the informer cache; nil when it is gone.
+func (r *reporter) report(o outcome, prev map[policyID]*translator.Policy, configMap func(namespace, name string) *corev1.ConfigMap) {
+	current := make(map[subject]string, len(o.verdicts))
+	for _, v := range o.verdicts {
+		fp := v.fingerprint()
+		current[v.subject] = fp
+		if r.reported[v.subject] == fp {
+			continue
+		}
+		cm := configMap(v.subject.source.Namespace, v.subject.source.ConfigMap)
+		for _, n := range v.notes {
+			r.record(cm, v.subject, n)
+		}
+	}
+	r.reported = current
+
+	for _, id := range sortedIDs(prev) {
+		if o.inForce[id] != nil {
+			continue
+		}
+		p := prev[id]
+		src := subject{source: keySource{Namespace: id.Namespace, ConfigMap: p.Source.ConfigMap, Key: p.Source.Key}, policy: id.Name}
+		cm := configMap(id.Namespace, p.Source.ConfigMap)
+		msg := fmt.Sprintf("policy %s removed: ConfigMap %s was deleted or lost its policy label; its copies stop", id.Name, p.Source.ConfigMap)
+		if cm != nil {
+			msg = fmt.Sprintf("policy %s removed: key %s no longer defines it; its copies stop", id.Name, p.Source.Key)
+		}
+		r.record(cm, src, note{eventType: eventNormal, reason: ReasonPolicyRemoved, message: msg})
+	}
+}
+
+// record logs one note and, when its ConfigMap still exists, records it as an
+// Event on it.
+func (r *reporter) record(cm *corev1.ConfigMap, s subject, n note) {
+	fields := []any{"reason", n.reason, "namespace", s.source.Namespace, "configmap", s.source.ConfigMap}
+	if s.source.Key != "" {
+		fields = append(fields, "key", s.source.Key)
+	}
+	if s.policy != "" {
+		fields = append(fields, "policy", s.policy)
+	}
+	if n.eventType == eventWarning {
+		r.log.Warn(n.message, fields...)
+	} else {
+		r.log.Info(n.message, fields...)
+	}
+	if cm != nil {
+		r.recorder.Event(cm, n.eventType, n.reason, n.message)
+	}
+}
+
+// sortedIDs returns the keys of a policy map in order, so reports are
+// deterministic.
+func sortedIDs(m map[policyID]*translator.Policy) []policyID {
+	ids := make([]policyID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, comparePolicyIDs)
+	return ids
+}

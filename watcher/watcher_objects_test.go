@@ -1,0 +1,144 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+func TestWatcherEndpointsFollowSlices(t *testing.T) {
+	h := newHarness(t, Options{}, baseObjects("default")...)
+	h.start(3)
+	h.world("first", func(*translator.World) bool { return true })
+	addresses := func(w *translator.World) []string {
+		var out []string
+		for _, ep := range w.Service("default", "web").Endpoints {
+			out = append(out, ep.Address)
+		}
+		return out
+	}
+	ports := []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}
+	steps := []struct {
+		name   string
+		change func(ctx context.Context) error
+		want   []string
+	}{
+		{"second slice merges", func(ctx context.Context) error {
+			_, err := h.client.DiscoveryV1().EndpointSlices("default").Create(ctx, slice("default", "web-def", "web", discoveryv1.AddressTypeIPv4, ports,
+				readyEndpoint("10.0.0.3"), readyEndpoint("10.0.0.1")), metav1.CreateOptions{})
+			return err
+		}, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}},
+		{"endpoint turning unready leaves", func(ctx context.Context) error {
+			_, err := h.client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice("default", "web-abc", "web", discoveryv1.AddressTypeIPv4, ports,
+				readyEndpoint("10.0.0.1"), endpointWith("10.0.0.2", boolPtr(false), boolPtr(true))), metav1.UpdateOptions{})
+			return err
+		}, []string{"10.0.0.1", "10.0.0.3"}},
+		{"deleted slice leaves", func(ctx context.Context) error {
+			return h.client.DiscoveryV1().EndpointSlices("default").Delete(ctx, "web-def", metav1.DeleteOptions{})
+		}, []string{"10.0.0.1"}},
+	}
+	for _, step := range steps {
+		w := h.update(step.name, step.change)
+		if got := addresses(w); !slices.Equal(got, step.want) {
+			t.Errorf("%s: endpoints %v, want %v", step.name, got, step.want)
+		}
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func TestWatcherNamespaces(t *testing.T) {
+	var objects []runtime.Object
+	for _, ns := range []string{"team-a", "team-b", "team-c"} {
+		objects = append(objects, baseObjects(ns)...)
+		objects = append(objects, policyConfigMap(ns, "mirrors", map[string]string{
+			"policies.yaml": policiesYAML(mirrorEntry("p-"+ns, "web-shadow", "1")),
+		}))
+	}
+	h := newHarness(t, Options{Namespaces: []string{"team-c", "team-a", "team-c"}}, objects...)
+	h.start(6) // three informers in each of two namespaces
+	w := h.world("first", func(*translator.World) bool { return true })
+	var services []string
+	for key := range w.Services {
+		services = append(services, key)
+	}
+	slices.Sort(services)
+	if want := []string{"team-a/web", "team-a/web-shadow", "team-c/web", "team-c/web-shadow"}; !slices.Equal(services, want) {
+		t.Errorf("services = %v, want %v", services, want)
+	}
+	if got, want := policyNames(w), []string{"team-a/p-team-a", "team-c/p-team-c"}; !slices.Equal(got, want) {
+		t.Errorf("policies = %v, want %v (sorted by namespace)", got, want)
+	}
+}
+
+func TestWatcherWorldsAreNeverModified(t *testing.T) {
+	objects := append(baseObjects("default"), policyConfigMap("default", "mirrors", map[string]string{
+		"policies.yaml": policiesYAML(mirrorEntry("p1", "web-shadow", "25")),
+	}))
+	h := newHarness(t, Options{}, objects...)
+	h.start(3)
+	first := h.world("first", func(*translator.World) bool { return true })
+	snapshot := fmt.Sprintf("%#v %#v %v", first.Services["default/web"], first.Services["default/web"].Endpoints, policyNames(first))
+
+	h.update("add an endpoint", func(ctx context.Context) error {
+		_, err := h.client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice("default", "web-abc", "web", discoveryv1.AddressTypeIPv4,
+			[]discoveryv1.EndpointPort{epPort("http", 9999, corev1.ProtocolTCP)}, readyEndpoint("10.0.0.9")), metav1.UpdateOptions{})
+		return err
+	})
+	h.setPolicies("default", "mirrors", map[string]string{"policies.yaml": policiesYAML(mirrorEntry("p2", "web-shadow", "1"))})
+	if got := fmt.Sprintf("%#v %#v %v", first.Services["default/web"], first.Services["default/web"].Endpoints, policyNames(first)); got != snapshot {
+		t.Errorf("first World changed after later Worlds were built:\nbefore %s\nafter  %s", snapshot, got)
+	}
+}
+
+func TestWatcherCoalescesBurstIntoOneWorld(t *testing.T) {
+	fc := testingclock.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	h := newHarness(t, Options{Debounce: 100 * time.Millisecond, MaxDelay: time.Second, clock: fc}, baseObjects("default")...)
+	h.start(3)
+	h.world("first", func(*translator.World) bool { return true })
+	burstStart := fc.Now()
+
+	const n = 20
+	for i := range n {
+		if _, err := h.client.CoreV1().Services("default").Create(context.Background(),
+			httpService("default", fmt.Sprintf("burst-%02d", i)), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serviceEvents := h.watcher.metrics.events.WithLabelValues(kindService)
+	h.eventually("all service events seen", func() bool { return metricValue(t, serviceEvents) >= 2+n })
+	// The fake clock has not moved: the burst is pending, nothing handed on.
+	select {
+	case w := <-h.worlds:
+		t.Fatalf("World handed on before the debounce elapsed (%d services)", len(w.Services))
+	default:
+	}
+
+	fc.Step(100 * time.Millisecond)
+	w := h.world("after the burst", func(*translator.World) bool { return true })
+	if len(w.Services) != 2+n {
+		t.Errorf("World after the burst has %d services, want %d", len(w.Services), 2+n)
+	}
+	if !w.ObservedAt.Equal(burstStart) {
+		t.Errorf("ObservedAt = %v, want the burst's first change at %v", w.ObservedAt, burstStart)
+	}
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case w := <-h.worlds:
+		t.Errorf("a second World followed the burst (%d services)", len(w.Services))
+	default:
+	}
+	if got := metricValue(t, h.watcher.metrics.worlds); got != 2 {
+		t.Errorf("shadowplane_worlds_total = %v, want 2", got)
+	}
+}

@@ -1,0 +1,207 @@
+package xds
+
+import (
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+// groupState is what the server knows about one node group.
+type groupState struct {
+	group translator.NodeGroup
+	// streams counts the open streams of the group's proxies; idleSince is
+	// when it last dropped to zero.
+	streams   int
+	idleSince time.Time
+	// snapshot describes what the cache holds for the group; nil until the
+	// first snapshot is set.
+	snapshot *groupSnapshot
+}
+
+type groupSnapshot struct {
+	versions map[string]string   // by type URL
+	names    map[string][]string // by type URL, sorted
+	set      time.Time
+}
+
+// SetWorld makes w the World every node group is translated from, and
+// re-translates each known group. A group's snapshot is replaced only when
+// some type's version changed, and then only the changed types are re-sent.
+// A nil World is ignored. Safe for concurrent use.
+func (s *Server) SetWorld(w *translator.World) {
+	if w == nil {
+		s.log.Warn("ignoring a nil World")
+		return
+	}
+	s.translateMu.Lock()
+	defer s.translateMu.Unlock()
+
+	s.mu.Lock()
+	s.world = w
+	groups := make([]translator.NodeGroup, 0, len(s.groups))
+	for _, g := range s.groups {
+		groups = append(groups, g.group)
+	}
+	s.mu.Unlock()
+
+	sort.Slice(groups, func(i, j int) bool { return groups[i].Key() < groups[j].Key() })
+	for _, g := range groups {
+		s.refreshGroup(w, g, true)
+	}
+}
+
+// ensureGroupSnapshot gives a group its first snapshot from the latest
+// World, so a new proxy's first request is answered at once. Without a
+// World yet the group waits for the first SetWorld: a control plane that
+// has just started must not replace a reconnecting proxy's mirrors with a
+// forward-only config before it has read the policies.
+func (s *Server) ensureGroupSnapshot(key string) {
+	s.translateMu.Lock()
+	defer s.translateMu.Unlock()
+
+	s.mu.Lock()
+	g, w := s.groups[key], s.world
+	var group translator.NodeGroup
+	needed := g != nil && g.snapshot == nil && w != nil
+	if needed {
+		group = g.group
+	}
+	s.mu.Unlock()
+
+	if needed {
+		s.refreshGroup(w, group, false)
+	}
+}
+
+// refreshGroup translates w for one group and sets the group's snapshot if
+// any version changed. Callers hold translateMu. observeEvent says whether
+// w's ObservedAt dates this change (true for SetWorld, false when a new
+// proxy merely joins).
+func (s *Server) refreshGroup(w *translator.World, group translator.NodeGroup, observeEvent bool) {
+	key := group.Key()
+	logger := s.log.With("group", key)
+
+	out, ok := s.translateGroup(w, group)
+	if !ok {
+		return
+	}
+	built, err := buildSnapshot(out)
+	if err != nil {
+		s.metrics.snapshotErrors.WithLabelValues(reasonInvalid).Inc()
+		logger.Error("translation produced an unusable snapshot; keeping the previous one", "error", err)
+		return
+	}
+
+	s.mu.Lock()
+	var previous map[string]string
+	if g := s.groups[key]; g != nil && g.snapshot != nil {
+		previous = g.snapshot.versions
+	}
+	s.mu.Unlock()
+	changed := changedTypes(previous, built.versions)
+	if len(changed) == 0 {
+		return
+	}
+
+	// SetSnapshot stores the snapshot before it answers open watches, so
+	// even when answering fails (the server is stopping) the cache holds
+	// the new snapshot and the record below must follow it.
+	if err := s.cache.SetSnapshot(s.ctx, key, built.snapshot); err != nil {
+		s.metrics.snapshotErrors.WithLabelValues(reasonSetSnapshot).Inc()
+		logger.Error("answering open watches with the new snapshot failed", "error", err)
+	}
+	now := time.Now()
+
+	s.mu.Lock()
+	if g := s.groups[key]; g != nil {
+		g.snapshot = &groupSnapshot{versions: built.versions, names: built.names, set: now}
+	}
+	for _, t := range changed {
+		s.pushCounts[t]++
+		s.metrics.pushes.WithLabelValues(t).Inc()
+	}
+	s.metrics.groups.Set(float64(s.snapshotGroupsLocked()))
+	s.mu.Unlock()
+
+	if observeEvent && !w.ObservedAt.IsZero() {
+		s.metrics.eventToSnapshot.Observe(now.Sub(w.ObservedAt).Seconds())
+	}
+	if len(built.unversioned) > 0 {
+		logger.Warn("translator gave no version for some types; using a content hash", "types", strings.Join(built.unversioned, ","))
+	}
+	for _, warning := range out.Warnings {
+		logger.Warn("translation warning", "warning", warning)
+	}
+	logger.Info("snapshot set", "changed", strings.Join(changed, ","))
+}
+
+// translateGroup runs the translator, timing it. A panic is a translator
+// bug: it is logged and counted, and the group keeps its previous snapshot
+// instead of taking the control plane down.
+func (s *Server) translateGroup(w *translator.World, group translator.NodeGroup) (out *translator.Output, ok bool) {
+	start := time.Now()
+	defer func() {
+		s.metrics.translation.Observe(time.Since(start).Seconds())
+		if r := recover(); r != nil {
+			s.metrics.snapshotErrors.WithLabelValues(reasonTranslatePanic).Inc()
+			s.log.Error("translator panicked; keeping the previous snapshot", "group", group.Key(),
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			out, ok = nil, false
+		}
+	}()
+	return s.translate(w, group), true
+}
+
+// changedTypes returns the short names of the types whose version differs,
+// in ADS order.
+func changedTypes(previous, next map[string]string) []string {
+	var changed []string
+	for _, t := range servedTypes {
+		if previous == nil || previous[t.URL] != next[t.URL] {
+			changed = append(changed, t.Short)
+		}
+	}
+	return changed
+}
+
+// sweepIdleGroups clears the snapshots of groups with no proxy connected
+// for idleTTL; go-control-plane would otherwise keep them forever.
+func (s *Server) sweepIdleGroups(now time.Time) {
+	// translateMu keeps a concurrent SetWorld from setting a snapshot for a
+	// group between its removal here and ClearSnapshot.
+	s.translateMu.Lock()
+	defer s.translateMu.Unlock()
+
+	s.mu.Lock()
+	var idle []string
+	for key, g := range s.groups {
+		if g.streams == 0 && now.Sub(g.idleSince) >= s.idleTTL {
+			idle = append(idle, key)
+			delete(s.groups, key)
+		}
+	}
+	s.metrics.groups.Set(float64(s.snapshotGroupsLocked()))
+	s.mu.Unlock()
+
+	for _, key := range idle {
+		// A proxy of this group connecting now registers the group afresh
+		// and waits on translateMu for its first snapshot.
+		s.cache.ClearSnapshot(key)
+		s.log.Debug("cleared the snapshot of an idle node group", "group", key)
+	}
+}
+
+// snapshotGroupsLocked counts the groups holding a snapshot. Callers hold mu.
+func (s *Server) snapshotGroupsLocked() int {
+	n := 0
+	for _, g := range s.groups {
+		if g.snapshot != nil {
+			n++
+		}
+	}
+	return n
+}

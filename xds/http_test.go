@@ -1,0 +1,122 @@
+package xds
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func get(t *testing.T, base, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(base + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestReadyzFollowsReadyFunc(t *testing.T) {
+	h := newHarness(t, nil)
+	var ready atomic.Bool
+	web := httptest.NewServer(h.srv.HTTPHandler(ready.Load))
+	defer web.Close()
+
+	tests := []struct {
+		ready    bool
+		wantCode int
+		wantBody string
+	}{
+		{ready: false, wantCode: http.StatusServiceUnavailable, wantBody: "not ready: the initial sync"},
+		{ready: true, wantCode: http.StatusOK, wantBody: "ready"},
+		{ready: false, wantCode: http.StatusServiceUnavailable, wantBody: "not ready"},
+	}
+	for _, tt := range tests {
+		ready.Store(tt.ready)
+		code, body := get(t, web.URL, "/readyz")
+		if code != tt.wantCode || !strings.Contains(body, tt.wantBody) {
+			t.Errorf("ready()=%v: /readyz = %d %q, want %d containing %q", tt.ready, code, body, tt.wantCode, tt.wantBody)
+		}
+		// Health does not depend on readiness.
+		if code, body := get(t, web.URL, "/healthz"); code != http.StatusOK || body != "ok\n" {
+			t.Errorf("ready()=%v: /healthz = %d %q, want 200 ok", tt.ready, code, body)
+		}
+	}
+}
+
+func TestReadyzWithoutReadyFuncWaitsForWorld(t *testing.T) {
+	h := newHarness(t, nil)
+	web := httptest.NewServer(h.srv.HTTPHandler(nil))
+	defer web.Close()
+
+	if code, body := get(t, web.URL, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no World") {
+		t.Errorf("/readyz before any World = %d %q, want 503 naming the missing World", code, body)
+	}
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	if code, _ := get(t, web.URL, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after SetWorld = %d, want 200", code)
+	}
+}
+
+func TestMetricsAndDebugEndpoints(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	syncedSotw(h, "entrance-1")
+	web := httptest.NewServer(h.srv.HTTPHandler(func() bool { return true }))
+	defer web.Close()
+
+	code, metrics := get(t, web.URL, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`shadowplane_xds_pushes_total{type="runtime"} 1`,
+		`shadowplane_xds_responses_total{type="listener"} 1`,
+		`shadowplane_xds_nacks_total{type="route"} 0`,
+		`shadowplane_xds_connected_proxies 1`,
+		`shadowplane_snapshot_groups 1`,
+		`shadowplane_translation_duration_seconds_count 1`,
+		`shadowplane_event_to_snapshot_seconds_count 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	code, body := get(t, web.URL, "/debug/proxies")
+	var proxies []ProxyStatus
+	if err := json.Unmarshal([]byte(body), &proxies); code != http.StatusOK || err != nil {
+		t.Fatalf("/debug/proxies = %d, decode error %v", code, err)
+	}
+	if len(proxies) != 1 || proxies[0].ID != "entrance-1" || proxies[0].Types["runtime"].Status != StatusSynced {
+		t.Errorf("/debug/proxies = %s, want entrance-1 SYNCED", body)
+	}
+	if !strings.Contains(body, `"acked"`) || !strings.Contains(body, `"connected"`) {
+		t.Errorf("/debug/proxies JSON lacks its documented field names: %s", body)
+	}
+
+	code, body = get(t, web.URL, "/debug/snapshots")
+	var snaps map[string]GroupStatus
+	if err := json.Unmarshal([]byte(body), &snaps); code != http.StatusOK || err != nil {
+		t.Fatalf("/debug/snapshots = %d, decode error %v", code, err)
+	}
+	g, ok := snaps[testGroup.Key()]
+	if !ok || g.Proxies != 1 {
+		t.Fatalf("/debug/snapshots = %s, want %s with 1 proxy", body, testGroup.Key())
+	}
+	if rt := g.Types["runtime"]; rt.Version == "" || len(rt.Resources) != 1 || rt.Resources[0] != "shadowplane" {
+		t.Errorf("runtime snapshot = %+v, want a version and the shadowplane layer", rt)
+	}
+
+	if code, _ := get(t, web.URL, "/nothing"); code != http.StatusNotFound {
+		t.Errorf("/nothing = %d, want 404", code)
+	}
+}

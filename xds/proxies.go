@@ -1,0 +1,144 @@
+package xds
+
+import (
+	"sort"
+	"time"
+)
+
+// Per-type sync states in ProxyStatus.
+const (
+	// StatusSynced: the proxy acknowledged the group's current version.
+	StatusSynced = "SYNCED"
+	// StatusStale: the proxy has not yet been sent, or not yet
+	// acknowledged, the group's current version.
+	StatusStale = "STALE"
+	// StatusNacked: the proxy rejected the last response of this type.
+	StatusNacked = "NACKED"
+)
+
+// ProxyStatus is the xDS state of one connected proxy stream.
+type ProxyStatus struct {
+	ID        string    `json:"id"`
+	Group     string    `json:"group"`
+	Address   string    `json:"address,omitempty"`
+	Connected time.Time `json:"connected"`
+	Delta     bool      `json:"delta"`
+	// Types by short type name (listener, route, cluster, endpoint,
+	// runtime), for the types the proxy has requested.
+	Types map[string]TypeStatus `json:"types"`
+}
+
+// TypeStatus is one xDS type's state on one proxy stream.
+type TypeStatus struct {
+	Sent     string `json:"sent"`
+	Acked    string `json:"acked"`
+	Current  string `json:"current"`
+	Status   string `json:"status"`
+	LastNack *Nack  `json:"lastNack,omitempty"`
+}
+
+// Nack is a response the proxy rejected.
+type Nack struct {
+	// Version is the rejected version, when the NACK names the last response.
+	Version string    `json:"version"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// streamKey identifies a stream: go-control-plane numbers SotW and delta
+// streams separately, so the IDs alone collide.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// streamState is what the callbacks learned about one stream.
+type streamState struct {
+	opened  time.Time
+	address string
+	// nodeID and groupKey are set by the first request; groupKey "" means
+	// the stream has not identified itself yet.
+	nodeID   string
+	groupKey string
+	types    map[string]*typeState // by type URL
+}
+
+// typeState tracks one type on one stream. go-control-plane sends a type's
+// next response only after the proxy answers the previous one, so one
+// outstanding nonce per type is enough.
+type typeState struct {
+	sent      string
+	sentNonce string
+	acked     string
+	lastNack  *Nack
+	// nackNonce is the nonce of the response the last NACK rejected.
+	nackNonce string
+}
+
+func (st *streamState) typeState(typeURL string) *typeState {
+	t := st.types[typeURL]
+	if t == nil {
+		t = &typeState{}
+		st.types[typeURL] = t
+	}
+	return t
+}
+
+// status classifies a type against the group's current version.
+func (t *typeState) status(current string) string {
+	switch {
+	case t.nackNonce != "" && t.nackNonce == t.sentNonce:
+		return StatusNacked
+	case t.sent != "" && t.acked == t.sent && t.sent == current:
+		return StatusSynced
+	default:
+		return StatusStale
+	}
+}
+
+// Proxies returns the state of every identified proxy stream, sorted by node
+// ID (then by connection time).
+func (s *Server) Proxies() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	out := make([]ProxyStatus, 0, len(s.streams))
+	for key, st := range s.streams {
+		if st.groupKey == "" {
+			continue
+		}
+		var current map[string]string
+		if g := s.groups[st.groupKey]; g != nil && g.snapshot != nil {
+			current = g.snapshot.versions
+		}
+		p := ProxyStatus{
+			ID:        st.nodeID,
+			Group:     st.groupKey,
+			Address:   st.address,
+			Connected: st.opened,
+			Delta:     key.delta,
+			Types:     make(map[string]TypeStatus, len(st.types)),
+		}
+		for typeURL, t := range st.types {
+			ts := TypeStatus{
+				Sent:    t.sent,
+				Acked:   t.acked,
+				Current: current[typeURL],
+				Status:  t.status(current[typeURL]),
+			}
+			if t.lastNack != nil {
+				nack := *t.lastNack
+				ts.LastNack = &nack
+			}
+			p.Types[typeKey(typeURL)] = ts
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ID != out[j].ID {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].Connected.Before(out[j].Connected)
+	})
+	return out
+}

@@ -1,0 +1,273 @@
+package xds
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+// syncedSotw connects a SotW proxy, receives every type and ACKs it.
+func syncedSotw(h *harness, id string) *sotwClient {
+	h.t.Helper()
+	c := h.sotw(sidecarNode(id))
+	c.subscribeAll()
+	c.ackAll(c.collect(allTypeNames...))
+	h.waitStatus(id, StatusSynced, allTypeNames...)
+	return c
+}
+
+func TestSotwFirstRequestGetsEveryType(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1", "10.1.0.2"))
+
+	c := h.sotw(sidecarNode("entrance-1"))
+	c.subscribeAll()
+	resps := c.collect(allTypeNames...)
+
+	versions := h.groupVersions()
+	wantCounts := map[string]int{"cluster": 2, "endpoint": 1, "listener": 1, "route": 1, "runtime": 1}
+	for name, resp := range resps {
+		if resp.GetVersionInfo() != versions[name] {
+			t.Errorf("%s: version %q, want the snapshot's %q", name, resp.GetVersionInfo(), versions[name])
+		}
+		if got := len(resp.GetResources()); got != wantCounts[name] {
+			t.Errorf("%s: %d resources, want %d", name, got, wantCounts[name])
+		}
+	}
+	// The group was unknown before this proxy: its first snapshot counts
+	// as a push of every type.
+	for _, name := range allTypeNames {
+		if got := h.srv.Pushes()[name]; got != 1 {
+			t.Errorf("Pushes()[%s] = %d, want 1", name, got)
+		}
+		if got := h.counterValue("shadowplane_xds_responses_total", "type", name); got != 1 {
+			t.Errorf("responses_total{type=%s} = %v, want 1", name, got)
+		}
+	}
+	if got := h.gaugeValue("shadowplane_xds_connected_proxies"); got != 1 {
+		t.Errorf("connected proxies = %v, want 1", got)
+	}
+	if got := h.gaugeValue("shadowplane_snapshot_groups"); got != 1 {
+		t.Errorf("snapshot groups = %v, want 1", got)
+	}
+}
+
+func TestSotwAckFlowReachesSynced(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+
+	c := h.sotw(sidecarNode("entrance-1"))
+	c.subscribeAll()
+	resps := c.collect(allTypeNames...)
+
+	// Before any ACK every type is STALE: sent, not acknowledged.
+	p := h.waitStatus("entrance-1", StatusStale, allTypeNames...)
+	if p.Group != testGroup.Key() || p.Delta {
+		t.Errorf("proxy group %q delta %v, want %q and SotW", p.Group, p.Delta, testGroup.Key())
+	}
+
+	c.ackAll(resps)
+	p = h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
+	versions := h.groupVersions()
+	for _, name := range allTypeNames {
+		ts := p.Types[name]
+		if ts.Sent != versions[name] || ts.Acked != versions[name] || ts.Current != versions[name] {
+			t.Errorf("%s: sent %q acked %q current %q, want all %q", name, ts.Sent, ts.Acked, ts.Current, versions[name])
+		}
+		if ts.LastNack != nil {
+			t.Errorf("%s: unexpected NACK %+v", name, ts.LastNack)
+		}
+	}
+	c.expectQuiet()
+}
+
+func TestSotwNackIsRecordedAndNotResentUntilChange(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+
+	c := h.sotw(sidecarNode("entrance-1"))
+	c.subscribeAll()
+	resps := c.collect(allTypeNames...)
+	rejected := resps["runtime"]
+	delete(resps, "runtime")
+	c.ackAll(resps)
+	// Envoy's NACK carries the last version it accepted: none yet.
+	c.send("runtime", "", rejected.GetNonce(), &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "runtime layer: bad value"})
+
+	p := h.waitStatus("entrance-1", StatusNacked, "runtime")
+	nack := p.Types["runtime"].LastNack
+	if nack == nil || nack.Message != "runtime layer: bad value" || nack.Version != rejected.GetVersionInfo() || nack.Time.IsZero() {
+		t.Fatalf("LastNack = %+v, want the message and rejected version %q", nack, rejected.GetVersionInfo())
+	}
+	if got := h.counterValue("shadowplane_xds_nacks_total", "type", "runtime"); got != 1 {
+		t.Errorf("nacks_total{type=runtime} = %v, want 1", got)
+	}
+	if got := h.counterValue("shadowplane_xds_nacks_total", "type", "listener"); got != 0 {
+		t.Errorf("nacks_total{type=listener} = %v, want 0", got)
+	}
+	h.waitStatus("entrance-1", StatusSynced, "cluster", "endpoint", "listener", "route")
+
+	// The rejected config is not re-sent in a loop...
+	c.expectQuiet()
+
+	// ...but the next change is sent, and accepted.
+	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
+	fixed := c.collect("runtime")["runtime"]
+	if fixed.GetVersionInfo() == rejected.GetVersionInfo() {
+		t.Fatalf("re-sent the rejected version %q", fixed.GetVersionInfo())
+	}
+	c.send("runtime", fixed.GetVersionInfo(), fixed.GetNonce(), nil)
+	p = h.waitStatus("entrance-1", StatusSynced, "runtime")
+	if p.Types["runtime"].LastNack == nil {
+		t.Error("LastNack was forgotten after the next ACK; it should stay for operators")
+	}
+}
+
+func TestSotwPercentChangeResendsOnlyRuntime(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	c := syncedSotw(h, "entrance-1")
+	before := h.srv.Pushes()
+	versionsBefore := h.groupVersions()
+
+	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
+
+	resp := c.collect("runtime")["runtime"]
+	c.expectQuiet()
+	if resp.GetVersionInfo() == versionsBefore["runtime"] {
+		t.Fatalf("runtime re-sent with the old version %q", resp.GetVersionInfo())
+	}
+	after := h.srv.Pushes()
+	for _, name := range allTypeNames {
+		want := before[name]
+		if name == "runtime" {
+			want++
+		}
+		if after[name] != want {
+			t.Errorf("Pushes()[%s] = %d, want %d", name, after[name], want)
+		}
+		if got := h.counterValue("shadowplane_xds_pushes_total", "type", name); got != float64(want) {
+			t.Errorf("pushes_total{type=%s} = %v, want %d", name, got, want)
+		}
+	}
+
+	p := h.waitStatus("entrance-1", StatusStale, "runtime")
+	if p.Types["runtime"].Acked != versionsBefore["runtime"] || p.Types["runtime"].Sent != resp.GetVersionInfo() {
+		t.Errorf("runtime status %+v, want sent %q acked %q", p.Types["runtime"], resp.GetVersionInfo(), versionsBefore["runtime"])
+	}
+	c.send("runtime", resp.GetVersionInfo(), resp.GetNonce(), nil)
+	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
+}
+
+func TestSotwEndpointChangeResendsOnlyEndpoints(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	c := syncedSotw(h, "entrance-1")
+
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1", "10.1.0.2"))
+	resp := c.collect("endpoint")["endpoint"]
+	c.expectQuiet()
+	c.send("endpoint", resp.GetVersionInfo(), resp.GetNonce(), nil)
+	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
+}
+
+func TestSotwUnchangedWorldSendsNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	c := syncedSotw(h, "entrance-1")
+	before := h.srv.Pushes()
+
+	// An equal World built afresh, as the watcher does on unrelated changes.
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	c.expectQuiet()
+	if after := h.srv.Pushes(); !equalCounts(before, after) {
+		t.Errorf("Pushes changed from %v to %v for an equal World", before, after)
+	}
+}
+
+func TestSotwProxiesOfOneGroupShareASnapshot(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	a := syncedSotw(h, "entrance-a")
+	b := syncedSotw(h, "entrance-b")
+
+	snaps := h.srv.Snapshots()
+	if len(snaps) != 1 || snaps[testGroup.Key()].Proxies != 2 {
+		t.Fatalf("Snapshots() = %+v, want one group with 2 proxies", snaps)
+	}
+	if got := h.srv.Pushes()["runtime"]; got != 1 {
+		t.Errorf("the second proxy caused a push: Pushes()[runtime] = %d, want 1", got)
+	}
+	proxies := h.srv.Proxies()
+	if len(proxies) != 2 || proxies[0].ID != "entrance-a" || proxies[1].ID != "entrance-b" {
+		t.Fatalf("Proxies() = %+v, want entrance-a then entrance-b", proxies)
+	}
+
+	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
+	a.collect("runtime")
+	b.collect("runtime")
+	if got := h.srv.Pushes()["runtime"]; got != 2 {
+		t.Errorf("Pushes()[runtime] = %d, want 2: one per group, not per proxy", got)
+	}
+}
+
+func TestSotwFirstProxyWaitsForFirstWorld(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.sotw(sidecarNode("entrance-1"))
+	c.subscribeAll()
+	// A control plane that just started must not serve a forward-only
+	// config before it knows the policies: the proxy keeps what it has.
+	c.expectQuiet()
+	snaps := h.srv.Snapshots()
+	if g, ok := snaps[testGroup.Key()]; !ok || len(g.Types) != 0 || g.SetAt != nil {
+		t.Fatalf("Snapshots() = %+v, want the group known without a snapshot", snaps)
+	}
+
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+	c.ackAll(c.collect(allTypeNames...))
+	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
+}
+
+func TestSotwInvalidNodeClosesStream(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+
+	c := h.sotw(metadataNode("broken-1", map[string]any{
+		translator.MetadataNamespace: "shop",
+		translator.MetadataPorts:     "15001:8080",
+	}))
+	c.subscribeAll()
+	err := c.closed()
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("stream ended with %v, want InvalidArgument", err)
+	}
+	for _, want := range []string{"broken-1", translator.MetadataService} {
+		if !strings.Contains(status.Convert(err).Message(), want) {
+			t.Errorf("error %q does not name %q", status.Convert(err).Message(), want)
+		}
+	}
+	if got := h.counterValue("shadowplane_xds_invalid_nodes_total", "", ""); got != 1 {
+		t.Errorf("invalid_nodes_total = %v, want 1", got)
+	}
+	if len(h.srv.Proxies()) != 0 || len(h.srv.Snapshots()) != 0 {
+		t.Errorf("an invalid node left state: proxies %+v snapshots %+v", h.srv.Proxies(), h.srv.Snapshots())
+	}
+}
+
+func equalCounts(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

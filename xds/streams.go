@@ -1,0 +1,149 @@
+package xds
+
+import (
+	"context"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// openStream starts tracking a stream; it counts as a proxy once its first
+// request identifies the node.
+func (s *Server) openStream(ctx context.Context, key streamKey) {
+	st := &streamState{opened: time.Now(), types: map[string]*typeState{}}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		st.address = p.Addr.String()
+	}
+	s.mu.Lock()
+	s.streams[key] = st
+	s.mu.Unlock()
+}
+
+// closeStream forgets a stream and, when it was its group's last, starts
+// the group's idle clock.
+func (s *Server) closeStream(key streamKey) {
+	s.mu.Lock()
+	st := s.streams[key]
+	delete(s.streams, key)
+	identified := st != nil && st.groupKey != ""
+	if identified {
+		if g := s.groups[st.groupKey]; g != nil {
+			g.streams--
+			if g.streams == 0 {
+				g.idleSince = time.Now()
+			}
+		}
+		s.metrics.connected.Dec()
+	}
+	s.mu.Unlock()
+
+	if identified {
+		s.log.Info("proxy disconnected", "node", st.nodeID, "group", st.groupKey, "delta", key.delta)
+	}
+}
+
+// identifyStream reads the node group from a stream's first request and
+// makes sure the group has a snapshot before the request is watched. A node
+// whose metadata names no valid group gets an InvalidArgument error, which
+// closes its stream.
+func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
+	s.mu.Lock()
+	st := s.streams[key]
+	if st == nil {
+		// go-control-plane always opens a stream before its requests;
+		// track it anyway rather than lose the proxy.
+		st = &streamState{opened: time.Now(), types: map[string]*typeState{}}
+		s.streams[key] = st
+	}
+	if st.groupKey != "" {
+		s.mu.Unlock()
+		return nil
+	}
+	group, err := NodeGroupFromNode(node)
+	if err != nil {
+		s.mu.Unlock()
+		s.metrics.invalidNodes.Inc()
+		s.log.Warn("closing xDS stream: the node names no valid node group",
+			"node", node.GetId(), "address", st.address, "error", err)
+		return status.Errorf(codes.InvalidArgument, "shadowplane: %v", err)
+	}
+	groupKey := group.Key()
+	st.nodeID, st.groupKey = node.GetId(), groupKey
+	g := s.groups[groupKey]
+	if g == nil {
+		g = &groupState{group: group}
+		s.groups[groupKey] = g
+	}
+	g.streams++
+	g.idleSince = time.Time{}
+	needSnapshot := g.snapshot == nil
+	s.metrics.connected.Inc()
+	s.mu.Unlock()
+
+	s.log.Info("proxy connected", "node", st.nodeID, "group", groupKey, "delta", key.delta, "address", st.address)
+	if needSnapshot {
+		s.ensureGroupSnapshot(groupKey)
+	}
+	return nil
+}
+
+// recordRequest notes the ACK or NACK a request carries. ackedVersion is the
+// SotW request's version_info, or "" for delta, where the acknowledged
+// version is the one sent with the nonce. When the request NACKs the last
+// response of its type, it returns that response's version and true.
+func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion string, errorDetail *rpcstatus.Status) (rejected string, nacked bool) {
+	s.mu.Lock()
+	st := s.streams[key]
+	if st == nil {
+		s.mu.Unlock()
+		return "", false
+	}
+	// Every request marks its type as requested, so status lists it even
+	// before the first response.
+	t := st.typeState(typeURL)
+	if nonce == "" {
+		// A first request (or a reconnect): it answers no response.
+		s.mu.Unlock()
+		return "", false
+	}
+	answersLast := nonce == t.sentNonce
+	if errorDetail == nil {
+		if answersLast {
+			if key.delta {
+				ackedVersion = t.sent
+			}
+			t.acked = ackedVersion
+		}
+		s.mu.Unlock()
+		return "", false
+	}
+
+	nack := &Nack{Message: errorDetail.GetMessage(), Time: time.Now()}
+	if answersLast {
+		nack.Version = t.sent
+		t.nackNonce = nonce
+	}
+	t.lastNack = nack
+	nodeID, groupKey := st.nodeID, st.groupKey
+	s.mu.Unlock()
+
+	s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
+	s.log.Warn("proxy rejected configuration", "node", nodeID, "group", groupKey,
+		"type", typeKey(typeURL), "version", nack.Version, "error", nack.Message)
+	return nack.Version, answersLast
+}
+
+// recordResponse notes a response about to be sent on a stream.
+func (s *Server) recordResponse(key streamKey, typeURL, nonce, version string) {
+	s.metrics.responses.WithLabelValues(typeLabel(typeURL)).Inc()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.streams[key]; st != nil {
+		t := st.typeState(typeURL)
+		t.sent, t.sentNonce = version, nonce
+	}
+}
