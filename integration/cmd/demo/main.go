@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -181,11 +182,14 @@ func run(ctx context.Context, hold bool, rate int) error {
 			return fmt.Errorf("envoy never applied %s %%: %w", percent, err)
 		}
 		v, _, _ := sidecar.RuntimeValue(ctx, key)
-		fmt.Printf("    Envoy /runtime %s = %s after %s (no restart, no drain)\n", key, v, time.Since(start).Round(time.Millisecond))
+		share, _ := harness.RuntimeShare(v)
+		fmt.Printf("    Envoy /runtime %s = %d/1000000 (%.4g %%) after %s (no restart, no drain)\n",
+			key, share, float64(share)/10000, time.Since(start).Round(time.Millisecond))
 		send(3)
 	}
 	stats, _ := sidecar.Stats(ctx, "listener_manager.listener_modified|listener_manager.total_listeners_draining|cluster_manager.cluster_modified|server.uptime")
-	step("Envoy stats after three live changes: %s", formatStats(stats))
+	step("Envoy stats after three live changes")
+	fmt.Println("    " + formatStats(stats))
 
 	if hold {
 		step("holding; try:  KUBECONFIG=%s kubectl -n demo edit configmap mirror-policies", kube.KubeconfigPath)
@@ -201,5 +205,6 @@ func formatStats(stats map[string]uint64) string {
 	for k, v := range stats {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
 	}
+	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }
