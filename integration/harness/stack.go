@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/shadowplane/shadowplane/internal/controlplane"
 )
@@ -29,6 +30,9 @@ type ControlPlaneOptions struct {
 	Namespaces      []string
 	AllowedURLHosts []string
 	Logger          hclog.Logger
+	// Client overrides kube.Client, e.g. to run as the deployed
+	// ServiceAccount through impersonation.
+	Client kubernetes.Interface
 }
 
 // StartControlPlane starts the control plane against kube and waits until
@@ -38,8 +42,12 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 	if logger == nil {
 		logger = hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Info, Output: os.Stderr})
 	}
+	client := o.Client
+	if client == nil {
+		client = kube.Client
+	}
 	cp, err := controlplane.New(controlplane.Config{
-		Client:          kube.Client,
+		Client:          client,
 		Namespaces:      o.Namespaces,
 		XDSAddress:      "127.0.0.1:0",
 		HTTPAddress:     "127.0.0.1:0",
