@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,6 +101,25 @@ func TestDeployManifests(t *testing.T) {
 				t.Fatalf("%s: create %T: %v", file, obj, err)
 			}
 		}
+	}
+
+	// `shadowplane inject` output is accepted by the API server as is.
+	injected := filepath.Join(t.TempDir(), "injected.yaml")
+	out, err := exec.Command(e.shadowplane, "inject", "-f", filepath.Join(root, "deploy/examples/app-without-sidecar.yaml"),
+		"--service", "checkout", "--ports", "15001:8080").Output()
+	if err != nil {
+		t.Fatalf("shadowplane inject: %v", err)
+	}
+	must(t, os.WriteFile(injected, out, 0o600))
+	for _, obj := range decodeManifests(t, injected) {
+		if err := createObject(ctx, e.kube.Client, obj); err != nil {
+			t.Fatalf("injected manifest: create %T: %v\n%s", obj, err, out)
+		}
+	}
+	deployment, err := e.kube.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+	must(t, err)
+	if n := len(deployment.Spec.Template.Spec.Containers); n != 2 {
+		t.Errorf("injected Deployment stored with %d containers, want app + sidecar", n)
 	}
 
 	asServiceAccount := rest.CopyConfig(e.kube.Config)

@@ -32,6 +32,7 @@ func newRootCommand() *cobra.Command {
 		newBootstrapCommand(),
 		newValidateCommand(),
 		newStatusCommand(),
+		newInjectCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
