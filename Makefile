@@ -22,7 +22,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 UNIT_PKGS := ./translator/... ./watcher/... ./xds/... ./envoy-bootstrap/... ./cmd/... ./internal/...
 
-.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation clean
+.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation nginx clean
 
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
@@ -71,10 +71,11 @@ integration: tools
 golden:
 	$(GO) test ./translator -run Golden -update
 
-## fuzz: fuzz the policy parser (FUZZTIME=2m by default)
+## fuzz: fuzz the policy parser (FUZZTIME=2m by default; a crash is
+## minimised for at most 5s so the run ends close to FUZZTIME)
 FUZZTIME ?= 2m
 fuzz:
-	$(GO) test ./translator -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./translator -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 ## demo: local API server, control plane, real Envoy sidecar, backends; live mirroring
 demo: tools build
@@ -85,8 +86,31 @@ bench: bench-propagation bench-isolation
 bench-propagation: tools build
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'Propagation' -benchtime 1x -v ./integration/...
 
-bench-isolation: tools build
+bench-isolation: tools build nginx
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'Isolation' -benchtime 1x -v ./integration/...
+
+## nginx: Debian's nginx (with its built-in mirror module) in .tools/nginx, for
+## the isolation benchmark; unpacked from the .debs, without root or apt-get
+## install. Libraries the machine lacks are unpacked beside it (or always,
+## with NGINX_BUNDLE_LIBS=1) and .tools/bin/nginx becomes a wrapper.
+NGINX_DEBS := $(TOOLS)/debs/nginx
+NGINX_LIBS := libcrypt1 libpcre2-8-0 libssl3 zlib1g
+nginx: $(BIN)/nginx
+$(BIN)/nginx:
+	mkdir -p $(NGINX_DEBS) $(BIN)
+	rm -rf $(TOOLS)/nginx $(NGINX_DEBS)/*.deb $@
+	cd $(NGINX_DEBS) && { apt-get download nginx nginx-common || { echo "apt-get download failed: run 'apt-get update' once, then make nginx again"; exit 1; }; }
+	for deb in $(NGINX_DEBS)/*.deb; do dpkg-deb -x "$$deb" $(TOOLS)/nginx; done
+	if [ -n "$${NGINX_BUNDLE_LIBS:-}" ] || ldd $(TOOLS)/nginx/usr/sbin/nginx | grep -q 'not found'; then \
+	  mkdir -p $(NGINX_DEBS)/libs && cd $(NGINX_DEBS)/libs && apt-get download $(NGINX_LIBS) && \
+	  for deb in $(NGINX_DEBS)/libs/*.deb; do dpkg-deb -x "$$deb" $(TOOLS)/nginx; done && \
+	  libdirs="$$(find $(TOOLS)/nginx -name '*.so*' -printf '%h\n' | sort -u | paste -sd:)" && \
+	  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$$@"\n' "$$libdirs" $(TOOLS)/nginx/usr/sbin/nginx > $@ && chmod +x $@; \
+	else \
+	  ln -sf $(TOOLS)/nginx/usr/sbin/nginx $@; \
+	fi
+	$@ -V 2>&1 | head -1
+	@if $@ -V 2>&1 | grep -q -- '--without-http_mirror_module'; then echo "this nginx lacks the mirror module"; rm -f $@; exit 1; fi
 
 clean:
 	rm -rf bin .demo

@@ -52,9 +52,11 @@ func FuzzParsePolicies(f *testing.F) {
 				}
 			}
 		}
+		checkEnvoyAccepts(t, policies)
 
 		filePolicies, fileErrs := ParseConfigMapFile("fuzz.yaml", data, opts)
 		checkParseInvariants(t, filePolicies, fileErrs)
+		checkEnvoyAccepts(t, filePolicies)
 		againFile, againFileErrs := ParseConfigMapFile("fuzz.yaml", data, opts)
 		if !reflect.DeepEqual(filePolicies, againFile) || !reflect.DeepEqual(fileErrs, againFileErrs) {
 			t.Fatal("ParseConfigMapFile is not deterministic")
@@ -102,6 +104,57 @@ func checkParseInvariants(t *testing.T, policies []*Policy, errs []*PolicyError)
 		for _, h := range p.Match.Headers {
 			if !isHTTPToken(h.Name) {
 				t.Fatalf("policy %q matches header %q", p.Name, h.Name)
+			}
+		}
+	}
+}
+
+// checkEnvoyAccepts translates valid policies for the sidecar of
+// default/entrance and checks that every resource passes Envoy's proto
+// validation and every regex fits Envoy's program-size limit: what the
+// parser accepts, Envoy must not reject (a NACK would block every other
+// policy's updates on that sidecar).
+func checkEnvoyAccepts(t *testing.T, policies []*Policy) {
+	t.Helper()
+	if len(policies) == 0 {
+		return
+	}
+	w := corpusWorld()
+	w.Policies = policies
+	out := Translate(w, NodeGroup{Namespace: "default", Service: "entrance", Ports: []PortPair{{Listen: 15001, App: 8080}}})
+	var resources []interface{ ValidateAll() error }
+	for _, r := range out.Listeners {
+		resources = append(resources, r)
+	}
+	for _, r := range out.Routes {
+		resources = append(resources, r)
+	}
+	for _, r := range out.Clusters {
+		resources = append(resources, r)
+	}
+	for _, r := range out.Endpoints {
+		resources = append(resources, r)
+	}
+	for _, r := range out.Runtimes {
+		resources = append(resources, r)
+	}
+	for _, r := range resources {
+		if err := r.ValidateAll(); err != nil {
+			t.Fatalf("Envoy would reject the translation of accepted policies: %v", err)
+		}
+	}
+	for _, rc := range out.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, route := range vh.GetRoutes() {
+				for _, h := range route.GetMatch().GetHeaders() {
+					re := h.GetStringMatch().GetSafeRegex().GetRegex()
+					if re == "" {
+						continue
+					}
+					if size, err := re2ProgramSize(re); err != nil || size > envoyRegexProgramLimit {
+						t.Fatalf("Envoy would reject the regex %q of header %s (size %d, %v)", re, h.GetName(), size, err)
+					}
+				}
 			}
 		}
 	}

@@ -110,7 +110,7 @@ func goldenScenarios() []goldenScenario {
 			Ports: []PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}}}},
 		{name: "guard-overrides", group: entranceGroup, world: func() *World {
 			a := toStaging()
-			a.Guard = Guard{ConnectTimeout: time.Second, MaxConnections: 8, MaxPendingRequests: 4, MaxRequests: 16}
+			a.Guard = Guard{ConnectTimeout: time.Second, MaxConnections: 8, MaxPendingRequests: 4, MaxRequests: 16, MaxBodyBytes: 1 << 20}
 			b := toStaging()
 			b.Name = "tighter"
 			b.Match.PathPrefix = "/checkout/"

@@ -11,6 +11,11 @@ import (
 // it is Envoy's own limit for configured header values.
 const maxHeaderValueBytes = 16384
 
+// maxHeaderNameBytes is the longest header name a policy may match or edit.
+// Envoy rejects a set header whose name exceeds 16 KiB, and with it the
+// whole route configuration; real header names are far shorter.
+const maxHeaderNameBytes = 1024
+
 // isHTTPToken reports whether s is an RFC 7230 token: the syntax of header
 // names and methods.
 func isHTTPToken(s string) bool {
@@ -67,6 +72,8 @@ func headerNameProblem(s string, use headerUse) string {
 		return fmt.Sprintf("%s is an HTTP/2 pseudo-header, which cannot be removed or set on copies", quoteShort(s))
 	case lower == "host" && use == headerEdited:
 		return "the host header cannot be edited here: copies to Service targets keep the Host (set hostSuffix: true to append \"-shadow\") and copies to URL targets get the URL's host"
+	case len(s) > maxHeaderNameBytes:
+		return fmt.Sprintf("is %d bytes long, more than the limit of %d for a header name", len(s), maxHeaderNameBytes)
 	case !isHTTPToken(s):
 		return fmt.Sprintf("must be %s, got %s", headerNameRule, quoteShort(s))
 	}

@@ -51,6 +51,9 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		{"methods not a list", entranceHead + shadowMirrorYAML + "match: {methods: GET}\n", "match.methods", `must be a list, got "GET"`},
 		{"method with space", entranceHead + shadowMirrorYAML + "match: {methods: [GET, \"PO ST\"]}\n", "match.methods[1]", `must be an HTTP method`},
 		{"method a number", entranceHead + shadowMirrorYAML + "match: {methods: [1]}\n", "match.methods[0]", `must be a string`},
+		// Envoy 1.40 rejects the :method regex of these 20 methods (RE2 program size 108).
+		{"methods too many for Envoy", entranceHead + shadowMirrorYAML + "match: {methods: [" + natoMethods + "]}\n", "match.methods", `lists 20 methods, which Envoy matches with one regex whose RE2 program size is estimated at`},
+		{"header name too long", entranceHead + shadowMirrorYAML + "match: {headers: [{name: x-" + strings.Repeat("a", maxHeaderNameBytes) + ", present: true}]}\n", "match.headers[0].name", `is 1026 bytes long, more than the limit of 1024 for a header name`},
 		{"headers not a list", entranceHead + shadowMirrorYAML + "match: {headers: {name: x}}\n", "match.headers", `must be a list`},
 		{"header without name", entranceHead + shadowMirrorYAML + "match: {headers: [{exact: x}]}\n", "match.headers[0].name", `is required`},
 		{"header name with space", entranceHead + shadowMirrorYAML + "match: {headers: [{name: x a, exact: x}]}\n", "match.headers[0].name", `must be a valid HTTP header name`},
@@ -137,6 +140,8 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		{"set not a mapping", entranceHead + shadowMirrorYAML + "copyHeaders: {set: [a]}\n", "copyHeaders.set", `must be a mapping of header name to value`},
 		{"set host", entranceHead + shadowMirrorYAML + "copyHeaders: {set: {host: x}}\n", "copyHeaders.set.host", `the host header cannot be edited here`},
 		{"set bad name", entranceHead + shadowMirrorYAML + "copyHeaders: {set: {\"a b\": x}}\n", "copyHeaders.set.a b", `must be a valid HTTP header name`},
+		// Envoy rejects a set header name above 16 KiB; YAML needs "? " for keys above 1 KiB.
+		{"set name too long", entranceHead + shadowMirrorYAML + "copyHeaders:\n  set:\n    ? " + longHeaderName + "\n    : v\n", "copyHeaders.set." + shortenText(longHeaderName), `is 17002 bytes long, more than the limit of 1024 for a header name`},
 		{"set twice ignoring case", entranceHead + shadowMirrorYAML + "copyHeaders: {set: {X-A: 1, x-a: 2}}\n", "copyHeaders.set.x-a", `header "x-a" is set twice`},
 		{"set empty value", entranceHead + shadowMirrorYAML + "copyHeaders: {set: {x-a: }}\n", "copyHeaders.set.x-a", `needs a value: write "" for an empty value`},
 		{"set list value", entranceHead + shadowMirrorYAML + "copyHeaders: {set: {x-a: [1]}}\n", "copyHeaders.set.x-a", `must be a string value, got a list`},
@@ -146,7 +151,7 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		{"removed and set", entranceHead + shadowMirrorYAML + "copyHeaders: {remove: [X-A], set: {x-a: 1}}\n", "copyHeaders.remove", `"x-a" is both removed and set`},
 
 		// guard
-		{"guard not a mapping", entranceHead + shadowMirrorYAML + "guard: 1s\n", "guard", `must be a mapping with the fields connectTimeout, maxConnections, maxPendingRequests, maxRequests`},
+		{"guard not a mapping", entranceHead + shadowMirrorYAML + "guard: 1s\n", "guard", `must be a mapping with the fields connectTimeout, maxConnections, maxPendingRequests, maxRequests, maxBodyBytes`},
 		{"guard unknown field", entranceHead + shadowMirrorYAML + "guard: {timeout: 1s}\n", "guard.timeout", `unknown field "timeout"`},
 		{"connectTimeout too short", entranceHead + shadowMirrorYAML + "guard: {connectTimeout: 5ms}\n", "guard.connectTimeout", `must be a duration from 10ms to 10s such as "250ms" or "1s" (leave it out for the default, 250ms), got "5ms"`},
 		{"connectTimeout too long", entranceHead + shadowMirrorYAML + "guard: {connectTimeout: 11s}\n", "guard.connectTimeout", `got "11s"`},
@@ -156,6 +161,14 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		{"maxPendingRequests too high", entranceHead + shadowMirrorYAML + "guard: {maxPendingRequests: 10001}\n", "guard.maxPendingRequests", `got 10001`},
 		{"maxRequests negative", entranceHead + shadowMirrorYAML + "guard: {maxRequests: -1}\n", "guard.maxRequests", `got -1`},
 		{"maxRequests string", entranceHead + shadowMirrorYAML + "guard: {maxRequests: \"10\"}\n", "guard.maxRequests", `got "10"`},
+		{"maxBodyBytes too small", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 1023}\n", "guard.maxBodyBytes", `must be a size from 1Ki to 64Mi: bytes as a whole number, or with the suffix Ki or Mi such as "512Ki" or "16Mi" (leave it out for the default, 4Mi), got the number 1023`},
+		{"maxBodyBytes too large", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 65Mi}\n", "guard.maxBodyBytes", `got "65Mi"`},
+		{"maxBodyBytes zero", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 0Ki}\n", "guard.maxBodyBytes", `got "0Ki"`},
+		{"maxBodyBytes decimal unit", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 16MB}\n", "guard.maxBodyBytes", `got "16MB"`},
+		{"maxBodyBytes fraction", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 1.5Mi}\n", "guard.maxBodyBytes", `got "1.5Mi"`},
+		{"maxBodyBytes leading zero", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 04Mi}\n", "guard.maxBodyBytes", `got "04Mi"`},
+		{"maxBodyBytes huge number", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: 99999999999999999999}\n", "guard.maxBodyBytes", `got the number 99999999999999999999`},
+		{"maxBodyBytes list", entranceHead + shadowMirrorYAML + "guard: {maxBodyBytes: [1]}\n", "guard.maxBodyBytes", `got a list`},
 
 		// aliases
 		{"alias as a value", entranceHead + "port: &p http\nmirrors:\n- {service: s, port: *p, percent: 1}\n", "mirrors[0].port", `YAML aliases (*p) are not supported`},
@@ -183,6 +196,12 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		})
 	}
 }
+
+// natoMethods are 20 made-up methods whose alternation is too big for
+// Envoy's regex limit.
+const natoMethods = "ALPHA, BRAVO, CHARLIE, DELTA, ECHO, FOXTROT, GOLF, HOTEL, INDIA, JULIET, KILO, LIMA, MIKE, NOVEMBER, OSCAR, PAPA, QUEBEC, ROMEO, SIERRA, TANGO"
+
+var longHeaderName = "x-" + strings.Repeat("a", 17000)
 
 func manyMirrors(n int) string {
 	var b strings.Builder

@@ -1,6 +1,8 @@
 package translator
 
 import (
+	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode"
@@ -73,7 +75,39 @@ func (p *policyParser) parseMethods(path string, n *yaml.Node) []string {
 		}
 		methods = append(methods, strings.ToUpper(s))
 	}
-	return sortedUniqueStrings(methods)
+	methods = sortedUniqueStrings(methods)
+	if problem := methodsProblem(methods); problem != "" {
+		p.fail(path, n, "%s", problem)
+		return nil
+	}
+	return methods
+}
+
+// methodsRegex is the regex Envoy matches the :method header against when a
+// policy lists several methods.
+func methodsRegex(methods []string) string {
+	quoted := make([]string, len(methods))
+	for i, m := range methods {
+		quoted[i] = regexp.QuoteMeta(m)
+	}
+	return "^(" + strings.Join(quoted, "|") + ")$"
+}
+
+// methodsProblem refuses a methods list whose regex Envoy would reject as
+// too large (and with it the whole route configuration).
+func methodsProblem(methods []string) string {
+	if len(methods) < 2 {
+		return ""
+	}
+	size, err := re2ProgramSize(methodsRegex(methods))
+	if err != nil {
+		return fmt.Sprintf("cannot be matched: %v", err)
+	}
+	if size > envoyRegexProgramLimit {
+		return fmt.Sprintf("lists %d methods, which Envoy matches with one regex whose RE2 program size is estimated at %d, above Envoy's limit of %d: list fewer or shorter methods, or leave methods out to copy requests of every method",
+			len(methods), size, envoyRegexProgramLimit)
+	}
+	return ""
 }
 
 // parseHeaderMatches reads header conditions, sorted by name, then kind,

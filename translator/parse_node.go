@@ -44,6 +44,9 @@ func absentNode(n *yaml.Node) bool { return n == nil || isNullNode(n) }
 
 // joinPath appends a field name to a dotted path.
 func joinPath(path, field string) string {
+	// Field names can be user keys (header names, unknown fields) of any
+	// length; a path is for finding the spot, not for quoting it whole.
+	field = shortenText(field)
 	if path == "" {
 		return field
 	}

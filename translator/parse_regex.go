@@ -16,19 +16,29 @@ const envoyRegexProgramLimit = 100
 // regexProblem checks a header regex the way Envoy will: RE2 syntax (Go's
 // regexp implements the same syntax) and RE2 program size.
 func regexProblem(expr string) string {
-	re, err := syntax.Parse(expr, syntax.Perl)
+	size, err := re2ProgramSize(expr)
 	if err != nil {
 		return fmt.Sprintf("is not a valid RE2 regular expression: %v", err)
 	}
-	prog, err := syntax.Compile(re.Simplify())
-	if err != nil {
-		return fmt.Sprintf("is not a valid RE2 regular expression: %v", err)
-	}
-	if size := estimateRE2ProgramSize(prog); size > envoyRegexProgramLimit {
+	if size > envoyRegexProgramLimit {
 		return fmt.Sprintf("is too complex for Envoy: its RE2 program size is estimated at %d, above Envoy's limit of %d; simplify it (fewer or smaller repetitions and character classes; Unicode classes such as \\pL are large)",
 			size, envoyRegexProgramLimit)
 	}
 	return ""
+}
+
+// re2ProgramSize parses a regex with RE2 syntax and estimates the program
+// size Envoy's RE2 will report for it.
+func re2ProgramSize(expr string) (int, error) {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return 0, err
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0, err
+	}
+	return estimateRE2ProgramSize(prog), nil
 }
 
 // estimateRE2ProgramSize estimates, from Go's compiled program, the size

@@ -153,6 +153,14 @@ match:
 			},
 		},
 		{
+			name: "every standard and WebDAV method fits Envoy's regex limit",
+			body: "service: entrance\nmatch: {methods: [CONNECT, COPY, DELETE, GET, HEAD, LOCK, MKCOL, MOVE, OPTIONS, PATCH, POST, PROPFIND, PROPPATCH, PUT, TRACE, UNLOCK]}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Match = Match{Methods: []string{"CONNECT", "COPY", "DELETE", "GET", "HEAD", "LOCK", "MKCOL", "MOVE", "OPTIONS", "PATCH", "POST", "PROPFIND", "PROPPATCH", "PUT", "TRACE", "UNLOCK"}}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
 			name: "copyHeaders are lower-cased and sorted; scalar values kept as written",
 			body: `service: entrance
 copyHeaders:
@@ -189,6 +197,30 @@ copyHeaders:
 			body: "service: entrance\nguard: {connectTimeout: 10ms}\n" + shadowMirrorYAML,
 			want: func(p *Policy) {
 				p.Guard = Guard{ConnectTimeout: 10 * time.Millisecond}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
+			name: "maxBodyBytes in bytes",
+			body: "service: entrance\nguard: {maxBodyBytes: 1024}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Guard = Guard{MaxBodyBytes: 1024}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
+			name: "maxBodyBytes in Ki",
+			body: "service: entrance\nguard: {maxBodyBytes: 512Ki}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Guard = Guard{MaxBodyBytes: 512 << 10}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
+			name: "maxBodyBytes in Mi, quoted, at the upper bound",
+			body: "service: entrance\nguard: {maxBodyBytes: \"64Mi\"}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Guard = Guard{MaxBodyBytes: 64 << 20}
 				p.Mirrors = []Mirror{shadowMirror(250000)}
 			},
 		},
@@ -402,7 +434,7 @@ func TestValidFullExample(t *testing.T) {
 		},
 		MarkCopies: false,
 		HostSuffix: true,
-		Guard:      Guard{ConnectTimeout: 500 * time.Millisecond, MaxConnections: 100, MaxPendingRequests: 50, MaxRequests: 200},
+		Guard:      Guard{ConnectTimeout: 500 * time.Millisecond, MaxConnections: 100, MaxPendingRequests: 50, MaxRequests: 200, MaxBodyBytes: 16 << 20},
 	}
 	paused := &Policy{
 		Namespace: "shop", Name: "checkout-paused", Source: Source{ConfigMap: "mirror-policies", Key: "policies.yaml", Index: 1},

@@ -126,6 +126,10 @@ type Guard struct {
 	MaxConnections     uint32
 	MaxPendingRequests uint32
 	MaxRequests        uint32
+	// MaxBodyBytes is the largest request body copied: a copy is held in
+	// Envoy until its body is complete and dropped when the body grows
+	// past this, so a backed-up target can never slow the client's upload.
+	MaxBodyBytes uint32
 }
 
 // Default guard values for shadow clusters.
@@ -134,6 +138,7 @@ const (
 	DefaultMaxConnections     = 64
 	DefaultMaxPendingRequests = 32
 	DefaultMaxRequests        = 128
+	DefaultMaxBodyBytes       = 4 << 20 // 4 MiB
 )
 
 // WithDefaults returns g with every zero field set to its default.
@@ -149,6 +154,9 @@ func (g Guard) WithDefaults() Guard {
 	}
 	if g.MaxRequests == 0 {
 		g.MaxRequests = DefaultMaxRequests
+	}
+	if g.MaxBodyBytes == 0 {
+		g.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	return g
 }

@@ -9,6 +9,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
+	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -30,19 +33,23 @@ const (
 	// shadowIdleTimeout closes shadow connections left without requests.
 	shadowIdleTimeout = 60 * time.Second
 	// shadowMaxStreamDuration resets a copy still running after this long.
-	// The route timeout is disabled (copies share it), and a copy streams
-	// its body alongside the original under the original's flow control,
-	// so a stalled shadow must not hold a copy, a request slot or the
-	// client's upload forever.
+	// The route timeout is disabled (copies share it), so a stalled shadow
+	// must not hold a copy, its buffered body or a request slot forever.
 	shadowMaxStreamDuration = 30 * time.Second
+
+	// shadowEDSFetchTimeout bounds how long a new or changed shadow
+	// cluster waits for its endpoints; see shadowEDSConfigSource.
+	shadowEDSFetchTimeout = time.Second
 
 	// systemCABundle is the Debian/Ubuntu system trust store, which the
 	// official Envoy images carry: https URL targets are verified against
 	// it, and against the URL's host name.
 	systemCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
-	tlsTransportSocketName = "envoy.transport_sockets.tls"
-	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	tlsTransportSocketName  = "envoy.transport_sockets.tls"
+	bufferFilterName        = "envoy.filters.http.buffer"
+	upstreamCodecFilterName = "envoy.filters.http.upstream_codec"
+	httpProtocolOptionsKey  = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
 // appClusterName names the cluster of the local application port.
@@ -93,13 +100,10 @@ func (t *translation) shadowCluster(target *shadowTarget) *clusterv3.Cluster {
 	if target.url == nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig:   adsConfigSource(),
+			EdsConfig:   shadowEDSConfigSource(),
 			ServiceName: target.cluster,
 		}
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(&upstreamhttpv3.HttpProtocolOptions{
-			CommonHttpProtocolOptions: shadowHTTPOptions(),
-			UpstreamProtocolOptions:   downstreamProtocol(),
-		})
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, false))
 		return c
 	}
 
@@ -112,27 +116,32 @@ func (t *translation) shadowCluster(target *shadowTarget) *clusterv3.Cluster {
 		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 	}
 	if u.Scheme != "https" {
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(&upstreamhttpv3.HttpProtocolOptions{
-			CommonHttpProtocolOptions: shadowHTTPOptions(),
-			UpstreamProtocolOptions:   downstreamProtocol(),
-		})
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, false))
 		return c
 	}
 	c.TransportSocket = &corev3.TransportSocket{
 		Name:       tlsTransportSocketName,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(u.Host))},
 	}
-	// Over TLS, ALPN picks HTTP/2 or HTTP/1.1 with the target.
-	c.TypedExtensionProtocolOptions = httpProtocolOptions(&upstreamhttpv3.HttpProtocolOptions{
-		CommonHttpProtocolOptions: shadowHTTPOptions(),
-		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_AutoConfig{
-			AutoConfig: &upstreamhttpv3.HttpProtocolOptions_AutoHttpConfig{
-				HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
-				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-			},
-		},
-	})
+	c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, true))
 	return c
+}
+
+// shadowEDSConfigSource fetches a shadow cluster's endpoints over ADS, and
+// gives up waiting for them after shadowEDSFetchTimeout.
+//
+// Why: when a cluster changes (a guard edit), Envoy warms the new version
+// until it gets the cluster's endpoints, but an xDS server sends an
+// unchanged ClusterLoadAssignment only once, so the new cluster waited out
+// Envoy's default initial fetch timeout (15 s, checked against Envoy 1.40
+// over SotW and delta) before Envoy fell back to the endpoints it already
+// had. A short timeout makes that fallback, and the edit, take effect
+// within a second. It also keeps a shadow cluster from ever holding up a
+// starting sidecar for long.
+func shadowEDSConfigSource() *corev3.ConfigSource {
+	cs := adsConfigSource()
+	cs.InitialFetchTimeout = durationpb.New(shadowEDSFetchTimeout)
+	return cs
 }
 
 // guardedCluster holds the protections every shadow cluster has, so a slow
@@ -170,11 +179,52 @@ func guardedCluster(name string, g Guard) *clusterv3.Cluster {
 	}
 }
 
-func shadowHTTPOptions() *corev3.HttpProtocolOptions {
-	return &corev3.HttpProtocolOptions{
-		IdleTimeout:       durationpb.New(shadowIdleTimeout),
-		MaxStreamDuration: durationpb.New(shadowMaxStreamDuration),
+// shadowProtocolOptions are the HTTP options of a shadow cluster: bounded
+// stream duration, and the copy-body buffer in front of the codec.
+//
+// Why the buffer: since Envoy 1.33 a copy streams its body alongside the
+// original and is tied to the original's flow control, so a target that
+// stops reading pauses the client's upload (checked against Envoy 1.40: a
+// 10 MiB POST stalled until max_stream_duration reset the copy). The
+// buffer filter holds each copy's body until it is complete, so nothing
+// reaches the target's connection, and nothing can back up, before the
+// original has been read to its end (when Envoy detaches the copy from the
+// original's flow control). A body larger than the guard's MaxBodyBytes
+// makes the buffer filter end the copy: the copy is dropped, the original
+// is untouched.
+//
+// Over TLS, ALPN picks HTTP/2 or HTTP/1.1 with the target; in clear text
+// the copy keeps the HTTP version the client spoke.
+func shadowProtocolOptions(g Guard, tls bool) *upstreamhttpv3.HttpProtocolOptions {
+	g = g.WithDefaults()
+	opts := &upstreamhttpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			IdleTimeout:       durationpb.New(shadowIdleTimeout),
+			MaxStreamDuration: durationpb.New(shadowMaxStreamDuration),
+		},
+		UpstreamProtocolOptions: downstreamProtocol(),
+		HttpFilters: []*hcmv3.HttpFilter{
+			{
+				Name: bufferFilterName,
+				ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&bufferv3.Buffer{
+					MaxRequestBytes: wrapperspb.UInt32(g.MaxBodyBytes),
+				})},
+			},
+			{
+				Name:       upstreamCodecFilterName,
+				ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&upstreamcodecv3.UpstreamCodec{})},
+			},
+		},
 	}
+	if tls {
+		opts.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_AutoConfig{
+			AutoConfig: &upstreamhttpv3.HttpProtocolOptions_AutoHttpConfig{
+				HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			},
+		}
+	}
+	return opts
 }
 
 // downstreamProtocol speaks to the upstream the HTTP version the client

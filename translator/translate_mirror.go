@@ -157,6 +157,7 @@ func tighterGuard(a, b Guard) Guard {
 		MaxConnections:     min(a.MaxConnections, b.MaxConnections),
 		MaxPendingRequests: min(a.MaxPendingRequests, b.MaxPendingRequests),
 		MaxRequests:        min(a.MaxRequests, b.MaxRequests),
+		MaxBodyBytes:       min(a.MaxBodyBytes, b.MaxBodyBytes),
 	}
 }
 

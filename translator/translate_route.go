@@ -3,7 +3,6 @@ package translator
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -236,12 +235,8 @@ func routeMatch(m Match) *routev3.RouteMatch {
 func methodMatcher(methods []string) *routev3.HeaderMatcher {
 	sm := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: methods[0]}}
 	if len(methods) > 1 {
-		quoted := make([]string, len(methods))
-		for i, m := range methods {
-			quoted[i] = regexp.QuoteMeta(m)
-		}
 		sm.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{
-			Regex: "^(" + strings.Join(quoted, "|") + ")$",
+			Regex: methodsRegex(methods),
 		}}
 	}
 	return &routev3.HeaderMatcher{

@@ -10,6 +10,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -372,6 +373,8 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 			change: func(w *World) { w.Policies[0].HostSuffix = true }},
 		{name: "guard", changed: []string{C},
 			change: func(w *World) { w.Policies[0].Guard.MaxRequests = 10 }},
+		{name: "guard body limit", changed: []string{C},
+			change: func(w *World) { w.Policies[0].Guard.MaxBodyBytes = 16 << 20 }},
 		{name: "target Service", changed: []string{R, C, E},
 			change: func(w *World) {
 				w.Services["qa/entrance"] = &Service{Namespace: "qa", Name: "entrance",
@@ -770,7 +773,7 @@ func TestMirrorPolicyShape(t *testing.T) {
 
 func TestShadowClusters(t *testing.T) {
 	p := toStaging()
-	p.Guard = Guard{MaxRequests: 10, ConnectTimeout: time.Second}
+	p.Guard = Guard{MaxRequests: 10, ConnectTimeout: time.Second, MaxBodyBytes: 8 << 20}
 	p.Mirrors = append(p.Mirrors,
 		Mirror{Name: "gone", Service: "gone", Namespace: "qa", Port: PortRef{Name: "http"}, PartsPerMillion: 1},
 		Mirror{Name: "noport", Service: "entrance", Namespace: "staging", Port: PortRef{Name: "grpc"}, PartsPerMillion: 1},
@@ -781,7 +784,7 @@ func TestShadowClusters(t *testing.T) {
 	q := toStaging()
 	q.Name = "other"
 	q.Match.PathPrefix = "/other"
-	q.Guard = Guard{MaxConnections: 3, MaxRequests: 50, ConnectTimeout: 2 * time.Second}
+	q.Guard = Guard{MaxConnections: 3, MaxRequests: 50, ConnectTimeout: 2 * time.Second, MaxBodyBytes: 1 << 20}
 	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, p, q), entranceGroup)
 
 	want := []string{
@@ -808,6 +811,9 @@ func TestShadowClusters(t *testing.T) {
 		staging.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
 		t.Errorf("staging cluster is not EDS over ADS: %v", staging)
 	}
+	if got := staging.GetEdsClusterConfig().GetEdsConfig().GetInitialFetchTimeout().AsDuration(); got != time.Second {
+		t.Errorf("staging cluster waits %v for its endpoints, want 1s: a changed cluster must not warm for Envoy's default 15s", got)
+	}
 	th := staging.GetCircuitBreakers().GetThresholds()[0]
 	if th.GetMaxConnections().GetValue() != 3 || th.GetMaxRequests().GetValue() != 10 ||
 		th.GetMaxPendingRequests().GetValue() != DefaultMaxPendingRequests || th.GetMaxRetries() == nil ||
@@ -825,6 +831,23 @@ func TestShadowClusters(t *testing.T) {
 	if gone.GetConnectTimeout().AsDuration() != time.Second ||
 		gone.GetCircuitBreakers().GetThresholds()[0].GetMaxRequests().GetValue() != 10 {
 		t.Errorf("cluster of one policy should carry its guard over the defaults: %v", gone)
+	}
+
+	// Every shadow cluster holds copies' bodies in a buffer filter in front
+	// of the codec, sized by the tightest guard of the policies using it.
+	for name, wantLimit := range map[string]uint32{
+		"shadow|staging|entrance|8080":            1 << 20,
+		"shadow|qa|gone|http":                     8 << 20,
+		"shadow-url|http|10.16.0.147|80":          8 << 20,
+		"shadow-url|https|shadow.example.com|443": 8 << 20,
+	} {
+		names, limit := upstreamBodyFilters(t, clusterByName(out, name))
+		if !reflect.DeepEqual(names, []string{"envoy.filters.http.buffer", "envoy.filters.http.upstream_codec"}) || limit != wantLimit {
+			t.Errorf("cluster %s upstream filters %v with body limit %d, want buffer (%d) then upstream_codec", name, names, limit, wantLimit)
+		}
+	}
+	if names, _ := upstreamBodyFilters(t, app); len(names) != 0 {
+		t.Errorf("app cluster has upstream filters %v, want none: production bodies stream untouched", names)
 	}
 
 	ip := clusterByName(out, "shadow-url|http|10.16.0.147|80")
@@ -853,6 +876,27 @@ func TestShadowClusters(t *testing.T) {
 			t.Errorf("warnings %q lack %q", out.Warnings, w)
 		}
 	}
+}
+
+// upstreamBodyFilters returns the names of a cluster's upstream HTTP filters
+// and the body limit of its buffer filter (0 without one).
+func upstreamBodyFilters(t *testing.T, c *clusterv3.Cluster) (names []string, limit uint32) {
+	t.Helper()
+	opts := &upstreamhttpv3.HttpProtocolOptions{}
+	if err := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey].UnmarshalTo(opts); err != nil {
+		t.Fatalf("cluster %s protocol options: %v", c.GetName(), err)
+	}
+	for _, f := range opts.GetHttpFilters() {
+		names = append(names, f.GetName())
+		if f.GetName() == bufferFilterName {
+			b := &bufferv3.Buffer{}
+			if err := f.GetTypedConfig().UnmarshalTo(b); err != nil {
+				t.Fatalf("cluster %s buffer filter: %v", c.GetName(), err)
+			}
+			limit = b.GetMaxRequestBytes().GetValue()
+		}
+	}
+	return names, limit
 }
 
 func TestShadowEndpoints(t *testing.T) {

@@ -21,14 +21,15 @@ func buildServices(services []*corev1.Service, endpointSlices []*discoveryv1.End
 	for _, s := range services {
 		out[translator.ServiceKey(s.Namespace, s.Name)] = convertService(s)
 	}
-	// Slices in a fixed order, so that the rare conflict (one address, one
-	// port name, two numbers) resolves the same way every time.
+	// Slices in a fixed order, so that endpoints merge the same way every
+	// time.
 	endpointSlices = slices.Clone(endpointSlices)
 	slices.SortFunc(endpointSlices, func(a, b *discoveryv1.EndpointSlice) int {
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
-	// service key → address → port name → port, merged over all slices.
-	ready := map[string]map[string]map[string]int32{}
+	// service key → address → the endpoints at that address, each a port
+	// name → port map, merged over all slices.
+	ready := map[string]map[string][]map[string]int32{}
 	for _, slice := range endpointSlices {
 		name := slice.Labels[discoveryv1.LabelServiceName]
 		if name == "" {
@@ -40,7 +41,7 @@ func buildServices(services []*corev1.Service, endpointSlices []*discoveryv1.End
 		}
 		byAddress := ready[key]
 		if byAddress == nil {
-			byAddress = map[string]map[string]int32{}
+			byAddress = map[string][]map[string]int32{}
 			ready[key] = byAddress
 		}
 		addReadyEndpoints(byAddress, slice)
@@ -79,7 +80,7 @@ func convertService(s *corev1.Service) *translator.Service {
 
 // addReadyEndpoints adds the ready IP endpoints of one slice, with the slice's
 // TCP ports, to byAddress.
-func addReadyEndpoints(byAddress map[string]map[string]int32, slice *discoveryv1.EndpointSlice) {
+func addReadyEndpoints(byAddress map[string][]map[string]int32, slice *discoveryv1.EndpointSlice) {
 	if slice.AddressType != discoveryv1.AddressTypeIPv4 && slice.AddressType != discoveryv1.AddressTypeIPv6 {
 		return // FQDN slices name hosts, not addresses Envoy can use by EDS
 	}
@@ -94,13 +95,34 @@ func addReadyEndpoints(byAddress map[string]map[string]int32, slice *discoveryv1
 		// Like kube-proxy, only the first address is used; the API reserves
 		// the others.
 		address := ep.Addresses[0]
-		merged := byAddress[address]
-		if merged == nil {
-			merged = make(map[string]int32, len(ports))
-			byAddress[address] = merged
-		}
-		maps.Copy(merged, ports)
+		byAddress[address] = mergePorts(byAddress[address], ports)
 	}
+}
+
+// mergePorts adds the ports of one slice endpoint to the endpoints already
+// known at its address. They join the first endpoint that gives none of
+// their names another number (one pod's ports spread over several slices);
+// otherwise they are another endpoint at the same address: host-network
+// pods share the node's address, and pods whose named target port resolves
+// to different numbers land in different slices, each served on its own.
+func mergePorts(known []map[string]int32, ports map[string]int32) []map[string]int32 {
+	for _, existing := range known {
+		if portsAgree(existing, ports) {
+			maps.Copy(existing, ports)
+			return known
+		}
+	}
+	return append(known, maps.Clone(ports))
+}
+
+// portsAgree reports whether no port name has different numbers in a and b.
+func portsAgree(a, b map[string]int32) bool {
+	for name, port := range b {
+		if other, ok := a[name]; ok && other != port {
+			return false
+		}
+	}
+	return true
 }
 
 // endpointReady follows the EndpointSlice API: an unknown ready condition
@@ -133,12 +155,31 @@ func tcpPorts(ports []discoveryv1.EndpointPort) map[string]int32 {
 	return out
 }
 
-// sortedEndpoints turns merged endpoints into a list sorted by address.
-func sortedEndpoints(byAddress map[string]map[string]int32) []translator.Endpoint {
+// sortedEndpoints turns merged endpoints into a list sorted by address, and
+// endpoints sharing an address by their ports.
+func sortedEndpoints(byAddress map[string][]map[string]int32) []translator.Endpoint {
 	out := make([]translator.Endpoint, 0, len(byAddress))
-	for address, ports := range byAddress {
-		out = append(out, translator.Endpoint{Address: address, Ports: ports})
+	for address, endpoints := range byAddress {
+		for _, ports := range endpoints {
+			out = append(out, translator.Endpoint{Address: address, Ports: ports})
+		}
 	}
-	slices.SortFunc(out, func(a, b translator.Endpoint) int { return strings.Compare(a.Address, b.Address) })
+	slices.SortFunc(out, func(a, b translator.Endpoint) int {
+		return cmp.Or(strings.Compare(a.Address, b.Address), comparePorts(a.Ports, b.Ports))
+	})
 	return out
+}
+
+// comparePorts orders port maps by their names, then their numbers.
+func comparePorts(a, b map[string]int32) int {
+	an, bn := slices.Sorted(maps.Keys(a)), slices.Sorted(maps.Keys(b))
+	if c := slices.Compare(an, bn); c != 0 {
+		return c
+	}
+	for _, name := range an {
+		if c := cmp.Compare(a[name], b[name]); c != 0 {
+			return c
+		}
+	}
+	return 0
 }

@@ -105,6 +105,26 @@ func TestBuildServicesEndpoints(t *testing.T) {
 			want: []translator.Endpoint{{Address: "10.0.0.1", Ports: map[string]int32{"http": 8080, "metrics": 9090}}},
 		},
 		{
+			// Host-network pods share the node's address; the EndpointSlice
+			// controller puts pods whose named target port resolves to
+			// different numbers into different slices, and kube-proxy
+			// serves both address:port pairs.
+			name: "one address with different numbers for one port name stays two endpoints",
+			slices: []*discoveryv1.EndpointSlice{
+				slice("ns", "s2", "svc", discoveryv1.AddressTypeIPv4,
+					[]discoveryv1.EndpointPort{epPort("http", 8081, corev1.ProtocolTCP)}, readyEndpoint("10.0.0.1")),
+				slice("ns", "s1", "svc", discoveryv1.AddressTypeIPv4, httpPorts, readyEndpoint("10.0.0.1"), readyEndpoint("10.0.0.2")),
+				slice("ns", "s3", "svc", discoveryv1.AddressTypeIPv4,
+					[]discoveryv1.EndpointPort{epPort("metrics", 9090, corev1.ProtocolTCP)}, readyEndpoint("10.0.0.1")),
+				slice("ns", "s4", "svc", discoveryv1.AddressTypeIPv4, httpPorts, readyEndpoint("10.0.0.1")),
+			},
+			want: []translator.Endpoint{
+				{Address: "10.0.0.1", Ports: map[string]int32{"http": 8081}}, // fewer port names first
+				{Address: "10.0.0.1", Ports: map[string]int32{"http": 8080, "metrics": 9090}},
+				{Address: "10.0.0.2", Ports: map[string]int32{"http": 8080}},
+			},
+		},
+		{
 			name: "only TCP ports, unnamed port keyed by empty name",
 			slices: []*discoveryv1.EndpointSlice{slice("ns", "s1", "svc", discoveryv1.AddressTypeIPv4,
 				[]discoveryv1.EndpointPort{

@@ -59,7 +59,7 @@ func New(opts Options) (*Watcher, error) {
 	}
 	recorder := opts.Recorder
 	if recorder == nil {
-		w.broadcaster = record.NewBroadcaster()
+		w.broadcaster = newEventBroadcaster()
 		recorder = w.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: EventComponent})
 	}
 	w.reporter = newReporter(recorder, opts.Logger)

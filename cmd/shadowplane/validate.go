@@ -52,10 +52,14 @@ cluster); the control plane reports them as TargetMissing events.`,
 				fmt.Fprintf(out, "%s: %s\n", level, p.Error())
 			}
 			for _, p := range policies {
-				fmt.Fprintf(out, "policy %q/%q valid (configmap %q key %q)\n", p.Namespace, p.Name, p.Source.ConfigMap, p.Source.Key)
+				fmt.Fprintf(out, "policy %q is valid (configmap %q key %q)\n", p.Namespace+"/"+p.Name, p.Namespace+"/"+p.Source.ConfigMap, p.Source.Key)
 			}
 			if errorCount > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%d problem(s) in %s", errorCount, file)}
+				source := file
+				if file == "-" {
+					source = "stdin"
+				}
+				return &exitError{code: 1, err: fmt.Errorf("%d problem(s) in %s", errorCount, source)}
 			}
 			return nil
 		},

@@ -39,6 +39,11 @@ const (
 	Delay
 	// Hang accepts requests and never answers (until the backend stops).
 	Hang
+	// Stall accepts requests but reads neither their body nor answers
+	// (until the backend stops): a backed-up target whose TCP window
+	// closes, so whoever sends a body to it must buffer or wait. Its
+	// requests are recorded with BodyLen 0.
+	Stall
 )
 
 // Backend is an HTTP server on a local address that records every request.
@@ -53,6 +58,13 @@ type Backend struct {
 	server    *http.Server
 	listener  net.Listener
 	stopping  chan struct{}
+
+	// inFlight and maxInFlight count requests being served, to show
+	// circuit breakers bounding what reaches a target.
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+	// tlsHandshakeErrors counts failed handshakes of a TLS backend.
+	tlsHandshakeErrors atomic.Int64
 
 	mu       sync.Mutex
 	requests []Request
@@ -77,6 +89,22 @@ func (b *Backend) SetBehaviour(behaviour Behaviour, delay time.Duration) {
 }
 
 func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
+	n := b.inFlight.Add(1)
+	defer b.inFlight.Add(-1)
+	for {
+		top := b.maxInFlight.Load()
+		if n <= top || b.maxInFlight.CompareAndSwap(top, n) {
+			break
+		}
+	}
+	if Behaviour(b.behaviour.Load()) == Stall {
+		b.record(Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host, Header: r.Header.Clone(), At: time.Now()})
+		select {
+		case <-b.stopping:
+		case <-r.Context().Done():
+		}
+		return
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, r.Body)
 	rec := Request{
@@ -86,9 +114,7 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rec.BodyErr = err.Error()
 	}
-	b.mu.Lock()
-	b.requests = append(b.requests, rec)
-	b.mu.Unlock()
+	b.record(rec)
 
 	switch Behaviour(b.behaviour.Load()) {
 	case Delay:
@@ -110,6 +136,16 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.WriteString(w, b.Name+"\n")
 }
+
+func (b *Backend) record(rec Request) {
+	b.mu.Lock()
+	b.requests = append(b.requests, rec)
+	b.mu.Unlock()
+}
+
+// MaxInFlight is the largest number of requests the backend has served at
+// once since it started or was last Reset.
+func (b *Backend) MaxInFlight() int { return int(b.maxInFlight.Load()) }
 
 // Requests returns a copy of everything recorded so far.
 func (b *Backend) Requests() []Request {
@@ -138,11 +174,12 @@ func (b *Backend) CountWhere(match func(Request) bool) int {
 	return n
 }
 
-// Reset forgets the recorded requests.
+// Reset forgets the recorded requests and the in-flight high-water mark.
 func (b *Backend) Reset() {
 	b.mu.Lock()
 	b.requests = nil
 	b.mu.Unlock()
+	b.maxInFlight.Store(b.inFlight.Load())
 }
 
 // WaitCount waits until the backend has seen at least n requests and then

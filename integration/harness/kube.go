@@ -133,7 +133,13 @@ type SliceEndpoint struct {
 // ApplyEndpointSlice creates or replaces the EndpointSlice "<service>-1" of a
 // Service: there is no controller-manager, so tests write slices themselves.
 func (k *Kube) ApplyEndpointSlice(ctx context.Context, namespace, service, portName string, port int32, endpoints ...SliceEndpoint) error {
-	name := service + "-1"
+	return k.ApplyNamedEndpointSlice(ctx, namespace, service, service+"-1", portName, port, endpoints...)
+}
+
+// ApplyNamedEndpointSlice creates or replaces the EndpointSlice name of a
+// Service. A slice has one port set, so a second endpoint on the same
+// address with another port needs a slice of its own.
+func (k *Kube) ApplyNamedEndpointSlice(ctx context.Context, namespace, service, name, portName string, port int32, endpoints ...SliceEndpoint) error {
 	proto := corev1.ProtocolTCP
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{

@@ -1,0 +1,296 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shadowplane/shadowplane/integration/harness"
+)
+
+// propagationChanges is how many changes each case times at least; with
+// -benchtime Nx for a larger N, it times N.
+const propagationChanges = 100
+
+// percentTarget is the p99 that a percent change must reach Envoy within.
+const percentTarget = 100 * time.Millisecond
+
+// propagationCase is one kind of change whose propagation is timed.
+type propagationCase struct {
+	name  string // sub-benchmark name
+	what  string // table label
+	delta bool
+	// change makes the i-th change and returns when its API write was
+	// made; seen reports whether Envoy shows it; pushType is the xDS type
+	// whose push counter moves when the control plane has set it.
+	change   func(s *benchStack, i int) time.Time
+	seen     func(s *benchStack, i int) (bool, error)
+	pushType string
+}
+
+// propagationResult is one case's measurements.
+type propagationResult struct {
+	c        propagationCase
+	envoy    harness.LatencySummary // API write → Envoy's admin shows the change
+	snapshot harness.LatencySummary // API write → the control plane has set the snapshot
+	// eventToSnapshot is the mean time from the watcher's first event of a
+	// change to its snapshot: the control plane's own share.
+	eventToSnapshot time.Duration
+}
+
+var propagationCases = []propagationCase{
+	{name: "percent-sotw", what: "percent (RTDS)", change: changePercent, seen: percentSeen, pushType: "runtime"},
+	{name: "percent-delta", what: "percent (RTDS)", delta: true, change: changePercent, seen: percentSeen, pushType: "runtime"},
+	{name: "route-sotw", what: "route match (RDS)", change: changeRoute, seen: routeSeen, pushType: "route"},
+	{name: "endpoint-sotw", what: "shadow endpoint (EDS)", change: changeEndpoint, seen: endpointSeen, pushType: "endpoint"},
+}
+
+// BenchmarkPropagation times how long a change written to the Kubernetes
+// API takes to be in force in a real Envoy: from just before the Update
+// call to Envoy's admin interface showing it (polled every millisecond),
+// for a percent edit (RTDS), a route-structure edit (RDS) and an
+// EndpointSlice edit (EDS). It prints a markdown table; `make
+// bench-propagation` runs it.
+func BenchmarkPropagation(b *testing.B) {
+	results := map[string]propagationResult{}
+	for _, c := range propagationCases {
+		b.Run(c.name, func(b *testing.B) {
+			r := measurePropagation(b, c, max(propagationChanges, b.N))
+			b.ReportMetric(0, "ns/op") // one op is the whole run: meaningless
+			b.ReportMetric(ms(r.envoy.P50), "p50-ms")
+			b.ReportMetric(ms(r.envoy.P99), "p99-ms")
+			results[c.name] = r
+		})
+	}
+	if len(results) == 0 {
+		return // filtered out, or every case failed
+	}
+	fmt.Print(propagationTable(b, results))
+	if r, ok := results["percent-sotw"]; ok && r.envoy.P99 > percentTarget {
+		b.Errorf("percent change p99 %s exceeds the %s target", r.envoy.P99, percentTarget)
+	}
+}
+
+// measurePropagation makes n changes of one kind, one at a time, each
+// after the previous one is in force in Envoy.
+func measurePropagation(b *testing.B, c propagationCase, n int) propagationResult {
+	s := newBenchStack(b, c.delta)
+	sum0, count0, err := s.cp.EventToSnapshot()
+	must(b, err)
+	var toEnvoy, toSnapshot []time.Duration
+	for i := 1; i <= n; i++ {
+		pushes := s.cp.XDS.Pushes()[c.pushType]
+		start := c.change(s, i)
+		var snapshotAt time.Time
+		seenAt, err := harness.PollUntil(s.ctx, time.Millisecond, 10*time.Second, func() (bool, error) {
+			if snapshotAt.IsZero() && s.cp.XDS.Pushes()[c.pushType] != pushes {
+				snapshotAt = time.Now()
+			}
+			return c.seen(s, i)
+		})
+		if err != nil {
+			b.Fatalf("%s change %d never reached Envoy: %v", c.name, i, err)
+		}
+		if snapshotAt.IsZero() {
+			// Set between the last two polls.
+			snapshotAt = seenAt
+		}
+		toEnvoy = append(toEnvoy, seenAt.Sub(start))
+		toSnapshot = append(toSnapshot, snapshotAt.Sub(start))
+		// Let the ACK and any stragglers settle, with a varying gap so
+		// changes do not phase-lock with anything periodic.
+		time.Sleep(20*time.Millisecond + time.Duration(i%7)*time.Millisecond)
+	}
+	sum, count, err := s.cp.EventToSnapshot()
+	must(b, err)
+	if count == count0 {
+		b.Fatalf("%s: the control plane observed no event-to-snapshot time", c.name)
+	}
+	return propagationResult{
+		c:               c,
+		envoy:           harness.SummarizeLatencies(toEnvoy),
+		snapshot:        harness.SummarizeLatencies(toSnapshot),
+		eventToSnapshot: time.Duration((sum - sum0) / float64(count-count0) * float64(time.Second)),
+	}
+}
+
+// benchPercent is the percent of the i-th percent change: 1..99, never the
+// same twice in a row.
+func benchPercent(i int) int { return i%99 + 1 }
+
+func changePercent(s *benchStack, i int) time.Time {
+	return s.writePolicy(policyYAML(fmt.Sprint(benchPercent(i)), ""))
+}
+
+func percentSeen(s *benchStack, i int) (bool, error) {
+	v, ok, err := s.sidecar.RuntimeValue(s.ctx, s.runtimeKey())
+	return ok && harness.RuntimeShareIs(v, uint32(benchPercent(i))*10_000), err
+}
+
+// benchPrefix is the match path prefix of the i-th route change.
+func benchPrefix(i int) string { return fmt.Sprintf("/bench/%d/", i) }
+
+func changeRoute(s *benchStack, i int) time.Time {
+	return s.writePolicy(policyYAML("50", "pathPrefix: "+benchPrefix(i)+"\n"))
+}
+
+func routeSeen(s *benchStack, i int) (bool, error) {
+	dump, err := s.sidecar.ConfigDump(s.ctx, "dynamic_route_configs")
+	return err == nil && strings.Contains(string(dump), `"`+benchPrefix(i)+`"`), err
+}
+
+// benchEndpointPort is the shadow endpoint's port after the i-th endpoint
+// change; nothing listens there, and no copy is sent.
+func benchEndpointPort(i int) int32 { return int32(40000 + i%10000) }
+
+func changeEndpoint(s *benchStack, i int) time.Time {
+	start, err := s.kube.UpdateEndpointSliceTimed(s.ctx, s.ns, "entrance-shadow-1", "http", benchEndpointPort(i),
+		harness.SliceEndpoint{Address: s.endpointHost, Ready: true})
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	return start
+}
+
+func endpointSeen(s *benchStack, i int) (bool, error) {
+	hosts, err := s.sidecar.ClusterHosts(s.ctx, s.shadowCluster())
+	want := fmt.Sprintf("%s:%d", s.endpointHost, benchEndpointPort(i))
+	return len(hosts) == 1 && hosts[0] == want, err
+}
+
+// benchStack is the mirror fixture's setup for benchmarks: Services
+// entrance (sidecar-fronted) and entrance-shadow with its EndpointSlice, a
+// policy at 50 %, the control plane and a real Envoy. No traffic is sent.
+type benchStack struct {
+	tb           testing.TB
+	ctx          context.Context
+	kube         *harness.Kube
+	ns           string
+	endpointHost string
+	cp           *harness.ControlPlane
+	sidecar      *harness.Sidecar
+}
+
+func newBenchStack(tb testing.TB, delta bool) *benchStack {
+	tb.Helper()
+	e := env(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	tb.Cleanup(cancel)
+	s := &benchStack{tb: tb, ctx: ctx, kube: e.kube, endpointHost: e.endpointHost}
+	s.ns = newNamespace(tb, ctx)
+
+	primary, err := harness.StartBackend("primary", "127.0.0.1")
+	must(tb, err)
+	tb.Cleanup(primary.Stop)
+	shadowPort, err := harness.ClosedPort(e.endpointHost)
+	must(tb, err)
+	listenPort, err := harness.FreePort()
+	must(tb, err)
+	must(tb, e.kube.ApplyService(ctx, s.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
+	must(tb, e.kube.ApplyService(ctx, s.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: shadowPort}))
+	must(tb, e.kube.ApplyEndpointSlice(ctx, s.ns, "entrance-shadow", "http", shadowPort, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
+	must(tb, e.kube.ApplyPolicyConfigMap(ctx, s.ns, "mirror-policies", "policies.yaml", policyYAML("50", "")))
+
+	// Warnings only: the control plane logs every snapshot at info, and a
+	// benchmark's log is always printed.
+	logger := hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Warn, Output: testWriter{tb}})
+	if s.cp, err = harness.StartControlPlane(ctx, e.kube, harness.ControlPlaneOptions{Namespaces: []string{s.ns}, Logger: logger}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := s.cp.Stop(); err != nil {
+			tb.Errorf("control plane: %v", err)
+		}
+	})
+	s.sidecar, err = harness.StartSidecar(ctx, harness.SidecarOptions{
+		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: tb.TempDir(),
+		XDSAddress: s.cp.XDSAddr.String(),
+		NodeID:     "entrance-" + s.ns, Namespace: s.ns, Service: "entrance",
+		ListenPort: listenPort, AppPort: uint32(primary.Port),
+		Delta: delta,
+	})
+	must(tb, err)
+	tb.Cleanup(s.sidecar.Stop)
+
+	_, err = harness.PollUntil(ctx, 10*time.Millisecond, 20*time.Second, func() (bool, error) {
+		v, ok, err := s.sidecar.RuntimeValue(ctx, s.runtimeKey())
+		return ok && harness.RuntimeShareIs(v, 500_000), err
+	})
+	must(tb, err)
+	return s
+}
+
+func (s *benchStack) runtimeKey() string {
+	return "shadowplane." + s.ns + ".entrance-to-staging.staging"
+}
+func (s *benchStack) shadowCluster() string { return "shadow|" + s.ns + "|entrance-shadow|8080" }
+
+// writePolicy replaces the policy ConfigMap's YAML and returns when the
+// API write was made.
+func (s *benchStack) writePolicy(yaml string) time.Time {
+	start, err := s.kube.UpdatePolicyConfigMapTimed(s.ctx, s.ns, "mirror-policies", "policies.yaml", yaml)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	return start
+}
+
+// propagationTable renders the results as markdown, with the machine they
+// were measured on.
+func propagationTable(b *testing.B, results map[string]propagationResult) string {
+	var t strings.Builder
+	fmt.Fprintf(&t, "\n### Propagation: API write → in force in Envoy (ms)\n\n")
+	fmt.Fprintf(&t, "| change | xDS | changes | p50 | p90 | p99 | max | write → snapshot p50 / p99 | event → snapshot mean |\n")
+	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range propagationCases {
+		r, ok := results[c.name]
+		if !ok {
+			continue
+		}
+		mode := "SotW"
+		if c.delta {
+			mode = "delta"
+		}
+		fmt.Fprintf(&t, "| %s | %s | %d | %s | %s | %s | %s | %s / %s | %s |\n", c.what, mode, r.envoy.N,
+			harness.Millis(r.envoy.P50), harness.Millis(r.envoy.P90), harness.Millis(r.envoy.P99), harness.Millis(r.envoy.Max),
+			harness.Millis(r.snapshot.P50), harness.Millis(r.snapshot.P99), harness.Millis(r.eventToSnapshot))
+	}
+	fmt.Fprintf(&t, "\nwrite → snapshot: until the control plane has set the new snapshot (API server and etcd, watch, debounce, translation);\n")
+	fmt.Fprintf(&t, "event → snapshot: the control plane's own share of it, from the watcher's first event (debounce, translation);\n")
+	fmt.Fprintf(&t, "the rest of write → Envoy is the push and Envoy applying it. Envoy's admin is polled every 1 ms.\n")
+	fmt.Fprintf(&t, "Target: percent change p99 ≤ %s.\n\n", percentTarget)
+	fmt.Fprintf(&t, "Machine: %s\n", machineDescription(b))
+	return t.String()
+}
+
+// machineDescription names the CPU count and model, Go and Envoy versions.
+func machineDescription(b *testing.B) string {
+	model := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if name, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+				break
+			}
+		}
+	}
+	envoy := "unknown"
+	if out, err := exec.Command(env(b).envoy, "--version").Output(); err == nil {
+		// "<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+		if _, version, ok := strings.Cut(string(out), "version: "); ok {
+			if parts := strings.Split(strings.TrimSpace(version), "/"); len(parts) > 1 {
+				envoy = parts[1]
+			}
+		}
+	}
+	return fmt.Sprintf("nproc %d, %s, %s, Envoy %s", runtime.NumCPU(), model, runtime.Version(), envoy)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

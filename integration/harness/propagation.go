@@ -1,0 +1,94 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Writes whose propagation tests and benchmarks time. Each reads the object
+// first and returns the time taken just before the Update call, so the
+// read's latency is never counted as propagation.
+
+// DeleteEndpointSlice deletes the EndpointSlice name.
+func (k *Kube) DeleteEndpointSlice(ctx context.Context, namespace, name string) error {
+	if err := k.Client.DiscoveryV1().EndpointSlices(namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete EndpointSlice %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// UpdatePolicyConfigMapTimed replaces the data of an existing policy
+// ConfigMap with one key holding yaml, and returns when the Update call
+// was made.
+func (k *Kube) UpdatePolicyConfigMapTimed(ctx context.Context, namespace, name, key, yaml string) (time.Time, error) {
+	api := k.Client.CoreV1().ConfigMaps(namespace)
+	cm, err := api.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("get ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	cm.Data = map[string]string{key: yaml}
+	start := time.Now()
+	if _, err := api.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return start, fmt.Errorf("update ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return start, nil
+}
+
+// UpdateEndpointSliceTimed replaces the port and the endpoints of an
+// existing EndpointSlice, and returns when the Update call was made.
+func (k *Kube) UpdateEndpointSliceTimed(ctx context.Context, namespace, name, portName string, port int32, endpoints ...SliceEndpoint) (time.Time, error) {
+	api := k.Client.DiscoveryV1().EndpointSlices(namespace)
+	slice, err := api.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("get EndpointSlice %s/%s: %w", namespace, name, err)
+	}
+	proto := corev1.ProtocolTCP
+	slice.Ports = []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}}
+	slice.Endpoints = nil
+	for _, e := range endpoints {
+		ready := e.Ready
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{e.Address},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		})
+	}
+	start := time.Now()
+	if _, err := api.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		return start, fmt.Errorf("update EndpointSlice %s/%s: %w", namespace, name, err)
+	}
+	return start, nil
+}
+
+// PollUntil calls cond every interval until it returns true, and returns
+// the time it first held. Unlike WaitUntil it is meant for measuring: keep
+// interval well below the latency measured (e.g. 1 ms).
+func PollUntil(ctx context.Context, interval, timeout time.Duration, cond func() (bool, error)) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	var lastErr error
+	for {
+		ok, err := cond()
+		now := time.Now()
+		if ok {
+			return now, nil
+		}
+		lastErr = err
+		if now.After(deadline) {
+			if lastErr != nil {
+				return now, fmt.Errorf("timed out after %s: %w", timeout, lastErr)
+			}
+			return now, fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Now(), ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
