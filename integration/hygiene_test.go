@@ -47,8 +47,8 @@ func TestHygieneCopyHeaders(t *testing.T) {
 	f.waitClusterHosts(f.shadowCluster(), 1)
 	f.waitRouteMirrors(2)
 
-	// Each request: its path, Host, and whether the client forges the
-	// marker header itself.
+	// Each request: its path, Host, and whether it already carries the
+	// marker header, as a copy arriving from another sidecar would.
 	type variant struct {
 		path, host string
 		forged     bool
@@ -77,8 +77,12 @@ func TestHygieneCopyHeaders(t *testing.T) {
 	if res.Errors() != 0 {
 		t.Fatalf("%d of %d primary requests failed; first: %s", res.Errors(), n, res.FirstError())
 	}
-	if got := f.shadow.WaitCount(f.ctx, n, 300*time.Millisecond); got != n {
-		t.Fatalf("shadow got %d copies, want %d", got, n)
+	// A request that already carries the copy marker is itself a copy: it
+	// is forwarded and never copied again, so policies pointing at each
+	// other cannot loop.
+	wantCopies := n - rounds
+	if got := f.shadow.WaitCount(f.ctx, wantCopies, 300*time.Millisecond); got != wantCopies {
+		t.Fatalf("shadow got %d copies, want %d (all but the %d marked requests)", got, wantCopies, rounds)
 	}
 
 	primaries := bySeq(t, "primary", f.primary.Requests())
@@ -92,6 +96,15 @@ func TestHygieneCopyHeaders(t *testing.T) {
 			t.Fatalf("seq %s: the primary never got it", seq)
 		}
 		c, ok := copies[seq]
+		if v.forged {
+			if ok {
+				t.Errorf("seq %s carried %s and was copied again; want it only forwarded", seq, "x-shadowplane-copy")
+			}
+			if got := p.Header.Get("x-shadowplane-copy"); got != "forged" {
+				t.Errorf("primary seq %s: marker %q, want the request's own value", seq, got)
+			}
+			continue
+		}
 		if !ok {
 			t.Fatalf("seq %s: no copy", seq)
 		}
@@ -113,8 +126,8 @@ func TestHygieneCopyHeaders(t *testing.T) {
 		}
 
 		if strings.HasPrefix(v.path, "/edit/") {
-			// Removed, set (a literal "%" stays literal), and marked,
-			// replacing any marker the client sent; Host kept.
+			// Removed, set (a literal "%" stays literal), and marked;
+			// Host kept.
 			expectHeaders(t, "copy "+v.path+" seq "+seq, c, map[string]string{
 				"authorization":      "",
 				"cookie":             "",

@@ -30,7 +30,8 @@ func TestServeBinary(t *testing.T) {
 		"--kubeconfig", e.kube.KubeconfigPath,
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
 		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"--log-format", "json")
+		"--log-format", "json",
+		"--shutdown-delay", "2s")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	must(t, cmd.Start())
 	defer cmd.Process.Kill()
@@ -54,6 +55,14 @@ func TestServeBinary(t *testing.T) {
 	}
 
 	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	// During the shutdown delay /readyz fails, so the Service sends new
+	// sidecar streams to other replicas before this one closes its own.
+	if err := harness.WaitUntil(ctx, 1500*time.Millisecond, func() (bool, error) {
+		_, err := harness.GetJSON(ctx, base+"/readyz")
+		return err != nil && strings.Contains(err.Error(), "503"), nil
+	}); err != nil {
+		t.Errorf("/readyz did not turn 503 after SIGTERM: %v", err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

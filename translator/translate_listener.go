@@ -2,6 +2,7 @@ package translator
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -33,6 +34,9 @@ func buildListener(address string, listen uint32) *listenerv3.Listener {
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address:       address,
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: listen},
+			// Bound to "::", Envoy would otherwise accept IPv6 only and
+			// refuse the pod's IPv4 traffic.
+			Ipv4Compat: isIPv6Unspecified(address),
 		}}},
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		FilterChains: []*listenerv3.FilterChain{{
@@ -91,4 +95,9 @@ func mustAny(m proto.Message) *anypb.Any {
 		panic(fmt.Sprintf("translator: packing %T: %v", m, err))
 	}
 	return a
+}
+
+func isIPv6Unspecified(address string) bool {
+	ip := net.ParseIP(address)
+	return ip != nil && ip.To4() == nil && ip.IsUnspecified()
 }

@@ -14,6 +14,12 @@ import (
 // forwardRouteName names the catch-all route that only forwards.
 const forwardRouteName = "forward"
 
+// copyPassthroughRouteName names the first route of every listener with
+// policies: requests that are themselves copies are forwarded, never copied
+// again, so policies pointing at each other (A→B and B→A, or a Service
+// copied onto another of its ports) cannot multiply traffic.
+const copyPassthroughRouteName = "copy-passthrough"
+
 // routeEntry is one route of a listener: one distinct match, the policies
 // that wrote exactly that match, and the mirrors of every policy that copies
 // the requests it matches.
@@ -30,7 +36,16 @@ type routeEntry struct {
 // with no policy still forwards everything.
 func buildRouteConfiguration(pp PortPair, policies []*Policy, mirrors map[*Policy][]mirrorRef) *routev3.RouteConfiguration {
 	entries := routeEntries(policies, mirrors)
-	routes := make([]*routev3.Route, 0, len(entries)+1)
+	routes := make([]*routev3.Route, 0, len(entries)+2)
+	if len(entries) > 0 {
+		passthrough := buildRoute(routeEntry{}, pp.App)
+		passthrough.Name = copyPassthroughRouteName
+		passthrough.Match.Headers = []*routev3.HeaderMatcher{{
+			Name:                 CopyMarkerHeader,
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+		}}
+		routes = append(routes, passthrough)
+	}
 	catchAll := false
 	for _, e := range entries {
 		routes = append(routes, buildRoute(*e, pp.App))

@@ -163,9 +163,19 @@ func listenerHCM(t *testing.T, a interface {
 	return hcm
 }
 
+// policyRoutes are a route configuration's routes after the copy
+// passthrough route (tested on its own in TestCopyPassthroughRoute).
+func policyRoutes(rc *routev3.RouteConfiguration) []*routev3.Route {
+	routes := rc.GetVirtualHosts()[0].GetRoutes()
+	if len(routes) > 0 && routes[0].GetName() == copyPassthroughRouteName {
+		return routes[1:]
+	}
+	return routes
+}
+
 func routeNames(rc *routev3.RouteConfiguration) []string {
 	var names []string
-	for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+	for _, r := range policyRoutes(rc) {
 		names = append(names, r.Name)
 	}
 	return names
@@ -174,7 +184,7 @@ func routeNames(rc *routev3.RouteConfiguration) []string {
 // routeMirrors lists, per route name, the runtime keys of its mirrors.
 func routeMirrors(rc *routev3.RouteConfiguration) map[string][]string {
 	out := map[string][]string{}
-	for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+	for _, r := range policyRoutes(rc) {
 		keys := []string{}
 		for _, m := range r.GetRoute().GetRequestMirrorPolicies() {
 			keys = append(keys, m.GetRuntimeFraction().GetRuntimeKey())
@@ -657,7 +667,7 @@ func TestRouteMatchShape(t *testing.T) {
 	single.Name = "single"
 	single.Match = Match{PathPrefix: "/", Methods: []string{"DELETE"}}
 	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, p, single), entranceGroup)
-	routes := out.Routes[0].GetVirtualHosts()[0].GetRoutes()
+	routes := policyRoutes(out.Routes[0])
 	m := routes[0].GetMatch()
 	if m.GetPrefix() != "/entrance/" {
 		t.Errorf("prefix = %q", m.GetPrefix())
@@ -713,7 +723,7 @@ func TestMirrorPolicyShape(t *testing.T) {
 	suffixed.HostSuffix = true
 	suffixed.MarkCopies = false
 	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, p, suffixed), entranceGroup)
-	routes := out.Routes[0].GetVirtualHosts()[0].GetRoutes()
+	routes := policyRoutes(out.Routes[0])
 
 	mirrors := routes[1].GetRoute().GetRequestMirrorPolicies()
 	if len(mirrors) != 4 {
@@ -1010,5 +1020,32 @@ func TestSelfMirrorWarns(t *testing.T) {
 	}
 	if clusterByName(out, "shadow|default|entrance|80") == nil {
 		t.Errorf("clusters = %v, want the mirror kept (named by Service port 80)", clusterNames(out))
+	}
+}
+
+// TestCopyPassthroughRoute: with policies, requests carrying the copy marker
+// are forwarded first and never copied again (no mirror loops); without
+// policies there is nothing to guard.
+func TestCopyPassthroughRoute(t *testing.T) {
+	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, toStaging()), entranceGroup)
+	routes := out.Routes[0].GetVirtualHosts()[0].GetRoutes()
+	first := routes[0]
+	if first.GetName() != copyPassthroughRouteName || len(first.GetRoute().GetRequestMirrorPolicies()) != 0 {
+		t.Fatalf("first route = %v, want %s without mirrors", first, copyPassthroughRouteName)
+	}
+	hs := first.GetMatch().GetHeaders()
+	if first.GetMatch().GetPrefix() != "/" || len(hs) != 1 || hs[0].GetName() != CopyMarkerHeader || !hs[0].GetPresentMatch() {
+		t.Errorf("passthrough match = %v, want prefix / and %s present", first.GetMatch(), CopyMarkerHeader)
+	}
+	if first.GetRoute().GetCluster() != "app|8080" {
+		t.Errorf("passthrough goes to %q, want the app", first.GetRoute().GetCluster())
+	}
+	if len(routes) < 2 || len(routes[1].GetRoute().GetRequestMirrorPolicies()) == 0 {
+		t.Errorf("the policy route must follow the passthrough: %v", routeNames(out.Routes[0]))
+	}
+
+	none := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}), entranceGroup)
+	if names := routeNames(none.Routes[0]); !reflect.DeepEqual(names, []string{forwardRouteName}) {
+		t.Errorf("without policies routes = %v, want only %s", names, forwardRouteName)
 	}
 }

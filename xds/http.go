@@ -22,7 +22,7 @@ func (s *Server) HTTPHandler(ready func() bool) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil && !ready() {
-			writeText(w, http.StatusServiceUnavailable, "not ready: the initial sync with Kubernetes has not completed")
+			writeText(w, http.StatusServiceUnavailable, "not ready: the initial sync with Kubernetes has not completed, or the control plane is shutting down")
 			return
 		}
 		if ready == nil && !s.hasWorld() {

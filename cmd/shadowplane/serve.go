@@ -27,6 +27,7 @@ func newServeCommand() *cobra.Command {
 		allowURL    []string
 		debounce    time.Duration
 		maxDelay    time.Duration
+		drainDelay  time.Duration
 		logFormat   string
 		logLevel    string
 	)
@@ -61,6 +62,7 @@ func newServeCommand() *cobra.Command {
 				Debounce:        debounce,
 				MaxDelay:        maxDelay,
 				Logger:          logger,
+				ShutdownDelay:   drainDelay,
 			})
 			if err != nil {
 				return err
@@ -86,6 +88,7 @@ func newServeCommand() *cobra.Command {
 	f.StringArrayVar(&allowURL, "allow-url-target", nil, "host pattern a policy may send copies to by URL: exact host or IP, *.example.com, or a CIDR; repeatable (default: none)")
 	f.DurationVar(&debounce, "debounce", 10*time.Millisecond, "quiet time before a Kubernetes change is pushed")
 	f.DurationVar(&maxDelay, "max-delay", 50*time.Millisecond, "longest a burst of changes may delay a push")
+	f.DurationVar(&drainDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long /readyz fails before xDS streams are closed, so sidecars reconnect to another replica")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd

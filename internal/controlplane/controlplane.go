@@ -34,6 +34,9 @@ type Config struct {
 	Debounce        time.Duration
 	MaxDelay        time.Duration
 	Logger          hclog.Logger
+	// ShutdownDelay is how long /readyz reports not ready before the xDS
+	// streams are closed on shutdown (0: close at once).
+	ShutdownDelay time.Duration
 }
 
 // ControlPlane is a started control plane.
@@ -49,6 +52,9 @@ type ControlPlane struct {
 	grpcServer   *grpc.Server
 	httpServer   *http.Server
 	firstWorld   atomic.Bool
+	draining     atomic.Bool
+	// shutdownDelay is how long /readyz fails before the parts stop.
+	shutdownDelay time.Duration
 }
 
 // New binds the listeners and builds the parts, without serving yet, so a
@@ -60,7 +66,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cp := &ControlPlane{Registry: registry}
+	cp := &ControlPlane{Registry: registry, shutdownDelay: cfg.ShutdownDelay}
 	cp.XDS = xds.New(xds.Options{
 		Logger:   cfg.Logger.Named("xds"),
 		Registry: registry,
@@ -111,16 +117,19 @@ func New(cfg Config) (*ControlPlane, error) {
 // Ready is true once the informers synced and the first snapshot input was
 // handed to the xDS server.
 func (cp *ControlPlane) Ready() bool {
-	return cp.Watcher.Synced() && cp.firstWorld.Load()
+	return !cp.draining.Load() && cp.Watcher.Synced() && cp.firstWorld.Load()
 }
 
 // Run serves until ctx is done or a part fails.
 func (cp *ControlPlane) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// The parts run on their own context so that, on shutdown, /readyz can
+	// fail for ShutdownDelay first: the Service stops routing new sidecar
+	// streams here before the open ones are ended and reconnect elsewhere.
+	partsCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make(chan error, 4)
-	go func() { errs <- cp.XDS.Run(ctx) }()
-	go func() { errs <- wrap("watcher", cp.Watcher.Run(ctx)) }()
+	go func() { errs <- cp.XDS.Run(partsCtx) }()
+	go func() { errs <- wrap("watcher", cp.Watcher.Run(partsCtx)) }()
 	go func() { errs <- wrap("xds grpc server", cp.grpcServer.Serve(cp.xdsListener)) }()
 	go func() {
 		err := cp.httpServer.Serve(cp.httpListener)
@@ -137,6 +146,10 @@ wait:
 	for running := 4; running > 0; running-- {
 		select {
 		case <-ctx.Done():
+			cp.draining.Store(true)
+			if cp.shutdownDelay > 0 {
+				time.Sleep(cp.shutdownDelay)
+			}
 			break wait
 		case err := <-errs:
 			if err != nil {
@@ -145,6 +158,7 @@ wait:
 			}
 		}
 	}
+	cp.draining.Store(true)
 	cancel()
 	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()

@@ -206,6 +206,9 @@ func injectPod(spec *corev1.PodSpec, name string, o Options, res *Result) error 
 		},
 		VolumeMounts:    []corev1.VolumeMount{{Name: ConfigVolume, MountPath: configDir, ReadOnly: true}},
 		SecurityContext: restricted,
+		// Envoy exits at once on SIGTERM; waiting first lets the pod leave
+		// the Service's endpoints before the sidecar stops taking traffic.
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}},
 	})
 	res.Workloads = append(res.Workloads, name)
 	return nil

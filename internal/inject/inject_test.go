@@ -99,6 +99,9 @@ func TestManifestsInjectsAndSwaps(t *testing.T) {
 	if spec.Containers[1].ReadinessProbe.TCPSocket.Port.IntVal != 15001 {
 		t.Errorf("readiness probe = %+v", spec.Containers[1].ReadinessProbe)
 	}
+	if ps := spec.Containers[1].Lifecycle; ps == nil || ps.PreStop == nil || ps.PreStop.Sleep == nil || ps.PreStop.Sleep.Seconds < 1 {
+		t.Errorf("envoy lifecycle = %+v, want a preStop sleep so rollouts drop no requests", ps)
+	}
 	if len(spec.Volumes) != 1 || spec.Volumes[0].Name != ConfigVolume {
 		t.Errorf("volumes = %+v", spec.Volumes)
 	}
