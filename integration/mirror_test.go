@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -102,14 +101,6 @@ func TestMirrorAll(t *testing.T) {
 	}
 }
 
-// binomialBounds is the two-sided 99.9 % interval for the number of
-// successes in n trials of probability p (normal approximation, z = 3.29).
-func binomialBounds(n int, p float64) (lo, hi int) {
-	mean := float64(n) * p
-	sd := math.Sqrt(float64(n) * p * (1 - p))
-	return int(math.Floor(mean - 3.29*sd)), int(math.Ceil(mean + 3.29*sd))
-}
-
 // TestMirrorShare: at 25 % over 4,000 requests the number of copies lies in
 // the binomial 99.9 % interval.
 func TestMirrorShare(t *testing.T) {
@@ -129,7 +120,7 @@ func TestMirrorShare(t *testing.T) {
 			if got := f.primary.Count(); got != n {
 				t.Errorf("primary got %d, want %d", got, n)
 			}
-			lo, hi := binomialBounds(n, 0.25)
+			lo, hi := harness.BinomialBounds(n, 0.25, 0.001)
 			got := f.shadow.WaitCount(f.ctx, lo, 500*time.Millisecond)
 			t.Logf("copies: %d of %d (%.2f %%), 99.9 %% interval [%d, %d]", got, n, 100*float64(got)/n, lo, hi)
 			if got < lo || got > hi {

@@ -4,15 +4,11 @@ package translator
 // real, pinned Envoy check it with `envoy --mode validate`.
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -28,13 +24,6 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/testtools"
 )
-
-// envoyBinary is the pinned Envoy from `make tools`: missing, it fails the
-// test under CI=true and skips it elsewhere.
-func envoyBinary(t *testing.T) string {
-	t.Helper()
-	return testtools.Require(t, "envoy")
-}
 
 // staticBootstrap builds a bootstrap Envoy can check without a control
 // plane. Only for validation: each listener's route configuration is
@@ -124,11 +113,11 @@ func inlineRoutes(l *listenerv3.Listener, routes map[string]*routev3.RouteConfig
 	return l, nil
 }
 
-// envoyValidate writes the bootstrap to a file and runs `envoy --mode
-// validate` on it. It fails when Envoy rejects the configuration, and also
-// when Envoy warns about a deprecated field, which a later Envoy would
-// reject.
-func envoyValidate(t *testing.T, envoy string, bs *bootstrapv3.Bootstrap) error {
+// envoyValidate writes the bootstrap to a file and has the pinned Envoy
+// validate it (a missing Envoy fails under CI=true, skips elsewhere). It
+// fails when Envoy rejects the configuration, and also when Envoy warns
+// about a deprecated field, which a later Envoy would reject.
+func envoyValidate(t *testing.T, bs *bootstrapv3.Bootstrap) error {
 	t.Helper()
 	data, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(bs)
 	if err != nil {
@@ -138,18 +127,12 @@ func envoyValidate(t *testing.T, envoy string, bs *bootstrapv3.Bootstrap) error 
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, envoy, "--mode", "validate", "-c", path,
-		"--log-level", "warn", "--disable-hot-restart")
-	var output bytes.Buffer
-	cmd.Stdout = &output
-	cmd.Stderr = &output
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("envoy --mode validate: %w\n%s", err, output.String())
+	output, ok := testtools.EnvoyValidate(t, path)
+	if !ok {
+		return fmt.Errorf("envoy --mode validate rejected it:\n%s", output)
 	}
-	if strings.Contains(strings.ToLower(output.String()), "deprecated") {
-		return fmt.Errorf("envoy --mode validate warns about deprecated fields:\n%s", output.String())
+	if strings.Contains(strings.ToLower(output), "deprecated") {
+		return fmt.Errorf("envoy --mode validate warns about deprecated fields:\n%s", output)
 	}
 	return nil
 }

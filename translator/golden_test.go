@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/shadowplane/shadowplane/internal/testtools"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -149,14 +151,14 @@ func TestGolden(t *testing.T) {
 // TestGoldenEnvoyValidate has the real Envoy accept every golden scenario,
 // and reject broken ones, so the validation is known to bite.
 func TestGoldenEnvoyValidate(t *testing.T) {
-	envoy := envoyBinary(t)
+	testtools.Require(t, "envoy")
 	for _, sc := range goldenScenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			bs, err := staticBootstrap(Translate(sc.world(), sc.group))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := envoyValidate(t, envoy, bs); err != nil {
+			if err := envoyValidate(t, bs); err != nil {
 				t.Error(err)
 			}
 		})
@@ -208,7 +210,7 @@ func TestGoldenEnvoyValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := envoyValidate(t, envoy, bs); err == nil {
+			if err := envoyValidate(t, bs); err == nil {
 				t.Error("Envoy accepted a broken configuration")
 			}
 		})

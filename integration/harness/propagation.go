@@ -65,8 +65,8 @@ func (k *Kube) UpdateEndpointSliceTimed(ctx context.Context, namespace, name, po
 }
 
 // PollUntil calls cond every interval until it returns true, and returns
-// the time it first held. Unlike WaitUntil it is meant for measuring: keep
-// interval well below the latency measured (e.g. 1 ms).
+// the time it first held. For measuring, keep interval well below the
+// latency measured (e.g. 1 ms); WaitUntil is the 10 ms form for waiting.
 func PollUntil(ctx context.Context, interval, timeout time.Duration, cond func() (bool, error)) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	ticker := time.NewTicker(interval)

@@ -162,26 +162,8 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 
 // WaitUntil polls cond every 10 ms until it returns true or timeout passes.
 func WaitUntil(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			if lastErr != nil {
-				return fmt.Errorf("timed out after %s: %w", timeout, lastErr)
-			}
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	_, err := PollUntil(ctx, 10*time.Millisecond, timeout, cond)
+	return err
 }
 
 // GetJSON fetches url and returns the body, for control-plane endpoints.

@@ -57,6 +57,6 @@ func Require(t testing.TB, name string) string {
 func EnvoyValidate(t testing.TB, configPath string) (string, bool) {
 	t.Helper()
 	envoy := Require(t, "envoy")
-	out, err := exec.Command(envoy, "--mode", "validate", "-c", configPath, "--log-level", "warn").CombinedOutput()
+	out, err := exec.Command(envoy, "--mode", "validate", "-c", configPath, "--log-level", "warn", "--disable-hot-restart").CombinedOutput()
 	return string(out), err == nil
 }
