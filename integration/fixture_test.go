@@ -30,6 +30,7 @@ type mirrorFixture struct {
 type fixtureOptions struct {
 	delta           bool
 	allowedURLHosts []string
+	listenAddress   string // sidecar listeners' bind address (default 127.0.0.1)
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -77,7 +78,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		XDSAddress: f.cp.XDSAddr.String(),
 		NodeID:     "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
-		Delta: o.delta,
+		Delta: o.delta, ListenAddress: o.listenAddress,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -193,3 +193,22 @@ func TestMirrorMatch(t *testing.T) {
 		})
 	}
 }
+
+// TestListenOnAllAddresses: a sidecar bound to "::" (all addresses) still
+// accepts the pod's IPv4 traffic and copies it; Envoy binds "::" IPv6-only
+// unless the listener asks for IPv4 compatibility.
+func TestListenOnAllAddresses(t *testing.T) {
+	f := newMirrorFixture(t, fixtureOptions{listenAddress: "::"})
+	f.applyPolicy(policyYAML("100", ""))
+	f.waitApplied(1_000_000)
+	const n = 20
+	res := harness.SendN(f.ctx, f.client, n, 4, func(ctx context.Context, i int) *http.Request {
+		return f.get(ctx, fmt.Sprintf("/entrance/%d", i))
+	})
+	if res.Errors() != 0 {
+		t.Fatalf("%d of %d IPv4 requests to a sidecar on [::] failed; first: %s", res.Errors(), n, res.FirstError())
+	}
+	if got := f.shadow.WaitCount(f.ctx, n, 300*time.Millisecond); got != n {
+		t.Errorf("shadow got %d copies, want %d", got, n)
+	}
+}

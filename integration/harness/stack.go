@@ -116,6 +116,8 @@ type SidecarOptions struct {
 	ListenPort  uint32
 	AppPort     uint32
 	Delta       bool
+	// ListenAddress is where the listeners bind (default 127.0.0.1).
+	ListenAddress string
 }
 
 // Sidecar is a running Envoy started from `shadowplane bootstrap` output.
@@ -132,13 +134,17 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
+	listenAddress := o.ListenAddress
+	if listenAddress == "" {
+		listenAddress = "127.0.0.1"
+	}
 	bootstrapPath := filepath.Join(o.Dir, fmt.Sprintf("bootstrap-%s.yaml", o.NodeID))
 	args := []string{"bootstrap",
 		"--node-id", o.NodeID,
 		"--namespace", o.Namespace,
 		"--service", o.Service,
 		"--ports", fmt.Sprintf("%d:%d", o.ListenPort, o.AppPort),
-		"--listen-address", "127.0.0.1",
+		"--listen-address", listenAddress,
 		"--xds-address", o.XDSAddress,
 		"--admin-port", strconv.Itoa(int(adminPort)),
 		"-o", bootstrapPath,
