@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 		newValidateCommand(),
 		newStatusCommand(),
 		newInjectCommand(),
+		newCertgenCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -1,8 +1,13 @@
 package certs
 
 import (
+	"context"
+
 	"crypto/tls"
 	"crypto/x509"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	"net"
 	"os"
 	"path/filepath"
@@ -92,5 +97,58 @@ func TestFileSourceReloadsAndKeepsLastGood(t *testing.T) {
 	}
 	if _, err := NewFileSource(certFile, keyFile); err == nil {
 		t.Fatal("NewFileSource accepted a broken key")
+	}
+}
+
+func TestEnsureSecretsKeepsCAAndRenews(t *testing.T) {
+	client := fake.NewClientset()
+	ctx := context.Background()
+	now := time.Now()
+	o := GenerateOptions{Namespace: "shadowplane-system", Service: "shadowplane", RenewBefore: 30 * 24 * time.Hour, Now: now}
+	first, err := EnsureSecrets(ctx, client, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.CreatedCA || !first.IssuedServing {
+		t.Fatalf("first run: %+v, want a new CA and a serving certificate", first)
+	}
+	serving := func() *corev1.Secret {
+		s, err := client.CoreV1().Secrets(o.Namespace).Get(ctx, ServingSecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := serving()
+
+	again, err := EnsureSecrets(ctx, client, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.CreatedCA || again.IssuedServing {
+		t.Fatalf("second run: %+v, want nothing changed", again)
+	}
+
+	// 61 days later the 90-day certificate is inside the renewal window.
+	o.Now = now.Add(61 * 24 * time.Hour)
+	renewed, err := EnsureSecrets(ctx, client, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed.CreatedCA || !renewed.IssuedServing {
+		t.Fatalf("renewal: %+v, want a new serving certificate from the same CA", renewed)
+	}
+	after := serving()
+	if string(after.Data[KeyCACert]) != string(before.Data[KeyCACert]) {
+		t.Error("renewal changed the CA: sidecars would stop trusting the control plane")
+	}
+	if string(after.Data[corev1.TLSCertKey]) == string(before.Data[corev1.TLSCertKey]) {
+		t.Error("renewal kept the old serving certificate")
+	}
+
+	// A new DNS name re-issues too.
+	o.ExtraDNSNames = []string{"xds.example.internal"}
+	if res, _ := EnsureSecrets(ctx, client, o); !res.IssuedServing {
+		t.Error("a new DNS name did not re-issue the serving certificate")
 	}
 }
