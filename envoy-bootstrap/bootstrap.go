@@ -55,6 +55,10 @@ type Options struct {
 	AdminPort    uint32
 	// Delta selects incremental (delta) xDS instead of state-of-the-world.
 	Delta bool
+	// TLS secures the xDS connection and authenticates the sidecar; nil
+	// means plain text, which only a control plane run with
+	// --insecure-xds accepts.
+	TLS *TLSOptions
 }
 
 // Render builds and validates the bootstrap.
@@ -95,6 +99,11 @@ func Render(o Options) (*bootstrapv3.Bootstrap, error) {
 	xdsCluster, err := renderXDSCluster(xdsHost, uint32(xdsPort))
 	if err != nil {
 		return nil, err
+	}
+	if o.TLS != nil {
+		if err := secureXDSCluster(xdsCluster, *o.TLS); err != nil {
+			return nil, err
+		}
 	}
 
 	b := &bootstrapv3.Bootstrap{
