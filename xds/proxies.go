@@ -1,8 +1,11 @@
 package xds
 
 import (
+	"context"
 	"sort"
 	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 )
 
 // Per-type sync states in ProxyStatus.
@@ -60,7 +63,11 @@ type streamState struct {
 	// the stream has not identified itself yet.
 	nodeID   string
 	groupKey string
-	types    map[string]*typeState // by type URL
+	// node is the first node the stream named; a stream may not name
+	// another later (go-control-plane would adopt it unverified).
+	node  *corev3.Node
+	ctx   context.Context
+	types map[string]*typeState // by type URL
 }
 
 // typeState tracks one type on one stream. go-control-plane sends a type's

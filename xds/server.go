@@ -40,17 +40,22 @@ type Options struct {
 	IdleGroupTTL time.Duration
 	// SweepInterval is how often Run looks for idle groups (default 30s).
 	SweepInterval time.Duration
+	// Auth verifies sidecar identity; nil trusts node metadata as claimed,
+	// which only --insecure-xds allows (and /metrics shows).
+	Auth *Auth
 }
 
 // Server is shadowplane's xDS server: a snapshot cache keyed by node group,
 // go-control-plane's ADS server over it, and the per-proxy state its
 // callbacks record.
 type Server struct {
-	log      hclog.Logger
-	cache    cachev3.SnapshotCache
-	xds      serverv3.Server
-	metrics  *metrics
-	gatherer prometheus.Gatherer
+	log         hclog.Logger
+	cache       cachev3.SnapshotCache
+	xds         serverv3.Server
+	metrics     *metrics
+	authMetrics *authMetrics
+	gatherer    prometheus.Gatherer
+	auth        *Auth
 
 	idleTTL       time.Duration
 	sweepInterval time.Duration
@@ -107,6 +112,8 @@ func New(opts Options) *Server {
 	s := &Server{
 		log:           logger,
 		metrics:       newMetrics(reg),
+		authMetrics:   newAuthMetrics(reg, opts.Auth == nil),
+		auth:          opts.Auth,
 		gatherer:      gatherer,
 		idleTTL:       orDefault(opts.IdleGroupTTL, DefaultIdleGroupTTL),
 		sweepInterval: orDefault(opts.SweepInterval, DefaultSweepInterval),

@@ -7,17 +7,16 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"google.golang.org/grpc/status"
 )
 
 // openStream starts tracking a stream; it counts as a proxy once its first
 // request identifies the node.
 func (s *Server) openStream(ctx context.Context, key streamKey) {
-	st := &streamState{opened: time.Now(), types: map[string]*typeState{}}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		st.address = p.Addr.String()
-	}
+	st := &streamState{opened: time.Now(), types: map[string]*typeState{}, ctx: ctx, address: peerAddress(ctx)}
 	s.mu.Lock()
 	s.streams[key] = st
 	s.mu.Unlock()
@@ -56,21 +55,42 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 	if st == nil {
 		// go-control-plane always opens a stream before its requests;
 		// track it anyway rather than lose the proxy.
-		st = &streamState{opened: time.Now(), types: map[string]*typeState{}}
+		st = &streamState{opened: time.Now(), types: map[string]*typeState{}, ctx: context.Background()}
 		s.streams[key] = st
 	}
 	if st.groupKey != "" {
+		first := st.node
+		s.mu.Unlock()
+		// go-control-plane adopts the node of any later request, so a
+		// stream that passed the checks must not swap in another node.
+		if node != nil && !proto.Equal(node, first) {
+			return s.refuse(st.address, node.GetId(), errNodeChanged)
+		}
+		return nil
+	}
+	ctx, address := st.ctx, st.address
+	s.mu.Unlock()
+
+	group, err := NodeGroupFromNode(node)
+	if err != nil {
+		s.metrics.invalidNodes.Inc()
+		s.log.Warn("closing xDS stream: the node names no valid node group",
+			"node", truncate(node.GetId(), 256), "address", address, "error", truncate(err.Error(), 1024))
+		return status.Errorf(codes.InvalidArgument, "shadowplane: %v", err)
+	}
+	// The claim is checked before any snapshot is looked up or made, so a
+	// refused client learns nothing of the group it named.
+	if err := s.verifyClaim(ctx, address, kubeauth.Claim{NodeID: node.GetId(), Namespace: group.Namespace, Service: group.Service}); err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	if st.groupKey != "" {
+		// Requests of one stream arrive one at a time, so this is only a guard.
 		s.mu.Unlock()
 		return nil
 	}
-	group, err := NodeGroupFromNode(node)
-	if err != nil {
-		s.mu.Unlock()
-		s.metrics.invalidNodes.Inc()
-		s.log.Warn("closing xDS stream: the node names no valid node group",
-			"node", node.GetId(), "address", st.address, "error", err)
-		return status.Errorf(codes.InvalidArgument, "shadowplane: %v", err)
-	}
+	st.node = proto.Clone(node).(*corev3.Node)
 	groupKey := group.Key()
 	st.nodeID, st.groupKey = node.GetId(), groupKey
 	g := s.groups[groupKey]
