@@ -30,6 +30,9 @@ func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	key := streamKey{id: id}
+	if err := c.s.checkRequest(key, req.GetNode(), req.GetTypeUrl(), len(req.GetResourceNames())); err != nil {
+		return err
+	}
 	if err := c.s.identifyStream(key, req.GetNode()); err != nil {
 		return err
 	}
@@ -60,6 +63,10 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	key := streamKey{delta: true, id: id}
+	names := len(req.GetResourceNamesSubscribe()) + len(req.GetResourceNamesUnsubscribe()) + len(req.GetInitialResourceVersions())
+	if err := c.s.checkRequest(key, req.GetNode(), req.GetTypeUrl(), names); err != nil {
+		return err
+	}
 	if err := c.s.identifyStream(key, req.GetNode()); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"golang.org/x/time/rate"
 )
 
 // Per-type sync states in ProxyStatus.
@@ -65,9 +66,11 @@ type streamState struct {
 	groupKey string
 	// node is the first node the stream named; a stream may not name
 	// another later (go-control-plane would adopt it unverified).
-	node  *corev3.Node
-	ctx   context.Context
-	types map[string]*typeState // by type URL
+	node *corev3.Node
+	ctx  context.Context
+	// limiter bounds the stream's request rate.
+	limiter *rate.Limiter
+	types   map[string]*typeState // by type URL
 }
 
 // typeState tracks one type on one stream. go-control-plane sends a type's

@@ -11,6 +11,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 
 	"github.com/shadowplane/shadowplane/translator"
@@ -43,19 +44,24 @@ type Options struct {
 	// Auth verifies sidecar identity; nil trusts node metadata as claimed,
 	// which only --insecure-xds allows (and /metrics shows).
 	Auth *Auth
+	// Limits bound each client; zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // Server is shadowplane's xDS server: a snapshot cache keyed by node group,
 // go-control-plane's ADS server over it, and the per-proxy state its
 // callbacks record.
 type Server struct {
-	log         hclog.Logger
-	cache       cachev3.SnapshotCache
-	xds         serverv3.Server
-	metrics     *metrics
-	authMetrics *authMetrics
-	gatherer    prometheus.Gatherer
-	auth        *Auth
+	log            hclog.Logger
+	cache          cachev3.SnapshotCache
+	xds            serverv3.Server
+	metrics        *metrics
+	authMetrics    *authMetrics
+	gatherer       prometheus.Gatherer
+	auth           *Auth
+	limits         Limits
+	newStreams     *rate.Limiter
+	boundsExceeded *prometheus.CounterVec
 
 	idleTTL       time.Duration
 	sweepInterval time.Duration
@@ -110,20 +116,23 @@ func New(opts Options) *Server {
 
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{
-		log:           logger,
-		metrics:       newMetrics(reg),
-		authMetrics:   newAuthMetrics(reg, opts.Auth == nil),
-		auth:          opts.Auth,
-		gatherer:      gatherer,
-		idleTTL:       orDefault(opts.IdleGroupTTL, DefaultIdleGroupTTL),
-		sweepInterval: orDefault(opts.SweepInterval, DefaultSweepInterval),
-		translate:     translator.Translate,
-		ctx:           ctx,
-		stop:          stop,
-		groups:        map[string]*groupState{},
-		streams:       map[streamKey]*streamState{},
-		pushCounts:    map[string]uint64{},
+		log:            logger,
+		metrics:        newMetrics(reg),
+		authMetrics:    newAuthMetrics(reg, opts.Auth == nil),
+		auth:           opts.Auth,
+		limits:         opts.Limits.withDefaults(),
+		boundsExceeded: newBoundsCounter(reg),
+		gatherer:       gatherer,
+		idleTTL:        orDefault(opts.IdleGroupTTL, DefaultIdleGroupTTL),
+		sweepInterval:  orDefault(opts.SweepInterval, DefaultSweepInterval),
+		translate:      translator.Translate,
+		ctx:            ctx,
+		stop:           stop,
+		groups:         map[string]*groupState{},
+		streams:        map[streamKey]*streamState{},
+		pushCounts:     map[string]uint64{},
 	}
+	s.newStreams = rate.NewLimiter(rate.Limit(s.limits.NewStreamsPerSecond), s.limits.NewStreamBurst)
 	cplLog := hclogAdapter{log: logger.Named("go-control-plane")}
 	s.cache = cachev3.NewSnapshotCache(true /* ADS: hold responses until Envoy names every resource */, groupHash{}, cplLog)
 	// The option type is shared by the SotW and delta servers; the logger

@@ -142,7 +142,9 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 		return "", false
 	}
 
-	nack := &Nack{Message: errorDetail.GetMessage(), Time: time.Now()}
+	// Envoy's messages are short; a client's may be megabytes: keep and
+	// log only the start.
+	nack := &Nack{Message: truncate(errorDetail.GetMessage(), s.limits.MaxNackDetailBytes), Time: time.Now()}
 	if answersLast {
 		nack.Version = t.sent
 		t.nackNonce = nonce

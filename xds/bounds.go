@@ -1,0 +1,179 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Limits bound what one xDS client can make the control plane hold or do,
+// so one abusive client cannot exhaust it or slow the other sidecars. Each
+// refusal is a clear gRPC status, one log line and a counter.
+type Limits struct {
+	// MaxNodeBytes bounds a request's node (id, metadata, everything).
+	MaxNodeBytes int
+	// MaxNamesPerRequest bounds the resource names one request subscribes
+	// to or unsubscribes from.
+	MaxNamesPerRequest int
+	// RequestsPerSecond and RequestBurst bound each stream's request rate.
+	RequestsPerSecond float64
+	RequestBurst      int
+	// NewStreamsPerSecond and NewStreamBurst bound how fast streams may
+	// start, across all clients; a stream waits up to NewStreamWait for a
+	// slot, then is refused with ResourceExhausted.
+	NewStreamsPerSecond float64
+	NewStreamBurst      int
+	NewStreamWait       time.Duration
+	// MaxNackDetailBytes cuts a NACK's error_detail in logs and in the
+	// proxy status.
+	MaxNackDetailBytes int
+}
+
+// DefaultLimits are generous for any real sidecar: Envoy sends one node of
+// a few hundred bytes, names a handful of resources per type, and a few
+// requests per push.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxNodeBytes:        16 << 10,
+		MaxNamesPerRequest:  1000,
+		RequestsPerSecond:   20,
+		RequestBurst:        100,
+		NewStreamsPerSecond: 100,
+		NewStreamBurst:      200,
+		NewStreamWait:       time.Second,
+		MaxNackDetailBytes:  1 << 10,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxNodeBytes <= 0 {
+		l.MaxNodeBytes = d.MaxNodeBytes
+	}
+	if l.MaxNamesPerRequest <= 0 {
+		l.MaxNamesPerRequest = d.MaxNamesPerRequest
+	}
+	if l.RequestsPerSecond <= 0 {
+		l.RequestsPerSecond = d.RequestsPerSecond
+	}
+	if l.RequestBurst <= 0 {
+		l.RequestBurst = d.RequestBurst
+	}
+	if l.NewStreamsPerSecond <= 0 {
+		l.NewStreamsPerSecond = d.NewStreamsPerSecond
+	}
+	if l.NewStreamBurst <= 0 {
+		l.NewStreamBurst = d.NewStreamBurst
+	}
+	if l.NewStreamWait <= 0 {
+		l.NewStreamWait = d.NewStreamWait
+	}
+	if l.MaxNackDetailBytes <= 0 {
+		l.MaxNackDetailBytes = d.MaxNackDetailBytes
+	}
+	return l
+}
+
+// Bound names, the label of shadowplane_xds_bounds_exceeded_total.
+const (
+	boundNodeSize      = "node_size"
+	boundNames         = "resource_names"
+	boundTypeURL       = "type_url"
+	boundRequestRate   = "request_rate"
+	boundNewStreamRate = "new_stream_rate"
+)
+
+var allBounds = []string{boundNodeSize, boundNames, boundTypeURL, boundRequestRate, boundNewStreamRate}
+
+func newBoundsCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shadowplane_xds_bounds_exceeded_total",
+		Help: "xDS requests or streams refused because they exceeded a bound, by bound.",
+	}, []string{"bound"})
+	reg.MustRegister(c)
+	for _, b := range allBounds {
+		c.WithLabelValues(b)
+	}
+	return c
+}
+
+// exceeded logs and counts a refused bound and returns its status.
+func (s *Server) exceeded(bound string, code codes.Code, address, nodeID, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	s.boundsExceeded.WithLabelValues(bound).Inc()
+	s.log.Warn("xDS bound exceeded", "bound", bound, "node", truncate(nodeID, 256), "address", address, "error", msg)
+	return status.Errorf(code, "shadowplane: %s", msg)
+}
+
+// checkRequest applies the per-request bounds, before anything is stored
+// for the request: node size, names per request, known type URL, rate.
+func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, names int) error {
+	s.mu.Lock()
+	st := s.streams[key]
+	var limiter *rate.Limiter
+	var address, nodeID string
+	if st != nil {
+		if st.limiter == nil {
+			st.limiter = rate.NewLimiter(rate.Limit(s.limits.RequestsPerSecond), s.limits.RequestBurst)
+		}
+		limiter, address, nodeID = st.limiter, st.address, st.nodeID
+	}
+	s.mu.Unlock()
+	if nodeID == "" {
+		nodeID = node.GetId()
+	}
+
+	if node != nil {
+		if n := proto.Size(node); n > s.limits.MaxNodeBytes {
+			return s.exceeded(boundNodeSize, codes.InvalidArgument, address, nodeID,
+				"the node is %d bytes, more than the %d allowed", n, s.limits.MaxNodeBytes)
+		}
+	}
+	if names > s.limits.MaxNamesPerRequest {
+		return s.exceeded(boundNames, codes.InvalidArgument, address, nodeID,
+			"the request names %d resources, more than the %d allowed", names, s.limits.MaxNamesPerRequest)
+	}
+	if !isServedType(typeURL) {
+		return s.exceeded(boundTypeURL, codes.InvalidArgument, address, nodeID,
+			"type %q is not served here", truncate(typeURL, 128))
+	}
+	if limiter != nil && !limiter.Allow() {
+		return s.exceeded(boundRequestRate, codes.ResourceExhausted, address, nodeID,
+			"more than %g requests per second on one stream (burst %d)", s.limits.RequestsPerSecond, s.limits.RequestBurst)
+	}
+	return nil
+}
+
+// RateLimitInterceptor admits new streams through one bucket shared by all
+// clients, Istio-style: a burst of reconnecting sidecars is spread out
+// rather than refused, and a flood is refused with ResourceExhausted after
+// waiting NewStreamWait.
+func (s *Server) RateLimitInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, cancel := context.WithTimeout(ss.Context(), s.limits.NewStreamWait)
+		err := s.newStreams.Wait(ctx)
+		cancel()
+		if err != nil {
+			return s.exceeded(boundNewStreamRate, codes.ResourceExhausted, peerAddress(ss.Context()), "",
+				"too many new xDS streams (more than %g per second); retry later", s.limits.NewStreamsPerSecond)
+		}
+		return handler(srv, ss)
+	}
+}
+
+func isServedType(typeURL string) bool {
+	for _, t := range servedTypes {
+		if t.URL == typeURL {
+			return true
+		}
+	}
+	return false
+}
