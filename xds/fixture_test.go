@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -62,23 +63,24 @@ func testWorld(ppm uint32, endpoints ...string) *translator.World {
 }
 
 // testGroup is the node group of sidecarNode.
-var testGroup = translator.NodeGroup{
+var testGroup = nodemeta.NodeGroup{
 	Namespace:     "shop",
 	Service:       "entrance",
 	ListenAddress: "0.0.0.0",
-	Ports:         []translator.PortPair{{Listen: 15001, App: 8080}},
+	Ports:         []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 }
 
-// sidecarNode is a node of testGroup, with metadata as `shadowplane
-// bootstrap` writes it.
+// sidecarNode is a node of testGroup, as `shadowplane bootstrap` writes it.
 func sidecarNode(id string) *corev3.Node {
-	return metadataNode(id, map[string]any{
-		translator.MetadataNamespace: testGroup.Namespace,
-		translator.MetadataService:   testGroup.Service,
-		translator.MetadataPorts:     translator.FormatPorts(testGroup.Ports),
-	})
+	return nodemeta.Metadata{
+		NodeID:    id,
+		Namespace: testGroup.Namespace,
+		Service:   testGroup.Service,
+		Ports:     testGroup.Ports,
+	}.Node()
 }
 
+// metadataNode is a node with any metadata, valid or not.
 func metadataNode(id string, metadata map[string]any) *corev3.Node {
 	md, err := structpb.NewStruct(metadata)
 	if err != nil {
@@ -93,7 +95,7 @@ func metadataNode(id string, metadata map[string]any) *corev3.Node {
 // EDS cluster and endpoints named "shadow_<ns>_<name>_<port>"; one runtime
 // layer with each mirror's share. As in the real translator, the routes'
 // default fraction is 0, so a share change touches the runtime alone.
-func fakeTranslate(w *translator.World, g translator.NodeGroup) *translator.Output {
+func fakeTranslate(w *translator.World, g nodemeta.NodeGroup) *translator.Output {
 	out := &translator.Output{}
 	var mirrorClusters []string
 	layer := map[string]any{}

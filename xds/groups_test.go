@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -96,7 +97,7 @@ func TestRunEndingClosesStreams(t *testing.T) {
 }
 
 func TestTranslatorPanicKeepsPreviousSnapshot(t *testing.T) {
-	panicking := func(w *translator.World, g translator.NodeGroup) *translator.Output {
+	panicking := func(w *translator.World, g nodemeta.NodeGroup) *translator.Output {
 		if w.Policies[0].Mirrors[0].PartsPerMillion == 666 {
 			panic("translator bug")
 		}
@@ -119,7 +120,7 @@ func TestTranslatorPanicKeepsPreviousSnapshot(t *testing.T) {
 }
 
 func TestInconsistentSnapshotIsNotSet(t *testing.T) {
-	broken := func(w *translator.World, g translator.NodeGroup) *translator.Output {
+	broken := func(w *translator.World, g nodemeta.NodeGroup) *translator.Output {
 		out := fakeTranslate(w, g)
 		if len(w.Service("staging", "entrance").Endpoints) > 1 {
 			out.Endpoints = nil // the shadow cluster's endpoints go missing

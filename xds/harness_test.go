@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -39,7 +40,7 @@ type harnessOption func(*Options)
 
 // newHarness starts a Server translating with translate (fakeTranslate
 // when nil).
-func newHarness(t *testing.T, translate func(*translator.World, translator.NodeGroup) *translator.Output, opts ...harnessOption) *harness {
+func newHarness(t *testing.T, translate func(*translator.World, nodemeta.NodeGroup) *translator.Output, opts ...harnessOption) *harness {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	o := Options{

@@ -9,7 +9,7 @@ import (
 
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // syncedSotw connects a SotW proxy, receives every type and ACKs it.
@@ -239,15 +239,15 @@ func TestSotwInvalidNodeClosesStream(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 
 	c := h.sotw(metadataNode("broken-1", map[string]any{
-		translator.MetadataNamespace: "shop",
-		translator.MetadataPorts:     "15001:8080",
+		nodemeta.KeyNamespace: "shop",
+		nodemeta.KeyPorts:     "15001:8080",
 	}))
 	c.subscribeAll()
 	err := c.closed()
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("stream ended with %v, want InvalidArgument", err)
 	}
-	for _, want := range []string{"broken-1", translator.MetadataService} {
+	for _, want := range []string{"broken-1", nodemeta.KeyService} {
 		if !strings.Contains(status.Convert(err).Message(), want) {
 			t.Errorf("error %q does not name %q", status.Convert(err).Message(), want)
 		}
