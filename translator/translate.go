@@ -22,9 +22,8 @@ type Output struct {
 	// Runtimes holds exactly one Runtime, named RuntimeLayerName.
 	Runtimes []*runtimev3.Runtime
 
-	// Versions maps a type URL (resourcev3.ListenerType, RouteType,
-	// ClusterType, EndpointType, RuntimeType) to a hash of that type's
-	// resources, so a change re-sends only the types it touches.
+	// Versions maps the URL of each of ResourceTypes to a hash of that
+	// type's resources, so a change re-sends only the types it touches.
 	Versions map[string]string
 
 	// Warnings about the translation, sorted and free of duplicates, e.g. a

@@ -18,6 +18,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shadowplane/shadowplane/internal/contenthash"
 	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
@@ -142,16 +143,11 @@ func validateOutput(t *testing.T, out *Output) {
 		t.Fatalf("want exactly one runtime named %q, got %v", RuntimeLayerName, out.Runtimes)
 	}
 	check("runtime", out.Runtimes[0])
-	for _, typ := range allTypes {
-		if len(out.Versions[typ]) != versionLength {
-			t.Errorf("version of %s = %q, want %d hex characters", typ, out.Versions[typ], versionLength)
+	for _, typ := range ResourceTypes {
+		if v := out.Versions[typ.URL]; len(v) != contenthash.Length {
+			t.Errorf("version of %s = %q, want %d hex characters", typ.Name, v, contenthash.Length)
 		}
 	}
-}
-
-var allTypes = []string{
-	resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType,
-	resourcev3.EndpointType, resourcev3.RuntimeType,
 }
 
 func listenerHCM(t *testing.T, a interface {
@@ -334,14 +330,6 @@ func TestTranslateIsDeterministicAndPure(t *testing.T) {
 	}
 }
 
-func messages[M proto.Message](in []M) []proto.Message {
-	out := make([]proto.Message, len(in))
-	for i, m := range in {
-		out[i] = m
-	}
-	return out
-}
-
 // TestVersionsChangeOnlyForTheTypesTouched is the promise that makes
 // percent changes cheap: each change re-sends only the types it touches.
 func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
@@ -426,9 +414,9 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 			}
 			out := translateValid(t, w, g)
 			var changed []string
-			for _, typ := range allTypes {
-				if out.Versions[typ] != base.Versions[typ] {
-					changed = append(changed, typ)
+			for _, typ := range ResourceTypes {
+				if out.Versions[typ.URL] != base.Versions[typ.URL] {
+					changed = append(changed, typ.URL)
 				}
 			}
 			want := append([]string(nil), tt.changed...)

@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -15,12 +13,11 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/shadowplane/shadowplane/internal/contenthash"
 	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
@@ -170,12 +167,9 @@ func fakeTranslate(w *translator.World, g nodemeta.NodeGroup) *translator.Output
 		panic(err)
 	}
 	out.Runtimes = []*runtimev3.Runtime{{Name: translator.RuntimeLayerName, Layer: rt}}
-	out.Versions = map[string]string{
-		resourcev3.ListenerType: versionOf(out.Listeners),
-		resourcev3.RouteType:    versionOf(out.Routes),
-		resourcev3.ClusterType:  versionOf(out.Clusters),
-		resourcev3.EndpointType: versionOf(out.Endpoints),
-		resourcev3.RuntimeType:  versionOf(out.Runtimes),
+	out.Versions = map[string]string{}
+	for _, t := range translator.ResourceTypes {
+		out.Versions[t.URL] = contenthash.Messages(out.Resources(t.URL))
 	}
 	return out
 }
@@ -207,20 +201,6 @@ func socketAddress(addr string, port uint32) *corev3.Address {
 		Address:       addr,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
-}
-
-// versionOf hashes messages the way a translator would: deterministic
-// encoding, so equal content gives equal versions.
-func versionOf[T proto.Message](items []T) string {
-	h := sha256.New()
-	for _, m := range items {
-		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		if err != nil {
-			panic(err)
-		}
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // Resource names fakeTranslate gives testGroup with testWorld.

@@ -161,9 +161,9 @@ func (s *Server) translateGroup(w *translator.World, group nodemeta.NodeGroup) (
 // in ADS order.
 func changedTypes(previous, next map[string]string) []string {
 	var changed []string
-	for _, t := range servedTypes {
+	for _, t := range translator.ResourceTypes {
 		if previous == nil || previous[t.URL] != next[t.URL] {
-			changed = append(changed, t.Short)
+			changed = append(changed, t.Name)
 		}
 	}
 	return changed

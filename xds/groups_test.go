@@ -232,8 +232,8 @@ func TestConcurrentWorldsAndStreams(t *testing.T) {
 			if !ok {
 				return false
 			}
-			for _, st := range servedTypes {
-				ts := p.Types[st.Short]
+			for _, st := range translator.ResourceTypes {
+				ts := p.Types[st.Name]
 				if ts.Status != StatusSynced || ts.Acked != want[st.URL] {
 					return false
 				}

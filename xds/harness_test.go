@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -160,7 +159,14 @@ func (h *harness) waitStatus(id, status string, typeNames ...string) ProxyStatus
 	return last
 }
 
-var allTypeNames = []string{"cluster", "endpoint", "listener", "route", "runtime"}
+// allTypeNames are the short names of every served type, in ADS order.
+var allTypeNames = func() []string {
+	names := make([]string, len(translator.ResourceTypes))
+	for i, t := range translator.ResourceTypes {
+		names[i] = t.Name
+	}
+	return names
+}()
 
 // groupVersions returns the current snapshot versions of testGroup by
 // short type name.
@@ -231,19 +237,19 @@ func labelIs(m *dto.Metric, label, value string) bool {
 	return false
 }
 
-// typeURLs of the short type names, and the resource names an Envoy
-// sidecar of testGroup subscribes to (nil: wildcard).
-var (
-	typeURLOf = map[string]string{
-		"cluster":  resourcev3.ClusterType,
-		"endpoint": resourcev3.EndpointType,
-		"listener": resourcev3.ListenerType,
-		"route":    resourcev3.RouteType,
-		"runtime":  resourcev3.RuntimeType,
+// typeURLOf maps the short type names to type URLs.
+var typeURLOf = func() map[string]string {
+	urls := make(map[string]string, len(translator.ResourceTypes))
+	for _, t := range translator.ResourceTypes {
+		urls[t.Name] = t.URL
 	}
-	subscribedNames = map[string][]string{
-		"endpoint": {testShadowName},
-		"route":    {testListenerName},
-		"runtime":  {translator.RuntimeLayerName},
-	}
-)
+	return urls
+}()
+
+// subscribedNames are the resource names an Envoy sidecar of testGroup
+// subscribes to (nil: wildcard).
+var subscribedNames = map[string][]string{
+	"endpoint": {testShadowName},
+	"route":    {testListenerName},
+	"runtime":  {translator.RuntimeLayerName},
+}

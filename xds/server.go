@@ -164,9 +164,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Pushes() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]uint64, len(servedTypes))
-	for _, t := range servedTypes {
-		out[t.Short] = s.pushCounts[t.Short]
+	out := make(map[string]uint64, len(translator.ResourceTypes))
+	for _, t := range translator.ResourceTypes {
+		out[t.Name] = s.pushCounts[t.Name]
 	}
 	return out
 }
