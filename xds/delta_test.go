@@ -1,11 +1,16 @@
 package xds
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 func TestDeltaStreamSyncsAndResendsOnlyRuntime(t *testing.T) {
@@ -100,5 +105,37 @@ func TestDeltaAndSotwStreamsAreTrackedApart(t *testing.T) {
 	h.waitStatus("entrance-sotw", StatusSynced, allTypeNames...)
 	if got := h.gaugeValue("shadowplane_xds_connected_proxies"); got != 2 {
 		t.Errorf("connected proxies = %v, want 2", got)
+	}
+}
+
+func TestDeltaInvalidNodeClosesStream(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
+
+	c := h.delta(metadataNode("broken-delta", map[string]any{
+		nodemeta.KeyNamespace: "shop",
+		nodemeta.KeyService:   "entrance",
+		nodemeta.KeyPorts:     "15001:8080,15001:9090",
+	}))
+	// One request: the server ends the stream on it.
+	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURLOf["cluster"]})
+	var err error
+	select {
+	case err = <-c.done:
+	case resp := <-c.responses:
+		t.Fatalf("got a delta %s response, want the stream closed", typeLabel(resp.GetTypeUrl()))
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out waiting for the delta stream to close")
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("stream ended with %v, want InvalidArgument", err)
+	}
+	for _, want := range []string{"broken-delta", nodemeta.KeyPorts, "given twice"} {
+		if !strings.Contains(status.Convert(err).Message(), want) {
+			t.Errorf("error %q does not name %q", status.Convert(err).Message(), want)
+		}
+	}
+	if len(h.srv.Proxies()) != 0 || len(h.srv.Snapshots()) != 0 {
+		t.Errorf("an invalid node left state: proxies %+v snapshots %+v", h.srv.Proxies(), h.srv.Snapshots())
 	}
 }

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -47,7 +49,9 @@ func (c *deltaClient) send(req *discoveryv3.DeltaDiscoveryRequest) {
 	if !c.sentNode {
 		req.Node, c.sentNode = c.node, true
 	}
-	if err := c.stream.Send(req); err != nil {
+	// io.EOF means the server has ended the stream; the reason is for Recv
+	// to tell.
+	if err := c.stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 		c.t.Fatalf("send delta %s request: %v", typeLabel(req.GetTypeUrl()), err)
 	}
 }

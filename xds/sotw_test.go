@@ -242,7 +242,9 @@ func TestSotwInvalidNodeClosesStream(t *testing.T) {
 		nodemeta.KeyNamespace: "shop",
 		nodemeta.KeyPorts:     "15001:8080",
 	}))
-	c.subscribeAll()
+	// One request: the server ends the stream on it, so any further send
+	// would race the close.
+	c.send("cluster", "", "", nil)
 	err := c.closed()
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("stream ended with %v, want InvalidArgument", err)
