@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
+	"github.com/shadowplane/shadowplane/internal/testtools/adsclient"
 	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
@@ -151,19 +151,11 @@ func renderedNode(t *testing.T, b *bootstrapv3.Bootstrap) *corev3.Node {
 // server answers its first request, or the error it closed the stream with.
 func serverVerdict(t *testing.T, h *harness, node *corev3.Node) error {
 	t.Helper()
-	c := h.sotwWithNames(node, nil)
-	c.send("cluster", "", "", nil)
-	select {
-	case <-c.responses:
-		c.cancel()
-		return nil
-	case err := <-c.done:
-		if err == nil {
-			t.Fatal("the stream ended without an error")
-		}
+	c := adsclient.NewSotW(t, h.conn, node, nil)
+	c.Send("cluster", "", "", nil)
+	if _, err := c.Await(); err != nil {
 		return err
-	case <-time.After(waitTimeout):
-		t.Fatal("the server neither answered nor closed the stream")
 	}
+	c.Close()
 	return nil
 }

@@ -8,21 +8,20 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shadowplane/shadowplane/internal/testtools/adsclient"
 	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
 // waitTimeout bounds every wait for something the server should do.
-const waitTimeout = 10 * time.Second
-
-// quietPeriod is how long a test listens to be sure nothing more is sent.
-const quietPeriod = 300 * time.Millisecond
+const waitTimeout = adsclient.DefaultTimeout
 
 // harness runs a Server behind go-control-plane's real gRPC server on a
 // loopback port, with a client connection to it.
@@ -160,13 +159,7 @@ func (h *harness) waitStatus(id, status string, typeNames ...string) ProxyStatus
 }
 
 // allTypeNames are the short names of every served type, in ADS order.
-var allTypeNames = func() []string {
-	names := make([]string, len(translator.ResourceTypes))
-	for i, t := range translator.ResourceTypes {
-		names[i] = t.Name
-	}
-	return names
-}()
+var allTypeNames = adsclient.TypeNames()
 
 // groupVersions returns the current snapshot versions of testGroup by
 // short type name.
@@ -237,19 +230,22 @@ func labelIs(m *dto.Metric, label, value string) bool {
 	return false
 }
 
-// typeURLOf maps the short type names to type URLs.
-var typeURLOf = func() map[string]string {
-	urls := make(map[string]string, len(translator.ResourceTypes))
-	for _, t := range translator.ResourceTypes {
-		urls[t.Name] = t.URL
-	}
-	return urls
-}()
-
 // subscribedNames are the resource names an Envoy sidecar of testGroup
 // subscribes to (nil: wildcard).
 var subscribedNames = map[string][]string{
 	"endpoint": {testShadowName},
 	"route":    {testListenerName},
 	"runtime":  {translator.RuntimeLayerName},
+}
+
+// sotw opens a SotW ADS stream subscribing to fakeTranslate's names.
+func (h *harness) sotw(node *corev3.Node) *adsclient.SotW {
+	h.t.Helper()
+	return adsclient.NewSotW(h.t, h.conn, node, subscribedNames)
+}
+
+// delta opens a delta ADS stream subscribing to fakeTranslate's names.
+func (h *harness) delta(node *corev3.Node) *adsclient.Delta {
+	h.t.Helper()
+	return adsclient.NewDelta(h.t, h.conn, node, subscribedNames)
 }
