@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // openStream starts tracking a stream; it counts as a proxy once its first
@@ -63,7 +65,7 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		s.mu.Unlock()
 		return nil
 	}
-	group, err := NodeGroupFromNode(node)
+	group, err := nodemeta.GroupFromNode(node)
 	if err != nil {
 		s.mu.Unlock()
 		s.metrics.invalidNodes.Inc()
