@@ -22,6 +22,14 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 UNIT_PKGS := ./translator/... ./watcher/... ./xds/... ./envoy-bootstrap/... ./cmd/... ./internal/...
 
+# Every test binary runs in a private network namespace that hack/netns-exec
+# creates (lo with 127.0.0.1 and the test address 198.18.0.1): go builds the
+# binaries here, where module downloads work, and the wrapper runs them
+# there, so nothing they start touches this machine's interfaces. Without
+# root or unprivileged user namespaces the run fails and says how to fix it.
+NETNS_EXEC := $(CURDIR)/hack/netns-exec
+GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
+
 .PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation nginx clean
 
 build:
@@ -62,10 +70,12 @@ lint:
 	$(GO) vet ./...
 
 unit: tools
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	$(GO_TEST) -race -count=1 $(UNIT_PKGS)
 
-integration: tools
-	$(GO) test -count=1 -timeout 30m ./integration/...
+# build: the tests build the shadowplane command themselves, inside the
+# namespace, which has no network; `build` fetches its modules here first.
+integration: tools build
+	$(GO_TEST) -count=1 -timeout 30m ./integration/...
 
 ## golden: regenerate the translator's golden files (then review the diff)
 golden:
@@ -77,17 +87,20 @@ FUZZTIME ?= 2m
 fuzz:
 	$(GO) test ./translator -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
-## demo: local API server, control plane, real Envoy sidecar, backends; live mirroring
+## demo: local API server, control plane, real Envoy sidecar, backends; live
+## mirroring, in a private network namespace (this machine's own address, with
+## a note, when none can be created)
 demo: tools build
-	$(GO) run ./integration/cmd/demo $(if $(HOLD),-hold)
+	$(GO) build -o bin/demo ./integration/cmd/demo
+	$(NETNS_EXEC) --or-host bin/demo $(if $(HOLD),-hold)
 
 bench: bench-propagation bench-isolation
 
 bench-propagation: tools build
-	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'Propagation' -benchtime 1x -v ./integration/...
+	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'Propagation' -benchtime 1x -v ./integration/...
 
 bench-isolation: tools build nginx
-	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'Isolation' -benchtime 1x -v ./integration/...
+	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'Isolation' -benchtime 1x -v ./integration/...
 
 ## nginx: Debian's nginx (with its built-in mirror module) in .tools/nginx, for
 ## the isolation benchmark; unpacked from the .debs, without root or apt-get

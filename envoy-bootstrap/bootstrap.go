@@ -1,7 +1,8 @@
 // Package bootstrap renders the Envoy bootstrap of a shadowplane sidecar:
-// node identity (which Service it fronts and its listen→app port pairs), the
-// ADS cluster pointing at the control plane, an admin interface on loopback,
-// and a layered runtime whose RTDS layer carries the mirror percentages.
+// node identity (which Service it fronts and its listen→app port pairs, as
+// package nodemeta defines and checks them), the ADS cluster pointing at the
+// control plane, an admin interface on loopback, and a layered runtime whose
+// RTDS layer carries the mirror percentages.
 package bootstrap
 
 import (
@@ -19,9 +20,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -37,15 +38,10 @@ const (
 
 // Options describe one sidecar.
 type Options struct {
-	// NodeID is unique per sidecar, e.g. the pod name.
-	NodeID string
-	// Namespace and Service name the Service this sidecar fronts.
-	Namespace string
-	Service   string
-	// Ports are the listen→app port pairs.
-	Ports []translator.PortPair
-	// ListenAddress is where the listeners bind (default 0.0.0.0).
-	ListenAddress string
+	// Node is the sidecar's identity: which Service it fronts and its
+	// listen→app port pairs. Render refuses metadata the control plane
+	// would refuse, with the control plane's message.
+	Node nodemeta.Metadata
 	// XDSAddress is the control plane's gRPC address, host:port. A host name
 	// is resolved by DNS (e.g. shadowplane.shadowplane-system.svc).
 	XDSAddress string
@@ -77,16 +73,6 @@ func Render(o Options) (*bootstrapv3.Bootstrap, error) {
 		adminPort = DefaultAdminPort
 	}
 
-	metadata, err := structpb.NewStruct(map[string]any{
-		translator.MetadataNamespace:     o.Namespace,
-		translator.MetadataService:       o.Service,
-		translator.MetadataPorts:         translator.FormatPorts(o.Ports),
-		translator.MetadataListenAddress: listenAddress(o.ListenAddress),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("node metadata: %w", err)
-	}
-
 	apiType := corev3.ApiConfigSource_GRPC
 	if o.Delta {
 		apiType = corev3.ApiConfigSource_DELTA_GRPC
@@ -107,11 +93,7 @@ func Render(o Options) (*bootstrapv3.Bootstrap, error) {
 	}
 
 	b := &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{
-			Id:       o.NodeID,
-			Cluster:  o.Service + "." + o.Namespace,
-			Metadata: metadata,
-		},
+		Node: o.Node.Node(),
 		Admin: &bootstrapv3.Admin{
 			Address: socketAddress(adminAddress, adminPort),
 		},
@@ -208,17 +190,9 @@ func renderXDSCluster(host string, port uint32) (*clusterv3.Cluster, error) {
 }
 
 func (o Options) check() error {
-	if o.NodeID == "" {
-		return fmt.Errorf("node id is required")
-	}
-	if o.Namespace == "" {
-		return fmt.Errorf("namespace is required")
-	}
-	if o.Service == "" {
-		return fmt.Errorf("service is required")
-	}
-	if len(o.Ports) == 0 {
-		return fmt.Errorf("at least one LISTEN:APP port pair is required")
+	// The control plane's own check, so it never turns this sidecar away.
+	if err := o.Node.Validate(); err != nil {
+		return err
 	}
 	host, port, err := net.SplitHostPort(o.XDSAddress)
 	if err != nil || host == "" {
@@ -227,17 +201,7 @@ func (o Options) check() error {
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return fmt.Errorf("xds address %q: %q is not a port number", o.XDSAddress, port)
 	}
-	if o.ListenAddress != "" && net.ParseIP(o.ListenAddress) == nil {
-		return fmt.Errorf("listen address %q is not an IP address", o.ListenAddress)
-	}
 	return nil
-}
-
-func listenAddress(a string) string {
-	if a == "" {
-		return translator.DefaultListenAddress
-	}
-	return a
 }
 
 func socketAddress(host string, port uint32) *corev3.Address {

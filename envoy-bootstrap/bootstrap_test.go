@@ -7,17 +7,20 @@ import (
 	"testing"
 
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
 func validOptions() Options {
 	return Options{
-		NodeID:        "entrance-7d9f-abcde",
-		Namespace:     "default",
-		Service:       "entrance",
-		Ports:         []translator.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}},
-		ListenAddress: "127.0.0.1",
-		XDSAddress:    "127.0.0.1:18000",
+		Node: nodemeta.Metadata{
+			NodeID:        "entrance-7d9f-abcde",
+			Namespace:     "default",
+			Service:       "entrance",
+			Ports:         []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}},
+			ListenAddress: "127.0.0.1",
+		},
+		XDSAddress: "127.0.0.1:18000",
 	}
 }
 
@@ -27,13 +30,14 @@ func TestRenderRejectsBadOptions(t *testing.T) {
 		mutate func(*Options)
 		want   string
 	}{
-		{"no node id", func(o *Options) { o.NodeID = "" }, "node id"},
-		{"no namespace", func(o *Options) { o.Namespace = "" }, "namespace"},
-		{"no service", func(o *Options) { o.Service = "" }, "service"},
-		{"no ports", func(o *Options) { o.Ports = nil }, "port pair"},
+		{"no node id", func(o *Options) { o.Node.NodeID = "" }, "node id"},
+		{"no namespace", func(o *Options) { o.Node.Namespace = "" }, nodemeta.KeyNamespace},
+		{"namespace in upper case", func(o *Options) { o.Node.Namespace = "Default" }, "not a Kubernetes namespace name"},
+		{"no service", func(o *Options) { o.Node.Service = "" }, nodemeta.KeyService},
+		{"no ports", func(o *Options) { o.Node.Ports = nil }, nodemeta.KeyPorts},
 		{"xds without port", func(o *Options) { o.XDSAddress = "localhost" }, "HOST:PORT"},
 		{"xds bad port", func(o *Options) { o.XDSAddress = "localhost:http" }, "not a port number"},
-		{"listen address not ip", func(o *Options) { o.ListenAddress = "localhost" }, "not an IP"},
+		{"listen address not ip", func(o *Options) { o.Node.ListenAddress = "localhost" }, "not an IP"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,10 +60,10 @@ func TestRenderCarriesNodeGroupAndMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		md := b.GetNode().GetMetadata().GetFields()
-		if got := md[translator.MetadataPorts].GetStringValue(); got != "15001:8080,15002:9090" {
+		if got := md[nodemeta.KeyPorts].GetStringValue(); got != "15001:8080,15002:9090" {
 			t.Errorf("ports metadata = %q", got)
 		}
-		if got := md[translator.MetadataService].GetStringValue(); got != "entrance" {
+		if got := md[nodemeta.KeyService].GetStringValue(); got != "entrance" {
 			t.Errorf("service metadata = %q", got)
 		}
 		wantAPI := "GRPC"
@@ -81,7 +85,7 @@ func TestRealEnvoyAcceptsBootstrap(t *testing.T) {
 	variants := map[string]func(*Options){
 		"sotw-ip":      func(*Options) {},
 		"delta-dns":    func(o *Options) { o.Delta = true; o.XDSAddress = "shadowplane.shadowplane-system.svc:18000" },
-		"default-bind": func(o *Options) { o.ListenAddress = "" },
+		"default-bind": func(o *Options) { o.Node.ListenAddress = "" },
 		"custom-admin": func(o *Options) { o.AdminPort = 19000 },
 	}
 	for name, mutate := range variants {

@@ -1,11 +1,11 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,23 +25,19 @@ func TestServeBinary(t *testing.T) {
 	must(t, err)
 	httpPort, err := harness.FreePort()
 	must(t, err)
-	var logs bytes.Buffer
-	cmd := exec.Command(e.shadowplane, "serve",
+	serve := harness.StartProcessT(t, exec.Command(e.shadowplane, "serve",
 		"--kubeconfig", e.kube.KubeconfigPath,
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
 		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--log-format", "json",
-		"--shutdown-delay", "2s")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	must(t, cmd.Start())
-	defer cmd.Process.Kill()
+		"--shutdown-delay", "2s"), filepath.Join(t.TempDir(), "serve.log"))
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
 		_, err := harness.GetJSON(ctx, base+"/readyz")
 		return err == nil, err
 	}); err != nil {
-		t.Fatalf("serve never ready: %v\n%s", err, logs.String())
+		t.Fatalf("serve never ready: %v\n%s", err, serve.Log())
 	}
 	if _, err := harness.GetJSON(ctx, base+"/healthz"); err != nil {
 		t.Errorf("/healthz: %v", err)
@@ -54,7 +50,7 @@ func TestServeBinary(t *testing.T) {
 		}
 	}
 
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	must(t, serve.Signal(syscall.SIGTERM))
 	// During the shutdown delay /readyz fails, so the Service sends new
 	// sidecar streams to other replicas before this one closes its own.
 	if err := harness.WaitUntil(ctx, 1500*time.Millisecond, func() (bool, error) {
@@ -63,20 +59,19 @@ func TestServeBinary(t *testing.T) {
 	}); err != nil {
 		t.Errorf("/readyz did not turn 503 after SIGTERM: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve exited with %v after SIGTERM\n%s", err, logs.String())
+	case <-serve.Done():
+		if err := serve.Err(); err != nil {
+			t.Errorf("serve exited with %v after SIGTERM\n%s", err, serve.Log())
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatalf("serve did not stop within 15s of SIGTERM\n%s", logs.String())
+		t.Fatalf("serve did not stop within 15s of SIGTERM\n%s", serve.Log())
 	}
 	// Every log line is a JSON object with a level and a message.
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	logs := serve.Log()
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
 	if len(lines) < 2 {
-		t.Fatalf("expected log lines, got %q", logs.String())
+		t.Fatalf("expected log lines, got %q", logs)
 	}
 	for _, line := range lines {
 		var entry map[string]any

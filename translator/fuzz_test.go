@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 const maxFuzzSeedBytes = 16 << 10
@@ -121,7 +123,7 @@ func checkEnvoyAccepts(t *testing.T, policies []*Policy) {
 	}
 	w := corpusWorld()
 	w.Policies = policies
-	out := Translate(w, NodeGroup{Namespace: "default", Service: "entrance", Ports: []PortPair{{Listen: 15001, App: 8080}}})
+	out := Translate(w, nodemeta.NodeGroup{Namespace: "default", Service: "entrance", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}})
 	var resources []interface{ ValidateAll() error }
 	for _, r := range out.Listeners {
 		resources = append(resources, r)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -24,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 type goldenScenario struct {
 	name  string
 	world func() *World
-	group NodeGroup
+	group nodemeta.NodeGroup
 }
 
 func goldenScenarios() []goldenScenario {
@@ -108,8 +109,8 @@ func goldenScenarios() []goldenScenario {
 				staging.Endpoints[i].Ports["grpc"] = 9090
 			}
 			return newWorld([]*Service{svc, staging}, web, grpc)
-		}, group: NodeGroup{Namespace: "default", Service: "entrance", ListenAddress: "0.0.0.0",
-			Ports: []PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}}}},
+		}, group: nodemeta.NodeGroup{Namespace: "default", Service: "entrance", ListenAddress: "0.0.0.0",
+			Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}}}},
 		{name: "guard-overrides", group: entranceGroup, world: func() *World {
 			a := toStaging()
 			a.Guard = Guard{ConnectTimeout: time.Second, MaxConnections: 8, MaxPendingRequests: 4, MaxRequests: 16, MaxBodyBytes: 1 << 20}

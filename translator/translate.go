@@ -9,6 +9,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // Output is the xDS resources for one node group, with a version per type.
@@ -20,9 +22,8 @@ type Output struct {
 	// Runtimes holds exactly one Runtime, named RuntimeLayerName.
 	Runtimes []*runtimev3.Runtime
 
-	// Versions maps a type URL (resourcev3.ListenerType, RouteType,
-	// ClusterType, EndpointType, RuntimeType) to a hash of that type's
-	// resources, so a change re-sends only the types it touches.
+	// Versions maps the URL of each of ResourceTypes to a hash of that
+	// type's resources, so a change re-sends only the types it touches.
 	Versions map[string]string
 
 	// Warnings about the translation, sorted and free of duplicates, e.g. a
@@ -34,7 +35,7 @@ type Output struct {
 // pure and deterministic: it never mutates w, and the same input yields
 // byte-identical resources and versions. A nil World is valid and yields a
 // sidecar that only forwards.
-func Translate(w *World, g NodeGroup) *Output {
+func Translate(w *World, g nodemeta.NodeGroup) *Output {
 	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, warned: map[string]bool{}}
 	t.listeners = t.planListeners()
 
@@ -55,7 +56,7 @@ func Translate(w *World, g NodeGroup) *Output {
 // translation carries the state of one Translate call.
 type translation struct {
 	world *World
-	group NodeGroup
+	group nodemeta.NodeGroup
 
 	listeners []listenerPlan
 	// targets are the shadow clusters referenced by this group's routes,
@@ -69,13 +70,13 @@ type translation struct {
 // listenerPlan is one inbound port of the sidecar and the policies that
 // apply to the requests it receives.
 type listenerPlan struct {
-	port     PortPair
+	port     nodemeta.PortPair
 	policies []*Policy
 }
 
 func (t *translation) listenAddress() string {
 	if t.group.ListenAddress == "" {
-		return DefaultListenAddress
+		return nodemeta.DefaultListenAddress
 	}
 	return t.group.ListenAddress
 }

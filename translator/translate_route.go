@@ -9,6 +9,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // forwardRouteName names the catch-all route that only forwards.
@@ -34,7 +36,7 @@ type routeEntry struct {
 // are ordered most specific first, since Envoy takes the first route that
 // matches; a catch-all route that only forwards comes last, so a sidecar
 // with no policy still forwards everything.
-func buildRouteConfiguration(pp PortPair, policies []*Policy, mirrors map[*Policy][]mirrorRef) *routev3.RouteConfiguration {
+func buildRouteConfiguration(pp nodemeta.PortPair, policies []*Policy, mirrors map[*Policy][]mirrorRef) *routev3.RouteConfiguration {
 	entries := routeEntries(policies, mirrors)
 	routes := make([]*routev3.Route, 0, len(entries)+2)
 	if len(entries) > 0 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // planListeners returns the sidecar's inbound ports, sorted by listen port
@@ -32,8 +34,8 @@ func (t *translation) planListeners() []listenerPlan {
 // sortedPorts copies the group's port pairs sorted by listen port, keeping
 // the first pair of a listen port given twice (ParsePorts never yields that,
 // but a NodeGroup built elsewhere might).
-func (t *translation) sortedPorts() []PortPair {
-	ports := append([]PortPair(nil), t.group.Ports...)
+func (t *translation) sortedPorts() []nodemeta.PortPair {
+	ports := append([]nodemeta.PortPair(nil), t.group.Ports...)
 	sort.SliceStable(ports, func(i, j int) bool { return ports[i].Listen < ports[j].Listen })
 	out := ports[:0]
 	for _, p := range ports {
@@ -111,7 +113,7 @@ func sourceString(s Source) string {
 //     exactly one listener. Anything else cannot be placed and is reported.
 //
 // When nothing applies, the second result says why.
-func (t *translation) policyListenPorts(p *Policy, ports []PortPair) ([]uint32, string) {
+func (t *translation) policyListenPorts(p *Policy, ports []nodemeta.PortPair) ([]uint32, string) {
 	svcKey := ServiceKey(p.Namespace, p.Service)
 	svc := t.world.Service(p.Namespace, p.Service)
 	if svc == nil {
@@ -187,7 +189,7 @@ func servicePortLabel(sp ServicePort) string {
 	return fmt.Sprint(sp.Port)
 }
 
-func hasListenPort(ports []PortPair, listen uint32) bool {
+func hasListenPort(ports []nodemeta.PortPair, listen uint32) bool {
 	for _, p := range ports {
 		if p.Listen == listen {
 			return true
@@ -205,7 +207,7 @@ func containsPort(ports []uint32, port uint32) bool {
 	return false
 }
 
-func listenPortList(ports []PortPair) string {
+func listenPortList(ports []nodemeta.PortPair) string {
 	if len(ports) == 0 {
 		return "none"
 	}

@@ -17,16 +17,19 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/shadowplane/shadowplane/internal/contenthash"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // ---- fixtures -------------------------------------------------------------
 
 // entranceGroup is a sidecar of default/entrance listening on 15001 and
 // forwarding to the app on 8080.
-var entranceGroup = NodeGroup{
+var entranceGroup = nodemeta.NodeGroup{
 	Namespace: "default",
 	Service:   "entrance",
-	Ports:     []PortPair{{Listen: 15001, App: 8080}},
+	Ports:     []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 }
 
 // entranceService is the production Service: port http (80) targets the
@@ -84,7 +87,7 @@ func baseWorld() *World {
 
 // translateValid translates and fails the test unless every resource, and
 // every extension config packed in one, passes its generated validation.
-func translateValid(t *testing.T, w *World, g NodeGroup) *Output {
+func translateValid(t *testing.T, w *World, g nodemeta.NodeGroup) *Output {
 	t.Helper()
 	out := Translate(w, g)
 	validateOutput(t, out)
@@ -140,16 +143,11 @@ func validateOutput(t *testing.T, out *Output) {
 		t.Fatalf("want exactly one runtime named %q, got %v", RuntimeLayerName, out.Runtimes)
 	}
 	check("runtime", out.Runtimes[0])
-	for _, typ := range allTypes {
-		if len(out.Versions[typ]) != versionLength {
-			t.Errorf("version of %s = %q, want %d hex characters", typ, out.Versions[typ], versionLength)
+	for _, typ := range ResourceTypes {
+		if v := out.Versions[typ.URL]; len(v) != contenthash.Length {
+			t.Errorf("version of %s = %q, want %d hex characters", typ.Name, v, contenthash.Length)
 		}
 	}
-}
-
-var allTypes = []string{
-	resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType,
-	resourcev3.EndpointType, resourcev3.RuntimeType,
 }
 
 func listenerHCM(t *testing.T, a interface {
@@ -223,8 +221,8 @@ func hasWarning(out *Output, substr string) bool {
 // ---- tests ----------------------------------------------------------------
 
 func TestTranslateWithoutPoliciesOnlyForwards(t *testing.T) {
-	group := NodeGroup{Namespace: "default", Service: "entrance",
-		Ports: []PortPair{{Listen: 15002, App: 9090}, {Listen: 15001, App: 8080}, {Listen: 15003, App: 8080}}}
+	group := nodemeta.NodeGroup{Namespace: "default", Service: "entrance",
+		Ports: []nodemeta.PortPair{{Listen: 15002, App: 9090}, {Listen: 15001, App: 8080}, {Listen: 15003, App: 8080}}}
 	for name, w := range map[string]*World{
 		"nil world":   nil,
 		"empty world": {},
@@ -237,8 +235,8 @@ func TestTranslateWithoutPoliciesOnlyForwards(t *testing.T) {
 			for _, l := range out.Listeners {
 				listeners = append(listeners, l.Name)
 				addr := l.GetAddress().GetSocketAddress()
-				if addr.GetAddress() != DefaultListenAddress {
-					t.Errorf("listener %s binds %s, want %s", l.Name, addr.GetAddress(), DefaultListenAddress)
+				if addr.GetAddress() != nodemeta.DefaultListenAddress {
+					t.Errorf("listener %s binds %s, want %s", l.Name, addr.GetAddress(), nodemeta.DefaultListenAddress)
 				}
 			}
 			if want := []string{"inbound|15001", "inbound|15002", "inbound|15003"}; !reflect.DeepEqual(listeners, want) {
@@ -332,21 +330,13 @@ func TestTranslateIsDeterministicAndPure(t *testing.T) {
 	}
 }
 
-func messages[M proto.Message](in []M) []proto.Message {
-	out := make([]proto.Message, len(in))
-	for i, m := range in {
-		out[i] = m
-	}
-	return out
-}
-
 // TestVersionsChangeOnlyForTheTypesTouched is the promise that makes
 // percent changes cheap: each change re-sends only the types it touches.
 func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 	L, R, C, E, T := resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.RuntimeType
 	tests := []struct {
 		name    string
-		group   func(*NodeGroup)
+		group   func(*nodemeta.NodeGroup)
 		change  func(*World)
 		changed []string
 	}{
@@ -404,12 +394,14 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 			w.Policies = append(w.Policies, p)
 		}},
 		{name: "listen address", changed: []string{L},
-			group: func(g *NodeGroup) { g.ListenAddress = "127.0.0.1" }, change: func(*World) {}},
+			group: func(g *nodemeta.NodeGroup) { g.ListenAddress = "127.0.0.1" }, change: func(*World) {}},
 		{name: "another listener", changed: []string{L, R},
-			group:  func(g *NodeGroup) { g.Ports = []PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 8080}} },
+			group: func(g *nodemeta.NodeGroup) {
+				g.Ports = []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 8080}}
+			},
 			change: func(*World) {}},
 		{name: "app port", changed: []string{R, C},
-			group: func(g *NodeGroup) { g.Ports = []PortPair{{Listen: 15001, App: 8081}} }, change: func(*World) {}},
+			group: func(g *nodemeta.NodeGroup) { g.Ports = []nodemeta.PortPair{{Listen: 15001, App: 8081}} }, change: func(*World) {}},
 	}
 	base := translateValid(t, baseWorld(), entranceGroup)
 	for _, tt := range tests {
@@ -422,9 +414,9 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 			}
 			out := translateValid(t, w, g)
 			var changed []string
-			for _, typ := range allTypes {
-				if out.Versions[typ] != base.Versions[typ] {
-					changed = append(changed, typ)
+			for _, typ := range ResourceTypes {
+				if out.Versions[typ.URL] != base.Versions[typ.URL] {
+					changed = append(changed, typ.URL)
 				}
 			}
 			want := append([]string(nil), tt.changed...)
@@ -438,7 +430,7 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 }
 
 func TestPolicySelection(t *testing.T) {
-	twoPorts := []PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}}
+	twoPorts := []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}}
 	named := func() *Service {
 		s := entranceService()
 		s.Ports = []ServicePort{{Name: "http", Port: 80, TargetPortName: "proxy"}}
@@ -449,7 +441,7 @@ func TestPolicySelection(t *testing.T) {
 		name     string
 		services []*Service
 		port     PortRef
-		ports    []PortPair
+		ports    []nodemeta.PortPair
 		want     []string // listeners carrying the policy's mirror
 		warning  string
 	}{
@@ -965,7 +957,7 @@ func TestRuntimeLayer(t *testing.T) {
 	paused.Mirrors[0].PartsPerMillion = 0
 	// A policy that applies to two listeners still has one key per mirror.
 	g := entranceGroup
-	g.Ports = []PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 8080}}
+	g.Ports = []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 8080}}
 	both := toStaging()
 	both.Name = "both"
 	both.Port = PortRef{}
@@ -1000,7 +992,7 @@ func TestRuntimeLayer(t *testing.T) {
 
 func TestDuplicateListenPortsKeepTheFirst(t *testing.T) {
 	g := entranceGroup
-	g.Ports = []PortPair{{Listen: 15001, App: 8080}, {Listen: 15001, App: 9090}}
+	g.Ports = []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15001, App: 9090}}
 	out := translateValid(t, nil, g)
 	if len(out.Listeners) != 1 || !reflect.DeepEqual(clusterNames(out), []string{"app|8080"}) {
 		t.Errorf("listeners %d clusters %v, want one listener to app|8080", len(out.Listeners), clusterNames(out))

@@ -1,48 +1,65 @@
 package translator
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"fmt"
-
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/shadowplane/shadowplane/internal/contenthash"
 )
 
-// versionLength is how many hex characters of the hash a version keeps.
-const versionLength = 16
+// ResourceType is one xDS resource type of an Output.
+type ResourceType struct {
+	URL  string // type URL, as in xDS requests and responses
+	Name string // short name: metric label, status and debug key
+	// of returns the output's resources of this type.
+	of func(*Output) []proto.Message
+}
+
+// ResourceTypes is the one list of the xDS types shadowplane serves: every
+// type an Output holds, in the order ADS delivers them (clusters before
+// endpoints, listeners before routes). Do not modify it.
+var ResourceTypes = []ResourceType{
+	{URL: resourcev3.ClusterType, Name: "cluster", of: func(o *Output) []proto.Message { return messages(o.Clusters) }},
+	{URL: resourcev3.EndpointType, Name: "endpoint", of: func(o *Output) []proto.Message { return messages(o.Endpoints) }},
+	{URL: resourcev3.ListenerType, Name: "listener", of: func(o *Output) []proto.Message { return messages(o.Listeners) }},
+	{URL: resourcev3.RouteType, Name: "route", of: func(o *Output) []proto.Message { return messages(o.Routes) }},
+	{URL: resourcev3.RuntimeType, Name: "runtime", of: func(o *Output) []proto.Message { return messages(o.Runtimes) }},
+}
+
+// ResourceTypeOf finds a served type by its URL.
+func ResourceTypeOf(typeURL string) (ResourceType, bool) {
+	for _, t := range ResourceTypes {
+		if t.URL == typeURL {
+			return t, true
+		}
+	}
+	return ResourceType{}, false
+}
+
+// Resources returns the output's resources of one type, in order; nil for
+// a type the translator does not produce.
+func (o *Output) Resources(typeURL string) []proto.Message {
+	if t, ok := ResourceTypeOf(typeURL); ok {
+		return t.of(o)
+	}
+	return nil
+}
+
+func messages[M proto.Message](in []M) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}
 
 // versions hashes each type's resources on their own, so a change re-sends
 // only the types whose content changed: a percent change only RTDS, an
 // endpoint change only EDS, a match change only RDS.
 func versions(out *Output) map[string]string {
-	return map[string]string{
-		resourcev3.ListenerType: contentVersion(out.Listeners),
-		resourcev3.RouteType:    contentVersion(out.Routes),
-		resourcev3.ClusterType:  contentVersion(out.Clusters),
-		resourcev3.EndpointType: contentVersion(out.Endpoints),
-		resourcev3.RuntimeType:  contentVersion(out.Runtimes),
+	v := make(map[string]string, len(ResourceTypes))
+	for _, t := range ResourceTypes {
+		v[t.URL] = contenthash.Messages(t.of(out))
 	}
-}
-
-// contentVersion is the first hex characters of a SHA-256 over the
-// deterministic encoding of the resources, in their (sorted) order, each
-// prefixed by its length so that boundaries count.
-func contentVersion[M proto.Message](resources []M) string {
-	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
-	var size [8]byte
-	for _, r := range resources {
-		b, err := opts.Marshal(r)
-		if err != nil {
-			// Only invalid UTF-8 in a string field fails, which Kubernetes
-			// objects cannot carry; hash the error so the version still moves.
-			b = []byte(fmt.Sprintf("unmarshalable %T: %v", r, err))
-		}
-		binary.BigEndian.PutUint64(size[:], uint64(len(b)))
-		h.Write(size[:])
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:versionLength]
+	return v
 }

@@ -1,8 +1,6 @@
 package watcher
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -11,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/shadowplane/shadowplane/internal/contenthash"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -66,7 +65,7 @@ type note struct {
 // fingerprint identifies a verdict's content, so an unchanged verdict is not
 // reported again.
 func (v verdict) fingerprint() string {
-	h := sha256.New()
+	var policyJSON []byte // empty when there is none: JSON never is
 	if v.policy != nil {
 		p := *v.policy
 		p.Source.Index = 0 // a policy moving within its list is not a change
@@ -77,12 +76,13 @@ func (v verdict) fingerprint() string {
 		if err != nil {
 			b = []byte(err.Error())
 		}
-		h.Write(b)
+		policyJSON = b
 	}
+	parts := [][]byte{policyJSON}
 	for _, n := range v.notes {
-		fmt.Fprintf(h, "\x00%s\x00%s\x00%s", n.eventType, n.reason, n.message)
+		parts = append(parts, []byte(n.eventType), []byte(n.reason), []byte(n.message))
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return contenthash.Of(parts...)
 }
 
 // reporter turns verdicts into Events and log lines, each once per change.

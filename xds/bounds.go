@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 // Limits bound what one xDS client can make the control plane hold or do,
@@ -141,7 +143,7 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 		return s.exceeded(boundNames, codes.InvalidArgument, address, nodeID,
 			"the request names %d resources, more than the %d allowed", names, s.limits.MaxNamesPerRequest)
 	}
-	if !isServedType(typeURL) {
+	if _, served := translator.ResourceTypeOf(typeURL); !served {
 		return s.exceeded(boundTypeURL, codes.InvalidArgument, address, nodeID,
 			"type %q is not served here", truncate(typeURL, 128))
 	}
@@ -167,13 +169,4 @@ func (s *Server) RateLimitInterceptor() grpc.StreamServerInterceptor {
 		}
 		return handler(srv, ss)
 	}
-}
-
-func isServedType(typeURL string) bool {
-	for _, t := range servedTypes {
-		if t.URL == typeURL {
-			return true
-		}
-	}
-	return false
 }

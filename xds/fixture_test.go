@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -15,12 +13,12 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/shadowplane/shadowplane/internal/contenthash"
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -62,23 +60,24 @@ func testWorld(ppm uint32, endpoints ...string) *translator.World {
 }
 
 // testGroup is the node group of sidecarNode.
-var testGroup = translator.NodeGroup{
+var testGroup = nodemeta.NodeGroup{
 	Namespace:     "shop",
 	Service:       "entrance",
 	ListenAddress: "0.0.0.0",
-	Ports:         []translator.PortPair{{Listen: 15001, App: 8080}},
+	Ports:         []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 }
 
-// sidecarNode is a node of testGroup, with metadata as `shadowplane
-// bootstrap` writes it.
+// sidecarNode is a node of testGroup, as `shadowplane bootstrap` writes it.
 func sidecarNode(id string) *corev3.Node {
-	return metadataNode(id, map[string]any{
-		translator.MetadataNamespace: testGroup.Namespace,
-		translator.MetadataService:   testGroup.Service,
-		translator.MetadataPorts:     translator.FormatPorts(testGroup.Ports),
-	})
+	return nodemeta.Metadata{
+		NodeID:    id,
+		Namespace: testGroup.Namespace,
+		Service:   testGroup.Service,
+		Ports:     testGroup.Ports,
+	}.Node()
 }
 
+// metadataNode is a node with any metadata, valid or not.
 func metadataNode(id string, metadata map[string]any) *corev3.Node {
 	md, err := structpb.NewStruct(metadata)
 	if err != nil {
@@ -93,7 +92,7 @@ func metadataNode(id string, metadata map[string]any) *corev3.Node {
 // EDS cluster and endpoints named "shadow_<ns>_<name>_<port>"; one runtime
 // layer with each mirror's share. As in the real translator, the routes'
 // default fraction is 0, so a share change touches the runtime alone.
-func fakeTranslate(w *translator.World, g translator.NodeGroup) *translator.Output {
+func fakeTranslate(w *translator.World, g nodemeta.NodeGroup) *translator.Output {
 	out := &translator.Output{}
 	var mirrorClusters []string
 	layer := map[string]any{}
@@ -168,12 +167,9 @@ func fakeTranslate(w *translator.World, g translator.NodeGroup) *translator.Outp
 		panic(err)
 	}
 	out.Runtimes = []*runtimev3.Runtime{{Name: translator.RuntimeLayerName, Layer: rt}}
-	out.Versions = map[string]string{
-		resourcev3.ListenerType: versionOf(out.Listeners),
-		resourcev3.RouteType:    versionOf(out.Routes),
-		resourcev3.ClusterType:  versionOf(out.Clusters),
-		resourcev3.EndpointType: versionOf(out.Endpoints),
-		resourcev3.RuntimeType:  versionOf(out.Runtimes),
+	out.Versions = map[string]string{}
+	for _, t := range translator.ResourceTypes {
+		out.Versions[t.URL] = contenthash.Messages(out.Resources(t.URL))
 	}
 	return out
 }
@@ -205,20 +201,6 @@ func socketAddress(addr string, port uint32) *corev3.Address {
 		Address:       addr,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
-}
-
-// versionOf hashes messages the way a translator would: deterministic
-// encoding, so equal content gives equal versions.
-func versionOf[T proto.Message](items []T) string {
-	h := sha256.New()
-	for _, m := range items {
-		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		if err != nil {
-			panic(err)
-		}
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // Resource names fakeTranslate gives testGroup with testWorld.

@@ -7,12 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
 // groupState is what the server knows about one node group.
 type groupState struct {
-	group translator.NodeGroup
+	group nodemeta.NodeGroup
 	// streams counts the open streams of the group's proxies; idleSince is
 	// when it last dropped to zero.
 	streams   int
@@ -42,7 +43,7 @@ func (s *Server) SetWorld(w *translator.World) {
 
 	s.mu.Lock()
 	s.world = w
-	groups := make([]translator.NodeGroup, 0, len(s.groups))
+	groups := make([]nodemeta.NodeGroup, 0, len(s.groups))
 	for _, g := range s.groups {
 		groups = append(groups, g.group)
 	}
@@ -65,7 +66,7 @@ func (s *Server) ensureGroupSnapshot(key string) {
 
 	s.mu.Lock()
 	g, w := s.groups[key], s.world
-	var group translator.NodeGroup
+	var group nodemeta.NodeGroup
 	needed := g != nil && g.snapshot == nil && w != nil
 	if needed {
 		group = g.group
@@ -81,7 +82,7 @@ func (s *Server) ensureGroupSnapshot(key string) {
 // any version changed. Callers hold translateMu. observeEvent says whether
 // w's ObservedAt dates this change (true for SetWorld, false when a new
 // proxy merely joins).
-func (s *Server) refreshGroup(w *translator.World, group translator.NodeGroup, observeEvent bool) {
+func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, observeEvent bool) {
 	key := group.Key()
 	logger := s.log.With("group", key)
 
@@ -142,7 +143,7 @@ func (s *Server) refreshGroup(w *translator.World, group translator.NodeGroup, o
 // translateGroup runs the translator, timing it. A panic is a translator
 // bug: it is logged and counted, and the group keeps its previous snapshot
 // instead of taking the control plane down.
-func (s *Server) translateGroup(w *translator.World, group translator.NodeGroup) (out *translator.Output, ok bool) {
+func (s *Server) translateGroup(w *translator.World, group nodemeta.NodeGroup) (out *translator.Output, ok bool) {
 	start := time.Now()
 	defer func() {
 		s.metrics.translation.Observe(time.Since(start).Seconds())
@@ -160,9 +161,9 @@ func (s *Server) translateGroup(w *translator.World, group translator.NodeGroup)
 // in ADS order.
 func changedTypes(previous, next map[string]string) []string {
 	var changed []string
-	for _, t := range servedTypes {
+	for _, t := range translator.ResourceTypes {
 		if previous == nil || previous[t.URL] != next[t.URL] {
-			changed = append(changed, t.Short)
+			changed = append(changed, t.Name)
 		}
 	}
 	return changed

@@ -1,12 +1,11 @@
 package xds
 
 import (
-	"errors"
-	"io"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -22,7 +21,7 @@ func TestIdleGroupsAreSweptAfterTTL(t *testing.T) {
 		t.Fatalf("a connected group lost its snapshot: %v", err)
 	}
 
-	c.cancel()
+	c.Close()
 	eventually(t, "the proxy to disconnect", func() bool { return len(h.srv.Proxies()) == 0 })
 	g := h.srv.Snapshots()[key]
 	if g.Proxies != 0 || g.IdleSince == nil {
@@ -51,8 +50,8 @@ func TestIdleGroupsAreSweptAfterTTL(t *testing.T) {
 
 	// A proxy of the swept group is served afresh.
 	c2 := h.sotw(sidecarNode("entrance-2"))
-	c2.subscribeAll()
-	c2.ackAll(c2.collect(allTypeNames...))
+	c2.SubscribeAll()
+	c2.ACKAll(c2.Collect(allTypeNames...))
 	h.waitStatus("entrance-2", StatusSynced, allTypeNames...)
 }
 
@@ -63,7 +62,7 @@ func TestRunSweepsIdleGroups(t *testing.T) {
 	})
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 	c := syncedSotw(h, "entrance-1")
-	c.cancel()
+	c.Close()
 	eventually(t, "Run to sweep the idle group", func() bool { return len(h.srv.Snapshots()) == 0 })
 	if _, err := h.srv.cache.GetSnapshot(testGroup.Key()); err == nil {
 		t.Error("the swept group still has a snapshot in the cache")
@@ -75,28 +74,23 @@ func TestRunEndingClosesStreams(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 	c := syncedSotw(h, "entrance-1")
 	d := h.delta(sidecarNode("entrance-delta"))
-	d.subscribeAll()
-	d.collect(allTypeNames...)
+	d.SubscribeAll()
+	d.Collect(allTypeNames...)
 
 	// Streams end cleanly, so a graceful gRPC stop completes and proxies
 	// reconnect to another replica.
 	h.stopRun()
-	if err := c.closed(); err != nil {
+	if err := c.Closed(); err != nil {
 		t.Errorf("SotW stream ended with %v, want a clean end", err)
 	}
-	select {
-	case err := <-d.done:
-		if !errors.Is(err, io.EOF) {
-			t.Errorf("delta stream ended with %v, want a clean end", err)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("the delta stream stayed open after Run returned")
+	if err := d.Closed(); err != nil {
+		t.Errorf("delta stream ended with %v, want a clean end", err)
 	}
 	eventually(t, "proxies to be forgotten", func() bool { return len(h.srv.Proxies()) == 0 })
 }
 
 func TestTranslatorPanicKeepsPreviousSnapshot(t *testing.T) {
-	panicking := func(w *translator.World, g translator.NodeGroup) *translator.Output {
+	panicking := func(w *translator.World, g nodemeta.NodeGroup) *translator.Output {
 		if w.Policies[0].Mirrors[0].PartsPerMillion == 666 {
 			panic("translator bug")
 		}
@@ -108,7 +102,7 @@ func TestTranslatorPanicKeepsPreviousSnapshot(t *testing.T) {
 	before := h.groupVersions()
 
 	h.srv.SetWorld(testWorld(666, "10.1.0.1"))
-	c.expectQuiet()
+	c.ExpectQuiet()
 	if got := h.counterValue("shadowplane_xds_snapshot_errors_total", "reason", reasonTranslatePanic); got != 1 {
 		t.Errorf("snapshot_errors_total{reason=translate_panic} = %v, want 1", got)
 	}
@@ -119,7 +113,7 @@ func TestTranslatorPanicKeepsPreviousSnapshot(t *testing.T) {
 }
 
 func TestInconsistentSnapshotIsNotSet(t *testing.T) {
-	broken := func(w *translator.World, g translator.NodeGroup) *translator.Output {
+	broken := func(w *translator.World, g nodemeta.NodeGroup) *translator.Output {
 		out := fakeTranslate(w, g)
 		if len(w.Service("staging", "entrance").Endpoints) > 1 {
 			out.Endpoints = nil // the shadow cluster's endpoints go missing
@@ -132,7 +126,7 @@ func TestInconsistentSnapshotIsNotSet(t *testing.T) {
 	before := h.srv.Pushes()
 
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1", "10.1.0.2"))
-	c.expectQuiet()
+	c.ExpectQuiet()
 	if got := h.counterValue("shadowplane_xds_snapshot_errors_total", "reason", reasonInvalid); got != 1 {
 		t.Errorf("snapshot_errors_total{reason=invalid} = %v, want 1", got)
 	}
@@ -172,7 +166,7 @@ func TestNilWorldIsIgnored(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 	c := syncedSotw(h, "entrance-1")
 	h.srv.SetWorld(nil)
-	c.expectQuiet()
+	c.ExpectQuiet()
 	if !h.srv.hasWorld() {
 		t.Error("a nil World replaced the last good one")
 	}
@@ -190,15 +184,15 @@ func TestConcurrentWorldsAndStreams(t *testing.T) {
 	var ackers sync.WaitGroup
 	for _, id := range ids {
 		c := h.sotw(sidecarNode(id))
-		c.subscribeAll()
+		c.SubscribeAll()
 		// ACK everything that arrives, as Envoy does, until the end.
 		ackers.Add(1)
 		go func() {
 			defer ackers.Done()
 			for {
 				select {
-				case resp := <-c.responses:
-					if err := c.stream.Send(c.ackFor(resp)); err != nil {
+				case resp := <-c.Responses():
+					if err := c.TryACK(resp); err != nil {
 						return
 					}
 				case <-stop:
@@ -231,8 +225,8 @@ func TestConcurrentWorldsAndStreams(t *testing.T) {
 			if !ok {
 				return false
 			}
-			for _, st := range servedTypes {
-				ts := p.Types[st.Short]
+			for _, st := range translator.ResourceTypes {
+				ts := p.Types[st.Name]
 				if ts.Status != StatusSynced || ts.Acked != want[st.URL] {
 					return false
 				}

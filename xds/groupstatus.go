@@ -1,6 +1,10 @@
 package xds
 
-import "time"
+import (
+	"time"
+
+	"github.com/shadowplane/shadowplane/translator"
+)
 
 // GroupStatus describes one node group's snapshot for debugging.
 type GroupStatus struct {
@@ -36,8 +40,8 @@ func (s *Server) Snapshots() map[string]GroupStatus {
 		if g.snapshot != nil {
 			set := g.snapshot.set
 			gs.SetAt = &set
-			for _, t := range servedTypes {
-				gs.Types[t.Short] = SnapshotType{
+			for _, t := range translator.ResourceTypes {
+				gs.Types[t.Name] = SnapshotType{
 					Version:   g.snapshot.versions[t.URL],
 					Resources: append([]string{}, g.snapshot.names[t.URL]...),
 				}

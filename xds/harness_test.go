@@ -8,21 +8,20 @@ import (
 	"testing"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shadowplane/shadowplane/internal/testtools/adsclient"
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
 // waitTimeout bounds every wait for something the server should do.
-const waitTimeout = 10 * time.Second
-
-// quietPeriod is how long a test listens to be sure nothing more is sent.
-const quietPeriod = 300 * time.Millisecond
+const waitTimeout = adsclient.DefaultTimeout
 
 // harness runs a Server behind go-control-plane's real gRPC server on a
 // loopback port, with a client connection to it.
@@ -39,7 +38,7 @@ type harnessOption func(*Options)
 
 // newHarness starts a Server translating with translate (fakeTranslate
 // when nil).
-func newHarness(t *testing.T, translate func(*translator.World, translator.NodeGroup) *translator.Output, opts ...harnessOption) *harness {
+func newHarness(t *testing.T, translate func(*translator.World, nodemeta.NodeGroup) *translator.Output, opts ...harnessOption) *harness {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	o := Options{
@@ -159,7 +158,8 @@ func (h *harness) waitStatus(id, status string, typeNames ...string) ProxyStatus
 	return last
 }
 
-var allTypeNames = []string{"cluster", "endpoint", "listener", "route", "runtime"}
+// allTypeNames are the short names of every served type, in ADS order.
+var allTypeNames = adsclient.TypeNames()
 
 // groupVersions returns the current snapshot versions of testGroup by
 // short type name.
@@ -230,19 +230,22 @@ func labelIs(m *dto.Metric, label, value string) bool {
 	return false
 }
 
-// typeURLs of the short type names, and the resource names an Envoy
-// sidecar of testGroup subscribes to (nil: wildcard).
-var (
-	typeURLOf = map[string]string{
-		"cluster":  resourcev3.ClusterType,
-		"endpoint": resourcev3.EndpointType,
-		"listener": resourcev3.ListenerType,
-		"route":    resourcev3.RouteType,
-		"runtime":  resourcev3.RuntimeType,
-	}
-	subscribedNames = map[string][]string{
-		"endpoint": {testShadowName},
-		"route":    {testListenerName},
-		"runtime":  {translator.RuntimeLayerName},
-	}
-)
+// subscribedNames are the resource names an Envoy sidecar of testGroup
+// subscribes to (nil: wildcard).
+var subscribedNames = map[string][]string{
+	"endpoint": {testShadowName},
+	"route":    {testListenerName},
+	"runtime":  {translator.RuntimeLayerName},
+}
+
+// sotw opens a SotW ADS stream subscribing to fakeTranslate's names.
+func (h *harness) sotw(node *corev3.Node) *adsclient.SotW {
+	h.t.Helper()
+	return adsclient.NewSotW(h.t, h.conn, node, subscribedNames)
+}
+
+// delta opens a delta ADS stream subscribing to fakeTranslate's names.
+func (h *harness) delta(node *corev3.Node) *adsclient.Delta {
+	h.t.Helper()
+	return adsclient.NewDelta(h.t, h.conn, node, subscribedNames)
+}

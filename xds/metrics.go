@@ -2,6 +2,8 @@ package xds
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 // metrics are the Prometheus series the xDS server exports.
@@ -69,10 +71,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.translation, m.eventToSnapshot, m.snapshotErrors, m.invalidNodes)
 
 	// Start every known series at zero, so rates work from the first scrape.
-	for _, t := range servedTypes {
-		m.pushes.WithLabelValues(t.Short)
-		m.responses.WithLabelValues(t.Short)
-		m.nacks.WithLabelValues(t.Short)
+	for _, t := range translator.ResourceTypes {
+		m.pushes.WithLabelValues(t.Name)
+		m.responses.WithLabelValues(t.Name)
+		m.nacks.WithLabelValues(t.Name)
 	}
 	for _, r := range []string{reasonTranslatePanic, reasonInvalid, reasonSetSnapshot} {
 		m.snapshotErrors.WithLabelValues(r)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 
+	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -68,7 +69,7 @@ type Server struct {
 
 	// translate is translator.Translate; tests substitute output they
 	// control.
-	translate func(*translator.World, translator.NodeGroup) *translator.Output
+	translate func(*translator.World, nodemeta.NodeGroup) *translator.Output
 
 	// ctx bounds every xDS stream and SetSnapshot; stop ends them when Run
 	// returns.
@@ -179,9 +180,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Pushes() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]uint64, len(servedTypes))
-	for _, t := range servedTypes {
-		out[t.Short] = s.pushCounts[t.Short]
+	out := make(map[string]uint64, len(translator.ResourceTypes))
+	for _, t := range translator.ResourceTypes {
+		out[t.Name] = s.pushCounts[t.Name]
 	}
 	return out
 }

@@ -1,17 +1,15 @@
 package xds
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shadowplane/shadowplane/internal/contenthash"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -39,22 +37,18 @@ func buildSnapshot(out *translator.Output) (*builtSnapshot, error) {
 		versions: map[string]string{},
 		names:    map[string][]string{},
 	}
-	for _, t := range servedTypes {
-		resources := outputResources(out, t.URL)
+	for _, t := range translator.ResourceTypes {
+		resources := out.Resources(t.URL)
 		version := out.Versions[t.URL]
 		if version == "" {
 			// An empty version would equal a first request's empty
 			// version_info, and the cache would never answer it.
-			v, err := contentVersion(resources)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", t.Short, err)
-			}
-			version = v
-			b.unversioned = append(b.unversioned, t.Short)
+			version = contenthash.Messages(resources)
+			b.unversioned = append(b.unversioned, t.Name)
 		}
-		group := cachev3.NewResources(version, resources)
+		group := cachev3.NewResources(version, asResources(resources))
 		if len(group.Items) != len(resources) {
-			return nil, fmt.Errorf("%s: %d resources but only %d distinct names", t.Short, len(resources), len(group.Items))
+			return nil, fmt.Errorf("%s: %d resources but only %d distinct names", t.Name, len(resources), len(group.Items))
 		}
 		b.snapshot.Resources[cachev3.GetResponseType(t.URL)] = group
 		b.versions[t.URL] = version
@@ -71,45 +65,11 @@ func buildSnapshot(out *translator.Output) (*builtSnapshot, error) {
 	return b, nil
 }
 
-// outputResources returns the translator's resources of one type.
-func outputResources(out *translator.Output, typeURL string) []types.Resource {
-	switch typeURL {
-	case resourcev3.ClusterType:
-		return asResources(out.Clusters)
-	case resourcev3.EndpointType:
-		return asResources(out.Endpoints)
-	case resourcev3.ListenerType:
-		return asResources(out.Listeners)
-	case resourcev3.RouteType:
-		return asResources(out.Routes)
-	case resourcev3.RuntimeType:
-		return asResources(out.Runtimes)
-	}
-	return nil
-}
-
-// asResources converts a typed slice to the cache's resource slice.
-func asResources[T types.Resource](in []T) []types.Resource {
+// asResources converts messages to the cache's resource slice.
+func asResources(in []proto.Message) []types.Resource {
 	out := make([]types.Resource, len(in))
 	for i, r := range in {
 		out[i] = r
 	}
 	return out
-}
-
-// contentVersion hashes resources' deterministic encoding: the fallback
-// version of a type the translator left unversioned.
-func contentVersion(resources []types.Resource) (string, error) {
-	h := sha256.New()
-	marshal := proto.MarshalOptions{Deterministic: true}
-	for _, r := range resources {
-		data, err := marshal.Marshal(r)
-		if err != nil {
-			return "", fmt.Errorf("hashing %s: %w", cachev3.GetResourceName(r), err)
-		}
-		// Length-prefix each resource so boundaries are part of the hash.
-		fmt.Fprintf(h, "%d:", len(data))
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }

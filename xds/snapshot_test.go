@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/shadowplane/shadowplane/translator"
@@ -17,19 +17,13 @@ func TestBuildSnapshotKeepsAVersionPerType(t *testing.T) {
 	if err != nil {
 		t.Fatalf("buildSnapshot: %v", err)
 	}
-	indices := map[string]types.ResponseType{
-		resourcev3.ClusterType:  types.Cluster,
-		resourcev3.EndpointType: types.Endpoint,
-		resourcev3.ListenerType: types.Listener,
-		resourcev3.RouteType:    types.Route,
-		resourcev3.RuntimeType:  types.Runtime,
-	}
-	for typeURL, idx := range indices {
-		if got := built.snapshot.Resources[idx].Version; got != out.Versions[typeURL] {
-			t.Errorf("%s: version %q, want the translator's %q", typeLabel(typeURL), got, out.Versions[typeURL])
+	for _, typ := range translator.ResourceTypes {
+		want := out.Versions[typ.URL]
+		if got := built.snapshot.Resources[cachev3.GetResponseType(typ.URL)].Version; got != want {
+			t.Errorf("%s: version %q, want the translator's %q", typ.Name, got, want)
 		}
-		if got := built.versions[typeURL]; got != out.Versions[typeURL] {
-			t.Errorf("%s: recorded version %q, want %q", typeLabel(typeURL), got, out.Versions[typeURL])
+		if got := built.versions[typ.URL]; got != want {
+			t.Errorf("%s: recorded version %q, want %q", typ.Name, got, want)
 		}
 	}
 	if got := built.names[resourcev3.ClusterType]; strings.Join(got, ",") != "local_8080,"+testShadowName {

@@ -9,15 +9,16 @@ import (
 
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/internal/testtools/adsclient"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // syncedSotw connects a SotW proxy, receives every type and ACKs it.
-func syncedSotw(h *harness, id string) *sotwClient {
+func syncedSotw(h *harness, id string) *adsclient.SotW {
 	h.t.Helper()
 	c := h.sotw(sidecarNode(id))
-	c.subscribeAll()
-	c.ackAll(c.collect(allTypeNames...))
+	c.SubscribeAll()
+	c.ACKAll(c.Collect(allTypeNames...))
 	h.waitStatus(id, StatusSynced, allTypeNames...)
 	return c
 }
@@ -27,8 +28,8 @@ func TestSotwFirstRequestGetsEveryType(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1", "10.1.0.2"))
 
 	c := h.sotw(sidecarNode("entrance-1"))
-	c.subscribeAll()
-	resps := c.collect(allTypeNames...)
+	c.SubscribeAll()
+	resps := c.Collect(allTypeNames...)
 
 	versions := h.groupVersions()
 	wantCounts := map[string]int{"cluster": 2, "endpoint": 1, "listener": 1, "route": 1, "runtime": 1}
@@ -63,8 +64,8 @@ func TestSotwAckFlowReachesSynced(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 
 	c := h.sotw(sidecarNode("entrance-1"))
-	c.subscribeAll()
-	resps := c.collect(allTypeNames...)
+	c.SubscribeAll()
+	resps := c.Collect(allTypeNames...)
 
 	// Before any ACK every type is STALE: sent, not acknowledged.
 	p := h.waitStatus("entrance-1", StatusStale, allTypeNames...)
@@ -72,7 +73,7 @@ func TestSotwAckFlowReachesSynced(t *testing.T) {
 		t.Errorf("proxy group %q delta %v, want %q and SotW", p.Group, p.Delta, testGroup.Key())
 	}
 
-	c.ackAll(resps)
+	c.ACKAll(resps)
 	p = h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
 	versions := h.groupVersions()
 	for _, name := range allTypeNames {
@@ -84,7 +85,7 @@ func TestSotwAckFlowReachesSynced(t *testing.T) {
 			t.Errorf("%s: unexpected NACK %+v", name, ts.LastNack)
 		}
 	}
-	c.expectQuiet()
+	c.ExpectQuiet()
 }
 
 func TestSotwNackIsRecordedAndNotResentUntilChange(t *testing.T) {
@@ -92,13 +93,13 @@ func TestSotwNackIsRecordedAndNotResentUntilChange(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 
 	c := h.sotw(sidecarNode("entrance-1"))
-	c.subscribeAll()
-	resps := c.collect(allTypeNames...)
+	c.SubscribeAll()
+	resps := c.Collect(allTypeNames...)
 	rejected := resps["runtime"]
 	delete(resps, "runtime")
-	c.ackAll(resps)
+	c.ACKAll(resps)
 	// Envoy's NACK carries the last version it accepted: none yet.
-	c.send("runtime", "", rejected.GetNonce(), &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "runtime layer: bad value"})
+	c.Send("runtime", "", rejected.GetNonce(), &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "runtime layer: bad value"})
 
 	p := h.waitStatus("entrance-1", StatusNacked, "runtime")
 	nack := p.Types["runtime"].LastNack
@@ -114,15 +115,15 @@ func TestSotwNackIsRecordedAndNotResentUntilChange(t *testing.T) {
 	h.waitStatus("entrance-1", StatusSynced, "cluster", "endpoint", "listener", "route")
 
 	// The rejected config is not re-sent in a loop...
-	c.expectQuiet()
+	c.ExpectQuiet()
 
 	// ...but the next change is sent, and accepted.
 	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
-	fixed := c.collect("runtime")["runtime"]
+	fixed := c.Collect("runtime")["runtime"]
 	if fixed.GetVersionInfo() == rejected.GetVersionInfo() {
 		t.Fatalf("re-sent the rejected version %q", fixed.GetVersionInfo())
 	}
-	c.send("runtime", fixed.GetVersionInfo(), fixed.GetNonce(), nil)
+	c.Send("runtime", fixed.GetVersionInfo(), fixed.GetNonce(), nil)
 	p = h.waitStatus("entrance-1", StatusSynced, "runtime")
 	if p.Types["runtime"].LastNack == nil {
 		t.Error("LastNack was forgotten after the next ACK; it should stay for operators")
@@ -138,8 +139,8 @@ func TestSotwPercentChangeResendsOnlyRuntime(t *testing.T) {
 
 	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
 
-	resp := c.collect("runtime")["runtime"]
-	c.expectQuiet()
+	resp := c.Collect("runtime")["runtime"]
+	c.ExpectQuiet()
 	if resp.GetVersionInfo() == versionsBefore["runtime"] {
 		t.Fatalf("runtime re-sent with the old version %q", resp.GetVersionInfo())
 	}
@@ -161,7 +162,7 @@ func TestSotwPercentChangeResendsOnlyRuntime(t *testing.T) {
 	if p.Types["runtime"].Acked != versionsBefore["runtime"] || p.Types["runtime"].Sent != resp.GetVersionInfo() {
 		t.Errorf("runtime status %+v, want sent %q acked %q", p.Types["runtime"], resp.GetVersionInfo(), versionsBefore["runtime"])
 	}
-	c.send("runtime", resp.GetVersionInfo(), resp.GetNonce(), nil)
+	c.Send("runtime", resp.GetVersionInfo(), resp.GetNonce(), nil)
 	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
 }
 
@@ -171,9 +172,9 @@ func TestSotwEndpointChangeResendsOnlyEndpoints(t *testing.T) {
 	c := syncedSotw(h, "entrance-1")
 
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1", "10.1.0.2"))
-	resp := c.collect("endpoint")["endpoint"]
-	c.expectQuiet()
-	c.send("endpoint", resp.GetVersionInfo(), resp.GetNonce(), nil)
+	resp := c.Collect("endpoint")["endpoint"]
+	c.ExpectQuiet()
+	c.Send("endpoint", resp.GetVersionInfo(), resp.GetNonce(), nil)
 	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
 }
 
@@ -185,7 +186,7 @@ func TestSotwUnchangedWorldSendsNothing(t *testing.T) {
 
 	// An equal World built afresh, as the watcher does on unrelated changes.
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
-	c.expectQuiet()
+	c.ExpectQuiet()
 	if after := h.srv.Pushes(); !equalCounts(before, after) {
 		t.Errorf("Pushes changed from %v to %v for an equal World", before, after)
 	}
@@ -210,8 +211,8 @@ func TestSotwProxiesOfOneGroupShareASnapshot(t *testing.T) {
 	}
 
 	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
-	a.collect("runtime")
-	b.collect("runtime")
+	a.Collect("runtime")
+	b.Collect("runtime")
 	if got := h.srv.Pushes()["runtime"]; got != 2 {
 		t.Errorf("Pushes()[runtime] = %d, want 2: one per group, not per proxy", got)
 	}
@@ -220,17 +221,17 @@ func TestSotwProxiesOfOneGroupShareASnapshot(t *testing.T) {
 func TestSotwFirstProxyWaitsForFirstWorld(t *testing.T) {
 	h := newHarness(t, nil)
 	c := h.sotw(sidecarNode("entrance-1"))
-	c.subscribeAll()
+	c.SubscribeAll()
 	// A control plane that just started must not serve a forward-only
 	// config before it knows the policies: the proxy keeps what it has.
-	c.expectQuiet()
+	c.ExpectQuiet()
 	snaps := h.srv.Snapshots()
 	if g, ok := snaps[testGroup.Key()]; !ok || len(g.Types) != 0 || g.SetAt != nil {
 		t.Fatalf("Snapshots() = %+v, want the group known without a snapshot", snaps)
 	}
 
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
-	c.ackAll(c.collect(allTypeNames...))
+	c.ACKAll(c.Collect(allTypeNames...))
 	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
 }
 
@@ -239,24 +240,33 @@ func TestSotwInvalidNodeClosesStream(t *testing.T) {
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 
 	c := h.sotw(metadataNode("broken-1", map[string]any{
-		translator.MetadataNamespace: "shop",
-		translator.MetadataPorts:     "15001:8080",
+		nodemeta.KeyNamespace: "shop",
+		nodemeta.KeyPorts:     "15001:8080",
 	}))
-	c.subscribeAll()
-	err := c.closed()
+	// One request: the server ends the stream on it, so any further send
+	// would race the close.
+	c.Send("cluster", "", "", nil)
+	h.expectRefused(c.Closed(), "broken-1", nodemeta.KeyService)
+}
+
+// expectRefused checks how the server turned a node away: the stream closed
+// with InvalidArgument and a message naming each of want, the node counted
+// as invalid, and no proxy or group left behind.
+func (h *harness) expectRefused(err error, want ...string) {
+	h.t.Helper()
 	if status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("stream ended with %v, want InvalidArgument", err)
+		h.t.Fatalf("stream ended with %v, want InvalidArgument", err)
 	}
-	for _, want := range []string{"broken-1", translator.MetadataService} {
-		if !strings.Contains(status.Convert(err).Message(), want) {
-			t.Errorf("error %q does not name %q", status.Convert(err).Message(), want)
+	for _, w := range want {
+		if !strings.Contains(status.Convert(err).Message(), w) {
+			h.t.Errorf("error %q does not name %q", status.Convert(err).Message(), w)
 		}
 	}
 	if got := h.counterValue("shadowplane_xds_invalid_nodes_total", "", ""); got != 1 {
-		t.Errorf("invalid_nodes_total = %v, want 1", got)
+		h.t.Errorf("invalid_nodes_total = %v, want 1", got)
 	}
 	if len(h.srv.Proxies()) != 0 || len(h.srv.Snapshots()) != 0 {
-		t.Errorf("an invalid node left state: proxies %+v snapshots %+v", h.srv.Proxies(), h.srv.Snapshots())
+		h.t.Errorf("an invalid node left state: proxies %+v snapshots %+v", h.srv.Proxies(), h.srv.Snapshots())
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"google.golang.org/grpc/status"
+
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // openStream starts tracking a stream; it counts as a proxy once its first
@@ -71,7 +73,7 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 	ctx, address := st.ctx, st.address
 	s.mu.Unlock()
 
-	group, err := NodeGroupFromNode(node)
+	group, err := nodemeta.GroupFromNode(node)
 	if err != nil {
 		s.metrics.invalidNodes.Inc()
 		s.log.Warn("closing xDS stream: the node names no valid node group",

@@ -6,6 +6,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/shadowplane/shadowplane/internal/testtools/adsclient"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -27,16 +28,16 @@ func TestRealTranslatorPercentChangeResendsOnlyRuntime(t *testing.T) {
 	if len(names["endpoint"]) == 0 || len(names["route"]) == 0 {
 		t.Fatalf("the test World translates to no endpoints or routes: %v (warnings %v)", names, out.Warnings)
 	}
-	c := h.sotwWithNames(sidecarNode("entrance-1"), names)
-	c.subscribeAll()
-	c.ackAll(c.collect(allTypeNames...))
+	c := adsclient.NewSotW(t, h.conn, sidecarNode("entrance-1"), names)
+	c.SubscribeAll()
+	c.ACKAll(c.Collect(allTypeNames...))
 	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
 	pushes := h.srv.Pushes()
 
 	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
-	resp := c.collect("runtime")["runtime"]
-	c.expectQuiet()
-	c.send("runtime", resp.GetVersionInfo(), resp.GetNonce(), nil)
+	resp := c.Collect("runtime")["runtime"]
+	c.ExpectQuiet()
+	c.Send("runtime", resp.GetVersionInfo(), resp.GetNonce(), nil)
 	h.waitStatus("entrance-1", StatusSynced, allTypeNames...)
 
 	after := h.srv.Pushes()

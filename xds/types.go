@@ -1,24 +1,8 @@
 package xds
 
 import (
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/shadowplane/shadowplane/translator"
 )
-
-// servedType is one of the xDS resource types shadowplane serves.
-type servedType struct {
-	URL   string // type URL, as in requests and responses
-	Short string // metric label and JSON key
-}
-
-// servedTypes lists every type a snapshot holds, in the order ADS delivers
-// them (clusters before endpoints, listeners before routes).
-var servedTypes = []servedType{
-	{URL: resourcev3.ClusterType, Short: "cluster"},
-	{URL: resourcev3.EndpointType, Short: "endpoint"},
-	{URL: resourcev3.ListenerType, Short: "listener"},
-	{URL: resourcev3.RouteType, Short: "route"},
-	{URL: resourcev3.RuntimeType, Short: "runtime"},
-}
 
 // otherTypeLabel is the metric label of any type URL shadowplane does not
 // serve; client-supplied strings never become label values, so a client
@@ -27,10 +11,8 @@ const otherTypeLabel = "other"
 
 // typeLabel returns the short metric label of a type URL.
 func typeLabel(typeURL string) string {
-	for _, t := range servedTypes {
-		if t.URL == typeURL {
-			return t.Short
-		}
+	if t, ok := translator.ResourceTypeOf(typeURL); ok {
+		return t.Name
 	}
 	return otherTypeLabel
 }

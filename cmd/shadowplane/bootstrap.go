@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 func newBootstrapCommand() *cobra.Command {
@@ -24,13 +24,13 @@ func newBootstrapCommand() *cobra.Command {
       --xds-address shadowplane.shadowplane-system.svc:18000 -o /etc/envoy/envoy.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pairs, err := translator.ParsePorts(ports)
+			pairs, err := nodemeta.ParsePorts(ports)
 			if err != nil {
 				return fmt.Errorf("--ports: %w", err)
 			}
-			o.Ports = pairs
-			if o.NodeID == "" {
-				o.NodeID = defaultNodeID()
+			o.Node.Ports = pairs
+			if o.Node.NodeID == "" {
+				o.Node.NodeID = defaultNodeID()
 			}
 			b, err := bootstrap.Render(o)
 			if err != nil {
@@ -48,11 +48,11 @@ func newBootstrapCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.NodeID, "node-id", "", "unique node id (default: $POD_NAME, else the host name)")
-	f.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "default"), "namespace of the fronted Service (default: $POD_NAMESPACE, else default)")
-	f.StringVar(&o.Service, "service", "", "name of the Service this sidecar fronts (required)")
+	f.StringVar(&o.Node.NodeID, "node-id", "", "unique node id (default: $POD_NAME, else the host name)")
+	f.StringVar(&o.Node.Namespace, "namespace", envOr("POD_NAMESPACE", "default"), "namespace of the fronted Service (default: $POD_NAMESPACE, else default)")
+	f.StringVar(&o.Node.Service, "service", "", "name of the Service this sidecar fronts (required)")
 	f.StringVar(&ports, "ports", "", "listen:app port pairs, comma separated, e.g. 15001:8080 (required)")
-	f.StringVar(&o.ListenAddress, "listen-address", "", "address the listeners bind to (default 0.0.0.0)")
+	f.StringVar(&o.Node.ListenAddress, "listen-address", "", "address the listeners bind to (default 0.0.0.0)")
 	f.StringVar(&o.XDSAddress, "xds-address", "shadowplane.shadowplane-system.svc:18000", "control plane gRPC address host:port")
 	f.Uint32Var(&o.AdminPort, "admin-port", bootstrap.DefaultAdminPort, "Envoy admin port, on 127.0.0.1")
 	f.BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")

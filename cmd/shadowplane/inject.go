@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shadowplane/shadowplane/internal/inject"
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 func newInjectCommand() *cobra.Command {
@@ -28,7 +28,7 @@ port. Other objects pass through unchanged (comments are not kept).`,
 		Example: `  shadowplane inject -f app.yaml --service entrance --ports 15001:8080 | kubectl apply -f -`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pairs, err := translator.ParsePorts(ports)
+			pairs, err := nodemeta.ParsePorts(ports)
 			if err != nil {
 				return fmt.Errorf("--ports: %w", err)
 			}

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,36 +239,4 @@ func FreePort() (uint32, error) {
 	}
 	defer l.Close()
 	return uint32(l.Addr().(*net.TCPAddr).Port), nil
-}
-
-// EndpointHost is the address test backends behind a Kubernetes Service bind
-// to. kube-apiserver rejects loopback addresses in EndpointSlices, so these
-// backends use the machine's own non-loopback IPv4 address instead of
-// 127.0.0.1; packets to it are delivered locally and never leave the host.
-// SHADOWPLANE_ENDPOINT_IP overrides the choice.
-func EndpointHost() (string, error) {
-	if ip := strings.TrimSpace(os.Getenv("SHADOWPLANE_ENDPOINT_IP")); ip != "" {
-		return ip, nil
-	}
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		return "", err
-	}
-	for _, iface := range ifaces {
-		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := iface.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ipnet, ok := a.(*net.IPNet)
-			if !ok || ipnet.IP.To4() == nil || ipnet.IP.IsLoopback() || ipnet.IP.IsLinkLocalUnicast() {
-				continue
-			}
-			return ipnet.IP.String(), nil
-		}
-	}
-	return "", errors.New("no non-loopback IPv4 address on this machine for EndpointSlice backends (kube-apiserver rejects 127.0.0.0/8); set SHADOWPLANE_ENDPOINT_IP")
 }

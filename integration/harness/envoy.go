@@ -8,22 +8,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
 // Envoy is a running Envoy process with its admin interface on loopback.
 type Envoy struct {
+	*Process
 	AdminAddr string // 127.0.0.1:port
-	LogPath   string
-	cmd       *exec.Cmd
-	done      chan struct{}
 	client    *http.Client
 }
 
@@ -31,40 +27,28 @@ type Envoy struct {
 // admin interface answers (not until it is /ready: that needs the control
 // plane's first config).
 func StartEnvoy(ctx context.Context, envoyPath, bootstrapPath string, adminPort uint32, dir string) (*Envoy, error) {
-	logPath := filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(envoyPath,
+	proc, err := StartProcess(exec.Command(envoyPath,
 		"-c", bootstrapPath,
 		"--disable-hot-restart", // several Envoys on one machine must not share memory
 		"--log-level", "info",
 		"--component-log-level", "upstream:info,config:debug",
 		"--drain-time-s", "1",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Own process group, so a killed test leaves no Envoy behind via ^C.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start envoy: %w", err)
+	), filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log"))
+	if err != nil {
+		return nil, err
 	}
 	e := &Envoy{
+		Process:   proc,
 		AdminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
-		LogPath:   logPath,
-		cmd:       cmd,
-		done:      make(chan struct{}),
 		client:    &http.Client{Timeout: 5 * time.Second},
 	}
-	go func() { _ = cmd.Wait(); logFile.Close(); close(e.done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := e.Get(ctx, "/server_info"); err == nil {
 			return e, nil
 		}
 		select {
-		case <-e.done:
+		case <-e.Done():
 			return nil, fmt.Errorf("envoy exited at start: %s", e.LogTail(30))
 		case <-ctx.Done():
 			e.Stop()
@@ -76,43 +60,6 @@ func StartEnvoy(ctx context.Context, envoyPath, bootstrapPath string, adminPort 
 			return nil, fmt.Errorf("envoy admin did not answer in 30s: %s", e.LogTail(30))
 		}
 	}
-}
-
-// PID is the Envoy process id.
-func (e *Envoy) PID() int { return e.cmd.Process.Pid }
-
-// Exited reports whether the process has ended.
-func (e *Envoy) Exited() bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Stop ends Envoy (SIGTERM, then SIGKILL after 5 s).
-func (e *Envoy) Stop() {
-	if e.Exited() {
-		return
-	}
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.done:
-	case <-time.After(5 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.done
-	}
-}
-
-// LogTail returns the last n lines of Envoy's log.
-func (e *Envoy) LogTail(n int) string {
-	data, _ := os.ReadFile(e.LogPath)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Get fetches an admin path.

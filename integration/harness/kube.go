@@ -1,7 +1,10 @@
 // Package harness starts the real parts shadowplane is tested against — a
-// kube-apiserver with etcd, the Envoy binary, HTTP backends on 127.0.0.1 — and
-// the control plane itself, for the integration tests, the benchmarks and
-// `make demo`. Everything binds to loopback and stops with its context.
+// kube-apiserver with etcd, the Envoy binary, HTTP backends — and the
+// control plane itself, for the integration tests, the benchmarks and
+// `make demo`. Everything binds to 127.0.0.1, or (backends behind a
+// Service) to the test address inside the private network namespace
+// hack/netns-exec runs them in; child processes start through
+// StartProcess and are stopped by their PID.
 package harness
 
 import (
@@ -42,6 +45,9 @@ func StartKube(binDir, dir string) (*Kube, error) {
 		ControlPlaneStartTimeout: 90 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	// Without an advertise address kube-apiserver picks the address of the
+	// default route's interface; the tests' network namespace has neither.
+	env.ControlPlane.GetAPIServer().Configure().Set("advertise-address", "127.0.0.1")
 	// KUBEBUILDER_ASSETS would override our directory; we choose it here.
 	os.Unsetenv("KUBEBUILDER_ASSETS")
 	cfg, err := env.Start()

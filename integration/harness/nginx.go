@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -74,10 +73,8 @@ http {
 // Nginx is a running nginx master process (in the foreground) and its
 // workers, in their own process group.
 type Nginx struct {
-	URL     string // http://127.0.0.1:<listen>
-	LogPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	*Process
+	URL string // http://127.0.0.1:<listen>
 }
 
 // StartNginx writes the setup's config into dir, starts nginx from the
@@ -88,21 +85,13 @@ func StartNginx(ctx context.Context, path, dir string, m NginxMirror) (*Nginx, e
 		return nil, fmt.Errorf("write nginx.conf: %w", err)
 	}
 	logPath := filepath.Join(dir, "error.log")
-	logFile, err := os.Create(logPath)
+	// -e: nginx opens its compiled-in error log before reading the config
+	// unless told otherwise, and that one (/var/log/nginx) is not ours.
+	proc, err := StartProcess(exec.Command(path, "-p", dir, "-c", confPath, "-e", logPath), logPath)
 	if err != nil {
 		return nil, err
 	}
-	// -e: nginx opens its compiled-in error log before reading the config
-	// unless told otherwise, and that one (/var/log/nginx) is not ours.
-	cmd := exec.Command(path, "-p", dir, "-c", confPath, "-e", logPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start nginx: %w", err)
-	}
-	n := &Nginx{URL: fmt.Sprintf("http://127.0.0.1:%d", m.ListenPort), LogPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logFile.Close(); close(n.done) }()
+	n := &Nginx{Process: proc, URL: fmt.Sprintf("http://127.0.0.1:%d", m.ListenPort)}
 	addr := fmt.Sprintf("127.0.0.1:%d", m.ListenPort)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -111,8 +100,8 @@ func StartNginx(ctx context.Context, path, dir string, m NginxMirror) (*Nginx, e
 			return n, nil
 		}
 		select {
-		case <-n.done:
-			return nil, fmt.Errorf("nginx exited at start: %s", tailFile(logPath, 20))
+		case <-n.Done():
+			return nil, fmt.Errorf("nginx exited at start: %s", n.LogTail(20))
 		case <-ctx.Done():
 			n.Stop()
 			return nil, ctx.Err()
@@ -120,26 +109,8 @@ func StartNginx(ctx context.Context, path, dir string, m NginxMirror) (*Nginx, e
 		}
 		if time.Now().After(deadline) {
 			n.Stop()
-			return nil, fmt.Errorf("nginx did not listen on %s in 10s: %s", addr, tailFile(logPath, 20))
+			return nil, fmt.Errorf("nginx did not listen on %s in 10s: %s", addr, n.LogTail(20))
 		}
-	}
-}
-
-// Stop ends nginx with SIGTERM (fast shutdown) to its process group, then
-// SIGKILL after 5 s.
-func (n *Nginx) Stop() {
-	select {
-	case <-n.done:
-		return
-	default:
-	}
-	pgid := n.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-n.done
 	}
 }
 
@@ -150,13 +121,4 @@ func NginxVersion(path string) string {
 		return "unknown (" + err.Error() + ")"
 	}
 	return strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: nginx/")
-}
-
-func tailFile(path string, n int) string {
-	data, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

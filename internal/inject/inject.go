@@ -21,7 +21,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // Names of what the injection adds; finding EnvoyContainer means a workload
@@ -36,7 +36,7 @@ const (
 // Options say what to inject.
 type Options struct {
 	Service          string // the Service the workload's pods sit behind
-	Ports            []translator.PortPair
+	Ports            []nodemeta.PortPair
 	XDSAddress       string
 	Delta            bool
 	ShadowplaneImage string
@@ -56,6 +56,14 @@ func Manifests(in io.Reader, out io.Writer, o Options) (Result, error) {
 	var res Result
 	if o.Service == "" || len(o.Ports) == 0 || o.XDSAddress == "" {
 		return res, errors.New("service, ports and xds address are required")
+	}
+	// The sidecars' bootstrap would refuse these; say so now, not in a
+	// crash-looping init container.
+	if err := nodemeta.ValidateService(o.Service); err != nil {
+		return res, fmt.Errorf("service: %w", err)
+	}
+	if err := nodemeta.ValidatePorts(o.Ports); err != nil {
+		return res, fmt.Errorf("ports: %w", err)
 	}
 	reader := utilyaml.NewYAMLOrJSONDecoder(in, 4096)
 	encoder := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true})
@@ -131,7 +139,7 @@ func swapTargetPorts(svc *corev1.Service, o Options, res *Result) error {
 		}
 	}
 	if !swapped {
-		return fmt.Errorf("Service %s: no port targets an app port of --ports %s; set its targetPort to the listen port by hand", svc.Name, translator.FormatPorts(o.Ports))
+		return fmt.Errorf("Service %s: no port targets an app port of --ports %s; set its targetPort to the listen port by hand", svc.Name, nodemeta.FormatPorts(o.Ports))
 	}
 	res.Services = append(res.Services, "Service/"+svc.Name)
 	return nil
@@ -153,7 +161,7 @@ func injectPod(spec *corev1.PodSpec, name string, o Options, res *Result) error 
 	args := []string{
 		"bootstrap",
 		"--service=" + o.Service,
-		"--ports=" + translator.FormatPorts(o.Ports),
+		"--ports=" + nodemeta.FormatPorts(o.Ports),
 		"--xds-address=" + o.XDSAddress,
 		"--output=" + configDir + "/envoy.yaml",
 	}

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 const app = `apiVersion: v1
@@ -42,7 +42,7 @@ spec:
 
 func options() Options {
 	return Options{
-		Service: "checkout", Ports: []translator.PortPair{{Listen: 15001, App: 8080}},
+		Service: "checkout", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 		XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "sp:test", EnvoyImage: "envoy:test",
 	}
 }
@@ -119,10 +119,12 @@ func TestManifestsRefuses(t *testing.T) {
 		want  string
 	}{
 		{"twice", injected.String(), nil, "already has"},
-		{"service without app port", app, func(o *Options) { o.Ports = []translator.PortPair{{Listen: 15001, App: 7000}} }, "no port targets an app port"},
+		{"service without app port", app, func(o *Options) { o.Ports = []nodemeta.PortPair{{Listen: 15001, App: 7000}} }, "no port targets an app port"},
 		{"listen port taken", strings.Replace(app, "containerPort: 8080", "containerPort: 15001", 1), nil, "already uses port 15001"},
 		{"not yaml", "kind: [", nil, "document 1"},
 		{"missing options", app, func(o *Options) { o.XDSAddress = "" }, "required"},
+		{"service the control plane refuses", app, func(o *Options) { o.Service = "Checkout" }, `"Checkout" is not a Kubernetes Service name`},
+		{"port pair out of range", app, func(o *Options) { o.Ports = []nodemeta.PortPair{{Listen: 70000, App: 8080}} }, "not a port number"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,10 @@
 // mirror policy, sends traffic, prints what each backend got, changes the
 // percentage live and prints again. Everything stops on exit or Ctrl-C.
 //
+// `make demo` runs it through hack/netns-exec, in a private network
+// namespace whose lo has the test address 198.18.0.1 for the shadow
+// backend; with HOLD=1 it prints how to enter that namespace.
+//
 //	make demo            # scripted run
 //	make demo HOLD=1     # then keep running for your own kubectl/curl
 package main
@@ -63,6 +67,10 @@ func run(ctx context.Context, hold bool, rate int) error {
 	if err != nil {
 		return err
 	}
+	enter := namespaceEntry()
+	if enter != "" {
+		fmt.Printf("    in a private network namespace (lo: 127.0.0.1 and %s); nothing listens on this machine's interfaces\n", endpointHost)
+	}
 	primary, err := harness.StartBackend("primary", "127.0.0.1")
 	if err != nil {
 		return err
@@ -98,26 +106,21 @@ func run(ctx context.Context, hold bool, rate int) error {
 	xdsPort, _ := harness.FreePort()
 	httpPort, _ := harness.FreePort()
 	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d)", xdsPort, httpPort)
-	cpLog, err := os.Create(filepath.Join(dir, "shadowplane.log"))
+	cp, err := harness.StartProcess(exec.Command(filepath.Join(root, "bin", "shadowplane"), "serve",
+		"--kubeconfig", kube.KubeconfigPath,
+		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--shutdown-delay", "0s"), // no other replica to hand sidecars to
+		filepath.Join(dir, "shadowplane.log"))
 	if err != nil {
 		return err
 	}
-	defer cpLog.Close()
-	cp := exec.Command(filepath.Join(root, "bin", "shadowplane"), "serve",
-		"--kubeconfig", kube.KubeconfigPath,
-		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
-		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort))
-	cp.Stdout, cp.Stderr = cpLog, cpLog
-	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cp.Start(); err != nil {
-		return fmt.Errorf("start control plane: %w", err)
-	}
-	defer func() { _ = cp.Process.Signal(syscall.SIGTERM); _ = cp.Wait() }()
+	defer cp.Stop()
 	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
 		_, err := harness.GetJSON(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort))
 		return err == nil, err
 	}); err != nil {
-		return fmt.Errorf("control plane not ready (log: %s): %w", cpLog.Name(), err)
+		return fmt.Errorf("control plane not ready (log: %s): %w", cp.LogPath, err)
 	}
 
 	step("starting a real Envoy sidecar from `shadowplane bootstrap` (listens :%d, app %s)", listenPort, primary.Addr)
@@ -192,12 +195,33 @@ func run(ctx context.Context, hold bool, rate int) error {
 	fmt.Println("    " + formatStats(stats))
 
 	if hold {
-		step("holding; try:  KUBECONFIG=%s kubectl -n demo edit configmap mirror-policies", kube.KubeconfigPath)
-		fmt.Printf("    curl %s/entrance/x    |  control plane: http://127.0.0.1:%d/debug/proxies   |  Ctrl-C to stop\n", sidecar.URL, httpPort)
+		step("holding; Ctrl-C to stop. Everything listens inside the demo's network namespace, so run your commands there:")
+		if enter == "" {
+			fmt.Println("    (no namespace: this machine's own network; run the commands as they are)")
+		} else {
+			fmt.Printf("    enter it with:  %s\n", enter)
+			enter += " "
+		}
+		fmt.Printf("    %senv KUBECONFIG=%s kubectl -n demo edit configmap mirror-policies\n", enter, kube.KubeconfigPath)
+		fmt.Printf("    %scurl %s/entrance/x\n", enter, sidecar.URL)
+		fmt.Printf("    %scurl http://127.0.0.1:%d/debug/proxies\n", enter, httpPort)
 		<-ctx.Done()
 	}
 	step("stopping everything")
 	return nil
+}
+
+// namespaceEntry is the command that runs a program in the network
+// namespace hack/netns-exec made for this process, or "" outside one.
+func namespaceEntry() string {
+	pid := os.Getpid()
+	switch os.Getenv("SHADOWPLANE_NETNS") {
+	case "netns": // unshare -n, as root
+		return fmt.Sprintf("nsenter --net=/proc/%d/ns/net", pid)
+	case "userns": // unshare -r -n: the namespace belongs to a user namespace
+		return fmt.Sprintf("nsenter --target %d --user --net --preserve-credentials", pid)
+	}
+	return ""
 }
 
 func formatStats(stats map[string]uint64) string {
