@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -12,10 +15,12 @@ import (
 
 func newBootstrapCommand() *cobra.Command {
 	var (
-		o      bootstrap.Options
-		ports  string
-		format string
-		output string
+		o        bootstrap.Options
+		ports    string
+		format   string
+		output   string
+		insecure bool
+		tlsOpts  bootstrap.TLSOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
@@ -32,6 +37,21 @@ func newBootstrapCommand() *cobra.Command {
 			if o.Node.NodeID == "" {
 				o.Node.NodeID = defaultNodeID()
 			}
+			// The node first, so a sidecar the server would refuse gets the
+			// server's message whatever else is wrong.
+			if err := o.Node.Validate(); err != nil {
+				return err
+			}
+			var sdsFiles map[string][]byte
+			if !insecure {
+				if err := completeTLSOptions(&tlsOpts, o.XDSAddress, output); err != nil {
+					return err
+				}
+				o.TLS = &tlsOpts
+				if sdsFiles, err = tlsOpts.SDSFiles(); err != nil {
+					return err
+				}
+			}
 			b, err := bootstrap.Render(o)
 			if err != nil {
 				return err
@@ -39,6 +59,11 @@ func newBootstrapCommand() *cobra.Command {
 			data, err := bootstrap.Marshal(b, format)
 			if err != nil {
 				return err
+			}
+			for name, content := range sdsFiles {
+				if err := os.WriteFile(filepath.Join(tlsOpts.SDSDir, name), content, 0o644); err != nil {
+					return fmt.Errorf("write SDS file: %w", err)
+				}
 			}
 			if output == "" || output == "-" {
 				_, err = cmd.OutOrStdout().Write(data)
@@ -56,11 +81,42 @@ func newBootstrapCommand() *cobra.Command {
 	f.StringVar(&o.XDSAddress, "xds-address", "shadowplane.shadowplane-system.svc:18000", "control plane gRPC address host:port")
 	f.Uint32Var(&o.AdminPort, "admin-port", bootstrap.DefaultAdminPort, "Envoy admin port, on 127.0.0.1")
 	f.BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+	f.BoolVar(&insecure, "insecure", false, "talk to the control plane in plain text without a token (only a control plane run with --insecure-xds accepts it)")
+	f.StringVar(&tlsOpts.ServerName, "xds-server-name", "", "DNS name the control plane's certificate must carry, also sent as SNI (default: the host of --xds-address)")
+	f.StringVar(&tlsOpts.CAFile, "ca-file", bootstrap.DefaultCAFile, "CA bundle that signs the control plane's certificate (the shadowplane-ca ConfigMap, mounted)")
+	f.StringVar(&tlsOpts.TokenFile, "token-file", bootstrap.DefaultTokenFile, "projected ServiceAccount token (audience \""+bootstrap.TokenAudience+"\") sent on every xDS stream")
+	f.StringVar(&tlsOpts.SDSDir, "sds-dir", "", "directory for the SDS files that point Envoy at the CA and the token (default: the directory of --output)")
 	f.StringVar(&format, "format", "yaml", "output format: yaml or json")
 	f.StringVarP(&output, "output", "o", "-", "file to write, - for stdout")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("ports")
 	return cmd
+}
+
+// completeTLSOptions fills the defaults that depend on other flags: the
+// server name from the xDS address, the SDS directory from the output.
+func completeTLSOptions(t *bootstrap.TLSOptions, xdsAddress, output string) error {
+	if t.ServerName == "" {
+		host, _, err := net.SplitHostPort(xdsAddress)
+		if err != nil {
+			return fmt.Errorf("--xds-address %q: want HOST:PORT", xdsAddress)
+		}
+		if net.ParseIP(host) != nil {
+			return fmt.Errorf("--xds-address %q is an IP address: give --xds-server-name, the DNS name in the control plane's certificate", xdsAddress)
+		}
+		t.ServerName = host
+	}
+	if t.SDSDir == "" {
+		if output == "" || output == "-" {
+			return errors.New("--sds-dir is required when the bootstrap goes to stdout: Envoy reads the CA and the token through SDS files written there")
+		}
+		dir, err := filepath.Abs(filepath.Dir(output))
+		if err != nil {
+			return err
+		}
+		t.SDSDir = dir
+	}
+	return nil
 }
 
 func envOr(name, fallback string) string {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
 	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
@@ -31,7 +34,7 @@ func TestBootstrapRefusesWhatTheServerRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"bootstrap", "--node-id", "entrance-1", "--service", "entrance", "--ports", "15001:8080",
-				"--xds-address", "127.0.0.1:18000"}, tt.args...)
+				"--xds-address", "127.0.0.1:18000", "--insecure"}, tt.args...)
 			stdout, stderr, code := runCLI(t, nil, args...)
 			if tt.refused == nil {
 				if code != 0 || !strings.Contains(stdout, nodemeta.KeyNamespace+": shop") {
@@ -71,6 +74,50 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, code := runCLI(t, []byte(deployment), "inject", "-f", "-", "--service", tt.service, "--ports", tt.ports)
+			if code == 0 || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, stderr, tt.want)
+			}
+		})
+	}
+}
+
+// TestBootstrapSecureByDefault: without --insecure the bootstrap talks TLS
+// with a token, and writes the SDS files Envoy needs next to it.
+func TestBootstrapSecureByDefault(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "envoy.yaml")
+	_, stderr, code := runCLI(t, nil, "bootstrap", "--node-id", "entrance-1", "--namespace", "shop", "--service", "entrance",
+		"--ports", "15001:8080", "--xds-address", "shadowplane.shadowplane-system.svc:18000", "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sni: shadowplane.shadowplane-system.svc", "envoy.filters.http.credential_injector", filepath.Join(dir, bootstrap.SDSCAFileName)} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("bootstrap lacks %q", want)
+		}
+	}
+	for _, name := range []string{bootstrap.SDSCAFileName, bootstrap.SDSTokenFileName} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("SDS file: %v", err)
+		}
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"an IP address needs a server name", []string{"--xds-address", "10.0.0.1:18000", "-o", out}, "give --xds-server-name"},
+		{"stdout needs an SDS directory", []string{"--xds-address", "shadowplane.shadowplane-system.svc:18000"}, "--sds-dir is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"bootstrap", "--node-id", "entrance-1", "--namespace", "shop", "--service", "entrance", "--ports", "15001:8080"}, tt.args...)
+			_, stderr, code := runCLI(t, nil, args...)
 			if code == 0 || !strings.Contains(stderr, tt.want) {
 				t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, stderr, tt.want)
 			}
