@@ -75,7 +75,7 @@ golden:
 ## minimised for at most 5s so the run ends close to FUZZTIME)
 FUZZTIME ?= 2m
 fuzz:
-	$(GO) test ./translator -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 ## demo: local API server, control plane, real Envoy sidecar, backends; live mirroring
 demo: tools build

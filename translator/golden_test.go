@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -28,8 +29,8 @@ type goldenScenario struct {
 }
 
 func goldenScenarios() []goldenScenario {
-	httpURL := func(raw, host string, port uint32) *URLTarget {
-		return &URLTarget{Raw: raw, Scheme: "http", Host: host, Port: port}
+	httpURL := func(raw, host string, port uint32) *policy.URLTarget {
+		return &policy.URLTarget{Raw: raw, Scheme: "http", Host: host, Port: port}
 	}
 	return []goldenScenario{
 		{name: "no-policy", group: entranceGroup, world: func() *World { return nil }},
@@ -37,16 +38,16 @@ func goldenScenarios() []goldenScenario {
 		{name: "percent-25-and-http-url", group: entranceGroup, world: func() *World {
 			p := toStaging()
 			p.Mirrors[0].PartsPerMillion = 250000
-			p.Mirrors = append(p.Mirrors, Mirror{Name: "10.16.0.147",
+			p.Mirrors = append(p.Mirrors, policy.Mirror{Name: "10.16.0.147",
 				URL: httpURL("http://10.16.0.147/entrance/", "10.16.0.147", 80), PartsPerMillion: 15000})
 			return newWorld([]*Service{entranceService(), stagingService()}, p)
 		}},
 		{name: "match-path-methods-headers", group: entranceGroup, world: func() *World {
 			p := toStaging()
-			p.Match = Match{
+			p.Match = policy.Match{
 				PathPrefix: "/entrance/",
 				Methods:    []string{"GET", "POST"},
-				Headers: []HeaderMatch{
+				Headers: []policy.HeaderMatch{
 					{Name: "x-debug", Present: true},
 					{Name: "x-tenant", Exact: "beta"},
 					{Name: "x-user", Regex: "u-[0-9]+"},
@@ -61,9 +62,9 @@ func goldenScenarios() []goldenScenario {
 			all.Mirrors[0].PartsPerMillion = 10000
 			api := toStaging()
 			api.Name = "api-to-qa"
-			api.Match = Match{PathPrefix: "/api/", Methods: []string{"POST"}}
-			api.Mirrors = []Mirror{{Name: "qa.entrance.http", Service: "entrance", Namespace: "qa",
-				Port: PortRef{Name: "http"}, PartsPerMillion: 500000}}
+			api.Match = policy.Match{PathPrefix: "/api/", Methods: []string{"POST"}}
+			api.Mirrors = []policy.Mirror{{Name: "qa.entrance.http", Service: "entrance", Namespace: "qa",
+				Port: policy.PortRef{Name: "http"}, PartsPerMillion: 500000}}
 			qa := &Service{Namespace: "qa", Name: "entrance",
 				Ports:     []ServicePort{{Name: "http", Port: 80, TargetPortName: "web"}},
 				Endpoints: []Endpoint{{Address: "10.2.0.1", Ports: map[string]int32{"http": 8000}}}}
@@ -71,9 +72,9 @@ func goldenScenarios() []goldenScenario {
 		}},
 		{name: "copy-headers-no-mark-host-suffix", group: entranceGroup, world: func() *World {
 			p := toStaging()
-			p.CopyHeaders = CopyHeaders{
+			p.CopyHeaders = policy.CopyHeaders{
 				Remove: []string{"authorization", "cookie"},
-				Set:    []HeaderValue{{Name: "x-env", Value: "staging"}, {Name: "x-sample", Value: "25%"}},
+				Set:    []policy.HeaderValue{{Name: "x-env", Value: "staging"}, {Name: "x-sample", Value: "25%"}},
 			}
 			p.MarkCopies = false
 			p.HostSuffix = true
@@ -81,10 +82,10 @@ func goldenScenarios() []goldenScenario {
 		}},
 		{name: "https-url", group: entranceGroup, world: func() *World {
 			p := toStaging()
-			p.Mirrors = []Mirror{
-				{Name: "shadow.example.com", URL: &URLTarget{Raw: "https://shadow.example.com", Scheme: "https",
+			p.Mirrors = []policy.Mirror{
+				{Name: "shadow.example.com", URL: &policy.URLTarget{Raw: "https://shadow.example.com", Scheme: "https",
 					Host: "shadow.example.com", Port: 443}, PartsPerMillion: 1},
-				{Name: "shadow.example.com_8443", URL: &URLTarget{Raw: "https://shadow.example.com:8443/", Scheme: "https",
+				{Name: "shadow.example.com_8443", URL: &policy.URLTarget{Raw: "https://shadow.example.com:8443/", Scheme: "https",
 					Host: "shadow.example.com", Port: 8443}, PartsPerMillion: 123456},
 			}
 			return newWorld([]*Service{entranceService()}, p)
@@ -98,9 +99,9 @@ func goldenScenarios() []goldenScenario {
 			web := toStaging()
 			grpc := toStaging()
 			grpc.Name = "grpc-to-staging"
-			grpc.Port = PortRef{Name: "grpc"}
-			grpc.Match = Match{PathPrefix: "/shop.Cart/"}
-			grpc.Mirrors[0].Port = PortRef{Name: "grpc"}
+			grpc.Port = policy.PortRef{Name: "grpc"}
+			grpc.Match = policy.Match{PathPrefix: "/shop.Cart/"}
+			grpc.Mirrors[0].Port = policy.PortRef{Name: "grpc"}
 			grpc.Mirrors[0].Name = "staging.entrance.grpc"
 			staging := stagingService()
 			staging.Ports = append(staging.Ports, ServicePort{Name: "grpc", Port: 9090, TargetPort: 9090, Protocol: "TCP"})
@@ -112,11 +113,11 @@ func goldenScenarios() []goldenScenario {
 			Ports: []PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 9090}}}},
 		{name: "guard-overrides", group: entranceGroup, world: func() *World {
 			a := toStaging()
-			a.Guard = Guard{ConnectTimeout: time.Second, MaxConnections: 8, MaxPendingRequests: 4, MaxRequests: 16, MaxBodyBytes: 1 << 20}
+			a.Guard = policy.Guard{ConnectTimeout: time.Second, MaxConnections: 8, MaxPendingRequests: 4, MaxRequests: 16, MaxBodyBytes: 1 << 20}
 			b := toStaging()
 			b.Name = "tighter"
 			b.Match.PathPrefix = "/checkout/"
-			b.Guard = Guard{MaxConnections: 2}
+			b.Guard = policy.Guard{MaxConnections: 2}
 			return newWorld([]*Service{entranceService(), stagingService()}, a, b)
 		}},
 	}
@@ -180,7 +181,7 @@ func TestGoldenEnvoyValidate(t *testing.T) {
 		}},
 		{name: "invalid header regex", world: func() *World {
 			p := toStaging()
-			p.Match.Headers = []HeaderMatch{{Name: "x-user", Regex: "u-[0-9"}}
+			p.Match.Headers = []policy.HeaderMatch{{Name: "x-user", Regex: "u-[0-9"}}
 			return newWorld([]*Service{entranceService(), stagingService()}, p)
 		}},
 		{name: "percent sign in a header value", world: baseWorld, edit: func(out *Output) {

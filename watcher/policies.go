@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -23,11 +24,11 @@ func compareKeySources(a, b keySource) int {
 	)
 }
 
-// parsedKey is what translator.ParsePolicies made of one data key.
+// parsedKey is what policy.ParsePolicies made of one data key.
 type parsedKey struct {
 	source   keySource
-	policies []*translator.Policy
-	errs     []*translator.PolicyError
+	policies []*policy.Policy
+	errs     []*policy.PolicyError
 }
 
 // policyID names a policy: names are unique within a namespace.
@@ -39,7 +40,7 @@ type policyID struct {
 // outcome is the result of reconciling the policy keys with the policies in
 // force.
 type outcome struct {
-	inForce  map[policyID]*translator.Policy
+	inForce  map[policyID]*policy.Policy
 	verdicts []verdict
 }
 
@@ -57,8 +58,8 @@ type outcome struct {
 //     first by (ConfigMap, key, position) wins and the others are rejected.
 //
 // It never modifies prev or anything reachable from keys.
-func reconcile(prev map[policyID]*translator.Policy, keys []parsedKey, world *translator.World) outcome {
-	out := outcome{inForce: map[policyID]*translator.Policy{}}
+func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *translator.World) outcome {
+	out := outcome{inForce: map[policyID]*policy.Policy{}}
 	byName := map[policyID][]claim{}
 	for _, k := range keys {
 		claims, verdicts := claimsOfKey(k, prev)
@@ -111,12 +112,12 @@ func comparePolicyIDs(a, b policyID) int {
 
 // judge decides what the winning definition of a policy name puts in force
 // and what to report about it. last is the version in force so far, if any.
-func judge(c claim, last *translator.Policy, world *translator.World) (*translator.Policy, *verdict) {
+func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Policy, *verdict) {
 	if c.kept != nil {
 		return c.kept, nil
 	}
 	v := &verdict{subject: c.subject, policy: c.policy}
-	var refs []*translator.PolicyError
+	var refs []*policy.PolicyError
 	if c.policy != nil && !hasError(c.errs) {
 		refs = translator.CheckReferences(c.policy, world)
 	}
@@ -138,7 +139,7 @@ func judge(c claim, last *translator.Policy, world *translator.World) (*translat
 
 // duplicateVerdict rejects a definition whose name an earlier one took.
 func duplicateVerdict(dup, winner claim) verdict {
-	e := &translator.PolicyError{
+	e := &policy.PolicyError{
 		Namespace: dup.subject.source.Namespace,
 		ConfigMap: dup.subject.source.ConfigMap,
 		Key:       dup.subject.source.Key,
@@ -151,18 +152,18 @@ func duplicateVerdict(dup, winner claim) verdict {
 	return verdict{
 		subject: dup.subject,
 		policy:  dup.policy,
-		notes:   errorNotes([]*translator.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
+		notes:   errorNotes([]*policy.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
 	}
 }
 
 // hasError reports whether errs holds anything but warnings.
-func hasError(errs []*translator.PolicyError) bool {
-	return slices.ContainsFunc(errs, func(e *translator.PolicyError) bool { return !e.Warning })
+func hasError(errs []*policy.PolicyError) bool {
+	return slices.ContainsFunc(errs, func(e *policy.PolicyError) bool { return !e.Warning })
 }
 
 // errorNotes turns policy errors into Event notes: errors are rejections,
 // with errorSuffix saying what stays in force; warnings get warningReason.
-func errorNotes(errs []*translator.PolicyError, warningReason, errorSuffix string) []note {
+func errorNotes(errs []*policy.PolicyError, warningReason, errorSuffix string) []note {
 	out := make([]note, 0, len(errs))
 	for _, e := range errs {
 		if e.Warning {

@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -17,8 +18,8 @@ import (
 // keys are not parsed again on every change elsewhere.
 type cachedParse struct {
 	data     string
-	policies []*translator.Policy
-	errs     []*translator.PolicyError
+	policies []*policy.Policy
+	errs     []*policy.PolicyError
 }
 
 // buildWorld builds a new World from the informer caches, reconciles the
@@ -80,7 +81,7 @@ func (w *Watcher) parseConfigMaps(configMaps []*corev1.ConfigMap) []parsedKey {
 			data := cm.Data[key]
 			c, ok := w.parsed[src]
 			if !ok || c.data != data {
-				policies, errs := translator.ParsePolicies(cm.Namespace, cm.Name, key, []byte(data), w.opts.ParseOptions)
+				policies, errs := policy.ParsePolicies(cm.Namespace, cm.Name, key, []byte(data), w.opts.ParseOptions)
 				c = cachedParse{data: data, policies: policies, errs: errs}
 			}
 			next[src] = c
@@ -101,8 +102,8 @@ func configMapFinder(configMaps []*corev1.ConfigMap) func(namespace, name string
 }
 
 // sortedPolicies lists the policies in force by namespace, then name.
-func sortedPolicies(inForce map[policyID]*translator.Policy) []*translator.Policy {
-	out := make([]*translator.Policy, 0, len(inForce))
+func sortedPolicies(inForce map[policyID]*policy.Policy) []*policy.Policy {
+	out := make([]*policy.Policy, 0, len(inForce))
 	for _, id := range sortedIDs(inForce) {
 		out = append(out, inForce[id])
 	}

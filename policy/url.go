@@ -1,4 +1,4 @@
-package translator
+package policy
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package translator
+package policy_test
 
 import (
 	"os"
@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+
+	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 const maxFuzzSeedBytes = 16 << 10
@@ -32,21 +35,21 @@ func FuzzParsePolicies(f *testing.F) {
 			}
 		}
 	}
-	opts := ParseOptions{AllowedURLHosts: []string{"10.16.0.0/16", "*.staging.example.com", "shadow.example.org"}}
+	opts := policy.ParseOptions{AllowedURLHosts: []string{"10.16.0.0/16", "*.staging.example.com", "shadow.example.org"}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		policies, errs := ParsePolicies("default", "mirror-policies", "policies.yaml", data, opts)
+		policies, errs := policy.ParsePolicies("default", "mirror-policies", "policies.yaml", data, opts)
 		checkParseInvariants(t, policies, errs)
 		for _, e := range errs {
 			if e.KeyWide() && len(policies) > 0 {
 				t.Fatalf("key-wide error %q but %d policies returned", e.Error(), len(policies))
 			}
 		}
-		again, againErrs := ParsePolicies("default", "mirror-policies", "policies.yaml", data, opts)
+		again, againErrs := policy.ParsePolicies("default", "mirror-policies", "policies.yaml", data, opts)
 		if !reflect.DeepEqual(policies, again) || !reflect.DeepEqual(errs, againErrs) {
 			t.Fatal("ParsePolicies is not deterministic")
 		}
 		for _, p := range policies {
-			for _, e := range CheckReferences(p, corpusWorld()) {
+			for _, e := range translator.CheckReferences(p, corpusWorld()) {
 				if e.Message == "" || e.Policy != p.Name {
 					t.Fatalf("CheckReferences problem without message or policy: %+v", e)
 				}
@@ -54,10 +57,10 @@ func FuzzParsePolicies(f *testing.F) {
 		}
 		checkEnvoyAccepts(t, policies)
 
-		filePolicies, fileErrs := ParseConfigMapFile("fuzz.yaml", data, opts)
+		filePolicies, fileErrs := policy.ParseConfigMapFile("fuzz.yaml", data, opts)
 		checkParseInvariants(t, filePolicies, fileErrs)
 		checkEnvoyAccepts(t, filePolicies)
-		againFile, againFileErrs := ParseConfigMapFile("fuzz.yaml", data, opts)
+		againFile, againFileErrs := policy.ParseConfigMapFile("fuzz.yaml", data, opts)
 		if !reflect.DeepEqual(filePolicies, againFile) || !reflect.DeepEqual(fileErrs, againFileErrs) {
 			t.Fatal("ParseConfigMapFile is not deterministic")
 		}
@@ -65,7 +68,7 @@ func FuzzParsePolicies(f *testing.F) {
 }
 
 // checkParseInvariants asserts what every parse result must satisfy.
-func checkParseInvariants(t *testing.T, policies []*Policy, errs []*PolicyError) {
+func checkParseInvariants(t *testing.T, policies []*policy.Policy, errs []*policy.PolicyError) {
 	t.Helper()
 	for _, e := range errs {
 		if e.Message == "" {
@@ -73,10 +76,10 @@ func checkParseInvariants(t *testing.T, policies []*Policy, errs []*PolicyError)
 		}
 	}
 	for _, p := range policies {
-		if !isDNSLabel(p.Name) || !isDNSLabel(p.Service) || !isDNSLabel(p.Namespace) && p.Namespace != "" {
+		if !policy.IsDNSLabel(p.Name) || !policy.IsDNSLabel(p.Service) || !policy.IsDNSLabel(p.Namespace) && p.Namespace != "" {
 			t.Fatalf("invalid names in policy %+v", p)
 		}
-		if len(p.Mirrors) == 0 || len(p.Mirrors) > MaxMirrorsPerPolicy {
+		if len(p.Mirrors) == 0 || len(p.Mirrors) > policy.MaxMirrorsPerPolicy {
 			t.Fatalf("policy %q has %d mirrors", p.Name, len(p.Mirrors))
 		}
 		names := map[string]bool{}
@@ -102,7 +105,7 @@ func checkParseInvariants(t *testing.T, policies []*Policy, errs []*PolicyError)
 			t.Fatalf("policy %q has path prefix %q", p.Name, p.Match.PathPrefix)
 		}
 		for _, h := range p.Match.Headers {
-			if !isHTTPToken(h.Name) {
+			if !policy.IsHTTPToken(h.Name) {
 				t.Fatalf("policy %q matches header %q", p.Name, h.Name)
 			}
 		}
@@ -114,14 +117,14 @@ func checkParseInvariants(t *testing.T, policies []*Policy, errs []*PolicyError)
 // validation and every regex fits Envoy's program-size limit: what the
 // parser accepts, Envoy must not reject (a NACK would block every other
 // policy's updates on that sidecar).
-func checkEnvoyAccepts(t *testing.T, policies []*Policy) {
+func checkEnvoyAccepts(t *testing.T, policies []*policy.Policy) {
 	t.Helper()
 	if len(policies) == 0 {
 		return
 	}
 	w := corpusWorld()
 	w.Policies = policies
-	out := Translate(w, NodeGroup{Namespace: "default", Service: "entrance", Ports: []PortPair{{Listen: 15001, App: 8080}}})
+	out := translator.Translate(w, translator.NodeGroup{Namespace: "default", Service: "entrance", Ports: []translator.PortPair{{Listen: 15001, App: 8080}}})
 	var resources []interface{ ValidateAll() error }
 	for _, r := range out.Listeners {
 		resources = append(resources, r)
@@ -151,7 +154,7 @@ func checkEnvoyAccepts(t *testing.T, policies []*Policy) {
 					if re == "" {
 						continue
 					}
-					if size, err := re2ProgramSize(re); err != nil || size > envoyRegexProgramLimit {
+					if size, err := policy.RE2ProgramSize(re); err != nil || size > policy.EnvoyRegexProgramLimit {
 						t.Fatalf("Envoy would reject the regex %q of header %s (size %d, %v)", re, h.GetName(), size, err)
 					}
 				}

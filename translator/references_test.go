@@ -3,7 +3,27 @@ package translator
 import (
 	"strings"
 	"testing"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
+
+// parsePolicyP parses one policy named "p" (body holds its other fields)
+// as the key "policies.yaml" of default/mirror-policies.
+func parsePolicyP(body string) ([]*policy.Policy, []*policy.PolicyError) {
+	data := "policies:\n- name: p\n" + strings.ReplaceAll(strings.TrimSuffix(body, "\n"), "\n", "\n  ")
+	data = strings.Replace(data, "name: p\n", "name: p\n  ", 1)
+	opts := policy.ParseOptions{AllowedURLHosts: []string{"10.16.0.0/16"}}
+	return policy.ParsePolicies("default", "mirror-policies", "policies.yaml", []byte(data), opts)
+}
+
+// problemLines renders problems one per line for failure messages.
+func problemLines(errs []*policy.PolicyError) string {
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString("  " + e.Error() + "\n")
+	}
+	return b.String()
+}
 
 func TestCheckReferences(t *testing.T) {
 	world := &World{Services: map[string]*Service{
@@ -74,13 +94,13 @@ func TestCheckReferences(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			policies, errs := parseKey(onePolicy(tt.body))
+			policies, errs := parsePolicyP(tt.body)
 			if len(errs) != 0 || len(policies) != 1 {
-				t.Fatalf("the policy must parse, got:\n%s", renderErrors(errs))
+				t.Fatalf("the policy must parse, got:\n%s", problemLines(errs))
 			}
 			got := CheckReferences(policies[0], world)
 			if len(got) != len(tt.want) {
-				t.Fatalf("got %d problems, want %d:\n%s", len(got), len(tt.want), renderErrors(got))
+				t.Fatalf("got %d problems, want %d:\n%s", len(got), len(tt.want), problemLines(got))
 			}
 			for i, w := range tt.want {
 				e := got[i]
@@ -97,9 +117,9 @@ func TestCheckReferences(t *testing.T) {
 }
 
 func TestCheckReferencesWithoutWorld(t *testing.T) {
-	policies, _ := parseKey(onePolicy(entranceHead + shadowMirrorYAML))
+	policies, _ := parsePolicyP("service: entrance\nmirrors:\n- {service: entrance-shadow, percent: 25}\n")
 	errs := CheckReferences(policies[0], nil)
 	if len(errs) != 2 || !errs[0].Warning || !errs[1].Warning {
-		t.Errorf("with no World every Service is missing: want 2 warnings, got:\n%s", renderErrors(errs))
+		t.Errorf("with no World every Service is missing: want 2 warnings, got:\n%s", problemLines(errs))
 	}
 }

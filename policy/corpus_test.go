@@ -1,4 +1,4 @@
-package translator
+package policy_test
 
 import (
 	"bufio"
@@ -7,19 +7,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 // corpusOptions are the control plane settings the corpus is written for.
-var corpusOptions = ParseOptions{AllowedURLHosts: []string{"10.16.0.0/16", "*.staging.example.com"}}
+var corpusOptions = policy.ParseOptions{AllowedURLHosts: []string{"10.16.0.0/16", "*.staging.example.com"}}
 
 // corpusWorld is the cluster the corpus is checked against: default/entrance
 // has one port, http (80), and default/entrance-shadow exists.
-func corpusWorld() *World {
-	return &World{Services: map[string]*Service{
+func corpusWorld() *translator.World {
+	return &translator.World{Services: map[string]*translator.Service{
 		"default/entrance": {Namespace: "default", Name: "entrance",
-			Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: 15001, Protocol: "TCP"}}},
+			Ports: []translator.ServicePort{{Name: "http", Port: 80, TargetPort: 15001, Protocol: "TCP"}}},
 		"default/entrance-shadow": {Namespace: "default", Name: "entrance-shadow",
-			Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: 8080, Protocol: "TCP"}}},
+			Ports: []translator.ServicePort{{Name: "http", Port: 80, TargetPort: 8080, Protocol: "TCP"}}},
 	}}
 }
 
@@ -41,10 +44,10 @@ func TestInvalidCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect := corpusExpectation(t, data)
-			policies, errs := ParseConfigMapFile(filepath.Base(file), data, corpusOptions)
-			var valid []*Policy
+			policies, errs := policy.ParseConfigMapFile(filepath.Base(file), data, corpusOptions)
+			var valid []*policy.Policy
 			for _, p := range policies {
-				refErrs := CheckReferences(p, corpusWorld())
+				refErrs := translator.CheckReferences(p, corpusWorld())
 				errs = append(errs, refErrs...)
 				if !hasNonWarning(refErrs) {
 					valid = append(valid, p)
@@ -60,7 +63,7 @@ func TestInvalidCorpus(t *testing.T) {
 				}
 			}
 			if !found {
-				t.Errorf("no error contains %q; got:\n%s", expect, renderErrors(errs))
+				t.Errorf("no error contains %q; got:\n%s", expect, policy.RenderErrors(errs))
 			}
 			for _, p := range valid {
 				if p.Name == "entrance-to-staging" {
@@ -82,24 +85,11 @@ func corpusExpectation(t *testing.T, data []byte) string {
 	return expect
 }
 
-func hasNonWarning(errs []*PolicyError) bool {
+func hasNonWarning(errs []*policy.PolicyError) bool {
 	for _, e := range errs {
 		if !e.Warning {
 			return true
 		}
 	}
 	return false
-}
-
-func renderErrors(errs []*PolicyError) string {
-	var b strings.Builder
-	for _, e := range errs {
-		b.WriteString("  ")
-		if e.Warning {
-			b.WriteString("warning: ")
-		}
-		b.WriteString(e.Error())
-		b.WriteByte('\n')
-	}
-	return b.String()
 }

@@ -3,6 +3,8 @@ package translator
 import (
 	"fmt"
 	"strings"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // CheckReferences checks a parsed policy against the World. A Service that
@@ -10,10 +12,10 @@ import (
 // the policy stays in force and takes effect when the Service appears. A
 // Service that exists but lacks the referenced port, or has several ports
 // and none was named, yields an error naming the ports it does have.
-func CheckReferences(p *Policy, w *World) []*PolicyError {
-	var errs []*PolicyError
+func CheckReferences(p *policy.Policy, w *World) []*policy.PolicyError {
+	var errs []*policy.PolicyError
 	report := func(field, msg string, warning bool) {
-		errs = append(errs, &PolicyError{
+		errs = append(errs, &policy.PolicyError{
 			Namespace: p.Namespace, ConfigMap: p.Source.ConfigMap, Key: p.Source.Key,
 			Policy: p.Name, Index: p.Source.Index,
 			Field: field, Message: msg, Warning: warning,
@@ -27,13 +29,13 @@ func CheckReferences(p *Policy, w *World) []*PolicyError {
 		if m.Service == "" {
 			continue
 		}
-		path := indexPath("mirrors", i)
-		target, port, ok := resolveTarget(w, m.Namespace, m.Service, m.Port, joinPath(path, "service"), joinPath(path, "port"), report)
+		path := fmt.Sprintf("mirrors[%d]", i)
+		target, port, ok := resolveTarget(w, m.Namespace, m.Service, m.Port, path+".service", path+".port", report)
 		if !ok {
 			continue
 		}
 		if !isTCPPort(port) {
-			report(joinPath(path, "port"), fmt.Sprintf("port %s of Service %q is %s: only TCP ports carry HTTP", describeServicePort(port), target, port.Protocol), false)
+			report(path+".port", fmt.Sprintf("port %s of Service %q is %s: only TCP ports carry HTTP", describeServicePort(port), target, port.Protocol), false)
 		}
 		// Written differently (name vs number), a mirror can still resolve
 		// to the policy's own port.
@@ -46,7 +48,7 @@ func CheckReferences(p *Policy, w *World) []*PolicyError {
 
 // resolveTarget finds a Service and one of its ports, reporting a missing
 // Service as a warning and a missing or ambiguous port as an error.
-func resolveTarget(w *World, namespace, name string, ref PortRef, svcField, portField string,
+func resolveTarget(w *World, namespace, name string, ref policy.PortRef, svcField, portField string,
 	report func(field, msg string, warning bool)) (key string, port ServicePort, ok bool) {
 	key = ServiceKey(namespace, name)
 	svc := w.Service(namespace, name)
@@ -70,7 +72,7 @@ func resolveTarget(w *World, namespace, name string, ref PortRef, svcField, port
 
 func isTCPPort(p ServicePort) bool { return p.Protocol == "" || strings.EqualFold(p.Protocol, "TCP") }
 
-// describePort renders a Service port as "http (80)" or "80".
+// describeServicePort renders a Service port as "http (80)" or "80".
 func describeServicePort(p ServicePort) string {
 	if p.Name == "" {
 		return fmt.Sprintf("%d", p.Port)

@@ -1,6 +1,9 @@
-package translator
+package policy
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Policy is one validated mirror policy (schema v1): copy a share of the
 // requests a Service receives on one port to one or more targets.
@@ -165,4 +168,24 @@ func (g Guard) WithDefaults() Guard {
 // mirror: "shadowplane.<namespace>.<policy>.<mirror>".
 func RuntimeKey(p *Policy, m Mirror) string {
 	return "shadowplane." + p.Namespace + "." + p.Name + "." + m.Name
+}
+
+// PortRef names a Service port by name or number; the zero value means "the
+// Service's only port".
+type PortRef struct {
+	Name   string
+	Number int32
+}
+
+// IsZero reports whether the reference names no port.
+func (r PortRef) IsZero() bool { return r.Name == "" && r.Number == 0 }
+
+func (r PortRef) String() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	if r.Number != 0 {
+		return strconv.Itoa(int(r.Number))
+	}
+	return ""
 }

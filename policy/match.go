@@ -1,4 +1,4 @@
-package translator
+package policy
 
 import (
 	"fmt"
@@ -83,9 +83,10 @@ func (p *policyParser) parseMethods(path string, n *yaml.Node) []string {
 	return methods
 }
 
-// methodsRegex is the regex Envoy matches the :method header against when a
-// policy lists several methods.
-func methodsRegex(methods []string) string {
+// MethodsRegex is the regex the translator has Envoy match the :method
+// header against when a policy lists several methods; the parser checks its
+// size, so it lives beside the schema.
+func MethodsRegex(methods []string) string {
 	quoted := make([]string, len(methods))
 	for i, m := range methods {
 		quoted[i] = regexp.QuoteMeta(m)
@@ -99,7 +100,7 @@ func methodsProblem(methods []string) string {
 	if len(methods) < 2 {
 		return ""
 	}
-	size, err := re2ProgramSize(methodsRegex(methods))
+	size, err := re2ProgramSize(MethodsRegex(methods))
 	if err != nil {
 		return fmt.Sprintf("cannot be matched: %v", err)
 	}
