@@ -27,7 +27,7 @@ func (p *policyParser) parseCopyHeaders(path string, n *yaml.Node) CopyHeaders {
 			removed[name] = item
 		}
 	}
-	ch.Remove = sortedUniqueStrings(ch.Remove)
+	ch.Remove = sortedUnique(ch.Remove)
 	ch.Set = p.parseSetHeaders(joinPath(path, "set"), fields["set"])
 	for _, hv := range ch.Set {
 		if _, clash := removed[hv.Name]; clash {

@@ -61,13 +61,13 @@ func (p *policyParser) parse() *Policy {
 		MarkCopies: true,
 	}
 	if absentNode(fields["name"]) {
-		p.fail("name", p.node, "is required: give every policy a unique name, %s such as \"entrance-to-staging\"", dnsLabelRule)
-	} else if name, ok := parseDNSLabel(p, "name", fields["name"]); ok {
+		p.fail("name", p.node, "is required: give every policy a unique name, %s such as \"entrance-to-staging\"", dnsLabel.rule)
+	} else if name, ok := parseName(p, "name", fields["name"], dnsLabel); ok {
 		pol.Name = name
 	}
 	if absentNode(fields["service"]) {
 		p.fail("service", p.node, "is required: name the Service in namespace %q whose incoming requests are copied", p.k.namespace)
-	} else if svc, ok := parseDNSLabel(p, "service", fields["service"]); ok {
+	} else if svc, ok := parseName(p, "service", fields["service"], serviceName); ok {
 		pol.Service = svc
 	}
 	port, portOK := parsePortRef(p, "port", fields["port"])

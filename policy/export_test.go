@@ -5,7 +5,6 @@ import "strings"
 // Internals that the external tests (package policy_test, which may import
 // the translator) check parse results against.
 var (
-	IsDNSLabel     = isDNSLabel
 	IsHTTPToken    = isHTTPToken
 	RE2ProgramSize = re2ProgramSize
 	RenderErrors   = renderErrors

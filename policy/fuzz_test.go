@@ -7,6 +7,8 @@ import (
 	"sort"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
@@ -76,7 +78,7 @@ func checkParseInvariants(t *testing.T, policies []*policy.Policy, errs []*polic
 		}
 	}
 	for _, p := range policies {
-		if !policy.IsDNSLabel(p.Name) || !policy.IsDNSLabel(p.Service) || !policy.IsDNSLabel(p.Namespace) && p.Namespace != "" {
+		if len(validation.IsDNS1123Label(p.Name)) != 0 || len(validation.IsDNS1035Label(p.Service)) != 0 || len(validation.IsDNS1123Label(p.Namespace)) != 0 {
 			t.Fatalf("invalid names in policy %+v", p)
 		}
 		if len(p.Mirrors) == 0 || len(p.Mirrors) > policy.MaxMirrorsPerPolicy {

@@ -2,11 +2,11 @@ package policy
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 var guardFields = []string{"connectTimeout", "maxConnections", "maxPendingRequests", "maxRequests", "maxBodyBytes"}
@@ -76,42 +76,46 @@ func (p *policyParser) parseConnectTimeout(path string, n *yaml.Node) time.Durat
 	return d
 }
 
-// parseByteSize reads a size in bytes: a whole number, or a whole number
-// with the Kubernetes binary suffix Ki or Mi ("512Ki", "16Mi").
+// byteSizeRule says how sizes are written: as Kubernetes quantities, read by
+// apimachinery, so they mean what they mean in a Pod's resources.
+var byteSizeRule = fmt.Sprintf(`must be a size from %s to %s written as a Kubernetes quantity: a whole number of bytes, or a number with the suffix Ki or Mi (powers of 1024, e.g. "512Ki", "16Mi") or k or M (powers of 1000, e.g. "1M" = 1000000 bytes) (leave it out for the default, %s)`,
+	byteQuantity(minMaxBodyBytes), byteQuantity(maxMaxBodyBytes), byteQuantity(DefaultMaxBodyBytes))
+
+// byteQuantity writes a size the way Kubernetes does, in the largest binary
+// unit that divides it: 4194304 is "4Mi".
+func byteQuantity(b int64) string { return resource.NewQuantity(b, resource.BinarySI).String() }
+
+// parseByteSize reads a size in bytes, written as a Kubernetes quantity
+// ("512Ki", "16Mi", "1M", "1048576"). Its value must be a whole number of
+// bytes within the bounds: "1.5Mi" is 1572864 bytes and fine, "0.5" is
+// not, and the milli suffix ("100m") is refused outright, being a typo for M.
 func (p *policyParser) parseByteSize(path string, n *yaml.Node) uint32 {
-	want := fmt.Sprintf("must be a size from 1Ki to 64Mi: bytes as a whole number, or with the suffix Ki or Mi such as \"512Ki\" or \"16Mi\" (leave it out for the default, %s)",
-		formatByteSize(DefaultMaxBodyBytes))
 	if n.Kind == yaml.AliasNode {
 		p.fail(path, n, "%s", aliasProblem(n))
 		return 0
 	}
-	if n.Kind != yaml.ScalarNode || (n.ShortTag() != tagStr && n.ShortTag() != tagInt) {
-		p.fail(path, n, "%s, got %s", want, describeNode(n))
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != tagStr && n.ShortTag() != tagInt && n.ShortTag() != tagFloat) {
+		p.fail(path, n, "%s, got %s", byteSizeRule, describeNode(n))
 		return 0
 	}
-	digits, unit := n.Value, uint64(1)
+	q, err := resource.ParseQuantity(n.Value)
 	switch {
-	case strings.HasSuffix(digits, "Ki"):
-		digits, unit = strings.TrimSuffix(digits, "Ki"), 1<<10
-	case strings.HasSuffix(digits, "Mi"):
-		digits, unit = strings.TrimSuffix(digits, "Mi"), 1<<20
+	case err != nil:
+		p.fail(path, n, "%s, got %s", byteSizeRule, describeNode(n))
+	case q.Sign() < 0:
+		p.fail(path, n, "%s, got %s: a size cannot be negative", byteSizeRule, describeNode(n))
+	case q.Cmp(*resource.NewQuantity(maxMaxBodyBytes, resource.BinarySI)) > 0:
+		p.fail(path, n, "%s, got %s: that is more than %s", byteSizeRule, describeNode(n), byteQuantity(maxMaxBodyBytes))
+	case strings.HasSuffix(n.Value, "m"):
+		p.fail(path, n, "%s, got %s: the suffix m means thousandths, which a size in bytes has no use for; for megabytes write M (1000000 bytes) or Mi (1048576 bytes)", byteSizeRule, describeNode(n))
+	case q.Cmp(*resource.NewQuantity(q.Value(), resource.BinarySI)) != 0:
+		// Value rounds up, so only a whole number of bytes survives the
+		// round trip.
+		p.fail(path, n, "%s, got %s: that is not a whole number of bytes", byteSizeRule, describeNode(n))
+	case q.Value() < minMaxBodyBytes:
+		p.fail(path, n, "%s, got %s: that is less than %s", byteSizeRule, describeNode(n), byteQuantity(minMaxBodyBytes))
+	default:
+		return uint32(q.Value())
 	}
-	v, err := strconv.ParseUint(digits, 10, 32)
-	if err != nil || !plainDecimalRE.MatchString(digits) || v*unit < minMaxBodyBytes || v*unit > maxMaxBodyBytes {
-		p.fail(path, n, "%s, got %s", want, describeNode(n))
-		return 0
-	}
-	return uint32(v * unit)
-}
-
-// formatByteSize writes a size the way parseByteSize reads it, in the
-// largest unit that divides it.
-func formatByteSize(b uint32) string {
-	switch {
-	case b >= 1<<20 && b%(1<<20) == 0:
-		return strconv.FormatUint(uint64(b>>20), 10) + "Mi"
-	case b >= 1<<10 && b%(1<<10) == 0:
-		return strconv.FormatUint(uint64(b>>10), 10) + "Ki"
-	}
-	return strconv.FormatUint(uint64(b), 10)
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 // maxHeaderValueBytes is the longest header value a policy may set or match;
@@ -16,27 +17,9 @@ const maxHeaderValueBytes = 16384
 // whole route configuration; real header names are far shorter.
 const maxHeaderNameBytes = 1024
 
-// isHTTPToken reports whether s is an RFC 7230 token: the syntax of header
-// names and methods.
-func isHTTPToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isHTTPTokenChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isHTTPTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+// isHTTPToken reports whether s is an RFC 9110 token: the syntax of header
+// names and of methods. httpguts checks header names by exactly that rule.
+func isHTTPToken(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 const headerNameRule = "a valid HTTP header name: letters, digits and !#$%&'*+-.^_`|~, without spaces or colons"
 

@@ -1,9 +1,10 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -75,7 +76,7 @@ func (p *policyParser) parseMethods(path string, n *yaml.Node) []string {
 		}
 		methods = append(methods, strings.ToUpper(s))
 	}
-	methods = sortedUniqueStrings(methods)
+	methods = sortedUnique(methods)
 	if problem := methodsProblem(methods); problem != "" {
 		p.fail(path, n, "%s", problem)
 		return nil
@@ -124,8 +125,8 @@ func (p *policyParser) parseHeaderMatches(path string, n *yaml.Node) []HeaderMat
 			out = append(out, hm)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return headerMatchLess(out[i], out[j]) })
-	return compactHeaderMatches(out)
+	slices.SortFunc(out, compareHeaderMatches)
+	return slices.Compact(out)
 }
 
 func (p *policyParser) parseHeaderMatch(path string, n *yaml.Node) (HeaderMatch, bool) {
@@ -208,28 +209,13 @@ func headerMatchKindRank(h HeaderMatch) int {
 	return 0
 }
 
-func headerMatchLess(a, b HeaderMatch) bool {
-	if a.Name != b.Name {
-		return a.Name < b.Name
-	}
-	if ra, rb := headerMatchKindRank(a), headerMatchKindRank(b); ra != rb {
-		return ra < rb
-	}
-	return headerMatchValue(a) < headerMatchValue(b)
+// compareHeaderMatches orders by name, then kind, then value.
+func compareHeaderMatches(a, b HeaderMatch) int {
+	return cmp.Or(
+		strings.Compare(a.Name, b.Name),
+		cmp.Compare(headerMatchKindRank(a), headerMatchKindRank(b)),
+		strings.Compare(headerMatchValue(a), headerMatchValue(b)),
+	)
 }
 
 func headerMatchValue(h HeaderMatch) string { return h.Exact + h.Prefix + h.Regex }
-
-// compactHeaderMatches drops repeated conditions from a sorted list.
-func compactHeaderMatches(list []HeaderMatch) []HeaderMatch {
-	if len(list) == 0 {
-		return nil
-	}
-	out := list[:1]
-	for _, h := range list[1:] {
-		if h != out[len(out)-1] {
-			out = append(out, h)
-		}
-	}
-	return out
-}

@@ -99,10 +99,10 @@ func (p *policyParser) parseMirror(path string, n *yaml.Node, pol *Policy, ownTa
 // parseServiceTarget fills a mirror that copies to a Service in the cluster.
 func (p *policyParser) parseServiceTarget(path string, fields map[string]*yaml.Node, m *Mirror, pol *Policy, ownTargetKnown bool) {
 	before := len(p.k.errs)
-	svc, _ := parseDNSLabel(p, joinPath(path, "service"), fields["service"])
+	svc, _ := parseName(p, joinPath(path, "service"), fields["service"], serviceName)
 	ns := pol.Namespace
 	if n := fields["namespace"]; !absentNode(n) {
-		ns, _ = parseDNSLabel(p, joinPath(path, "namespace"), n)
+		ns, _ = parseName(p, joinPath(path, "namespace"), n, dnsLabel)
 	}
 	port, _ := parsePortRef(p, joinPath(path, "port"), fields["port"])
 	if len(p.k.errs) != before {

@@ -2,63 +2,46 @@ package policy
 
 import (
 	"strconv"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes uses for
-// names: 1 to 63 characters of a-z, 0-9 and "-", starting and ending with a
-// letter or digit.
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
+// nameRule is a kind of Kubernetes name: the check the API server applies to
+// it (from apimachinery, so the parser never drifts from Kubernetes) and the
+// rule in words for messages.
+type nameRule struct {
+	check func(string) []string
+	rule  string
 }
 
-const dnsLabelRule = `a lower-case DNS label: 1 to 63 characters of a-z, 0-9 and "-", starting and ending with a letter or digit`
+var (
+	// dnsLabel is the rule of namespace names; policy names follow it too,
+	// as they become part of runtime keys and Event messages.
+	dnsLabel = nameRule{
+		check: validation.IsDNS1123Label,
+		rule:  `a lower-case DNS label: 1 to 63 characters of a-z, 0-9 and "-", starting and ending with a letter or digit`,
+	}
+	// serviceName is the stricter rule of Service names (RFC 1035): a name
+	// starting with a digit can never name a Service.
+	serviceName = nameRule{
+		check: validation.IsDNS1035Label,
+		rule:  `a Service name (a lower-case RFC 1035 label): 1 to 63 characters of a-z, 0-9 and "-", starting with a letter and ending with a letter or digit`,
+	}
+)
 
-// isPortName reports whether s is a valid Service port name (IANA_SVC_NAME):
-// 1 to 15 characters of a-z, 0-9 and "-", at least one letter, no "-" at
-// either end and no "--".
-func isPortName(s string) bool {
-	if len(s) == 0 || len(s) > 15 || s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--") {
-		return false
-	}
-	letter := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z':
-			letter = true
-		case c >= '0' && c <= '9', c == '-':
-		default:
-			return false
-		}
-	}
-	return letter
-}
+func (nr nameRule) valid(s string) bool { return len(nr.check(s)) == 0 }
 
 const portRule = `a port name (1 to 15 characters of a-z, 0-9 and "-" with at least one letter, e.g. "http") or a port number from 1 to 65535`
 
-// parseDNSLabel reads a field that names a Kubernetes object.
-func parseDNSLabel(r reporter, path string, n *yaml.Node) (string, bool) {
+// parseName reads a field that names a Kubernetes object.
+func parseName(r reporter, path string, n *yaml.Node, nr nameRule) (string, bool) {
 	s, ok := stringValue(r, path, n)
 	if !ok {
 		return "", false
 	}
-	if !isDNSLabel(s) {
-		r.fail(path, n, "must be %s, got %s", dnsLabelRule, quoteShort(s))
+	if !nr.valid(s) {
+		r.fail(path, n, "must be %s, got %s", nr.rule, quoteShort(s))
 		return "", false
 	}
 	return s, true
@@ -79,14 +62,15 @@ func parsePortRef(r reporter, path string, n *yaml.Node) (PortRef, bool) {
 	if !ok {
 		return PortRef{}, false
 	}
-	if v, err := strconv.Atoi(s); err == nil && plainDecimalRE.MatchString(s) {
-		if v < 1 || v > 65535 {
+	if plainDecimalRE.MatchString(s) {
+		v, err := strconv.Atoi(s)
+		if err != nil || len(validation.IsValidPortNum(v)) != 0 {
 			r.fail(path, n, "must be %s, got %s", portRule, quoteShort(s))
 			return PortRef{}, false
 		}
 		return PortRef{Number: int32(v)}, true
 	}
-	if !isPortName(s) {
+	if len(validation.IsValidPortName(s)) != 0 {
 		r.fail(path, n, "must be %s, got %s", portRule, quoteShort(s))
 		return PortRef{}, false
 	}

@@ -217,6 +217,30 @@ copyHeaders:
 			},
 		},
 		{
+			name: "maxBodyBytes with a decimal suffix, as in Kubernetes",
+			body: "service: entrance\nguard: {maxBodyBytes: 1M}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Guard = Guard{MaxBodyBytes: 1_000_000}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
+			name: "maxBodyBytes as a fraction that is a whole number of bytes",
+			body: "service: entrance\nguard: {maxBodyBytes: 1.5Mi}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Guard = Guard{MaxBodyBytes: 1536 << 10}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
+			name: "maxBodyBytes in k, powers of 1000",
+			body: "service: entrance\nguard: {maxBodyBytes: 64k}\n" + shadowMirrorYAML,
+			want: func(p *Policy) {
+				p.Guard = Guard{MaxBodyBytes: 64_000}
+				p.Mirrors = []Mirror{shadowMirror(250000)}
+			},
+		},
+		{
 			name: "maxBodyBytes in Mi, quoted, at the upper bound",
 			body: "service: entrance\nguard: {maxBodyBytes: \"64Mi\"}\n" + shadowMirrorYAML,
 			want: func(p *Policy) {

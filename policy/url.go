@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 const urlShape = "http://host[:port] or https://host[:port]"
@@ -100,7 +102,7 @@ func isDNSName(s string) bool {
 	}
 	labels := strings.Split(s, ".")
 	for _, l := range labels {
-		if !isDNSLabel(l) {
+		if !dnsLabel.valid(l) {
 			return false
 		}
 	}
@@ -120,8 +122,8 @@ func urlPort(u *url.URL) (port uint32, explicit bool, problem string) {
 		}
 		return 80, false, ""
 	}
-	n, err := strconv.ParseUint(p, 10, 32)
-	if err != nil || n < 1 || n > 65535 {
+	n, err := strconv.Atoi(p)
+	if err != nil || len(validation.IsValidPortNum(n)) != 0 {
 		return 0, false, fmt.Sprintf("port must be from 1 to 65535, got %s", quoteShort(p))
 	}
 	return uint32(n), true, ""

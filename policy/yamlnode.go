@@ -3,7 +3,7 @@ package policy
 import (
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,7 +128,7 @@ func mappingFields(r reporter, path string, n *yaml.Node, allowed ...string) (fi
 			r.fail(field, k, "YAML merge keys (<<) are not supported: write the fields out in full")
 			continue
 		}
-		if !fieldAllowed(allowed, name) {
+		if !slices.Contains(allowed, name) {
 			r.fail(field, k, "unknown field %s; valid fields are: %s%s",
 				quoteShort(name), strings.Join(allowed, ", "), didYouMean(name, allowed))
 			continue
@@ -145,15 +145,6 @@ func mappingFields(r reporter, path string, n *yaml.Node, allowed ...string) (fi
 		fields[name] = v
 	}
 	return fields, true
-}
-
-func fieldAllowed(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 var fieldNoise = strings.NewReplacer("_", "", "-", "")
@@ -251,19 +242,8 @@ func intValue(r reporter, path string, n *yaml.Node, lo, hi int64, hint string) 
 	return v, true
 }
 
-// sortedUniqueStrings sorts a string list and drops repeats.
-func sortedUniqueStrings(list []string) []string {
-	if len(list) == 0 {
-		return nil
-	}
-	out := append([]string(nil), list...)
-	sort.Strings(out)
-	n := 1
-	for _, s := range out[1:] {
-		if s != out[n-1] {
-			out[n] = s
-			n++
-		}
-	}
-	return out[:n]
+// sortedUnique returns the strings of list sorted and without repeats; nil
+// for an empty list.
+func sortedUnique(list []string) []string {
+	return slices.Compact(slices.Sorted(slices.Values(list)))
 }
