@@ -42,6 +42,9 @@ type policyID struct {
 type outcome struct {
 	inForce  map[policyID]*policy.Policy
 	verdicts []verdict
+	// problems are every parse, reference and duplicate-name problem
+	// found, in key order, then by policy name.
+	problems []*policy.PolicyError
 }
 
 // reconcile decides which policies are in force, given the policies in force
@@ -62,6 +65,7 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 	out := outcome{inForce: map[policyID]*policy.Policy{}}
 	byName := map[policyID][]claim{}
 	for _, k := range keys {
+		out.problems = append(out.problems, k.errs...)
 		claims, verdicts := claimsOfKey(k, prev)
 		out.verdicts = append(out.verdicts, verdicts...)
 		for _, c := range claims {
@@ -77,7 +81,8 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 	for _, id := range ids {
 		claims := byName[id]
 		winner := claims[0]
-		inForce, v := judge(winner, prev[id], world)
+		inForce, v, refs := judge(winner, prev[id], world)
+		out.problems = append(out.problems, refs...)
 		if inForce != nil {
 			out.inForce[id] = inForce
 		}
@@ -88,7 +93,13 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 			if dup.kept != nil {
 				continue // its key's own verdict already speaks for it
 			}
-			out.verdicts = append(out.verdicts, duplicateVerdict(dup, winner))
+			e := duplicateError(dup, winner)
+			out.problems = append(out.problems, e)
+			out.verdicts = append(out.verdicts, verdict{
+				subject: dup.subject,
+				policy:  dup.policy,
+				notes:   errorNotes([]*policy.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
+			})
 		}
 	}
 	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
@@ -111,10 +122,11 @@ func comparePolicyIDs(a, b policyID) int {
 }
 
 // judge decides what the winning definition of a policy name puts in force
-// and what to report about it. last is the version in force so far, if any.
-func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Policy, *verdict) {
+// and what to report about it, and returns the problems CheckReferences
+// found. last is the version in force so far, if any.
+func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Policy, *verdict, []*policy.PolicyError) {
 	if c.kept != nil {
-		return c.kept, nil
+		return c.kept, nil, nil
 	}
 	v := &verdict{subject: c.subject, policy: c.policy}
 	var refs []*policy.PolicyError
@@ -127,19 +139,19 @@ func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Polic
 		if len(refs) == 0 {
 			v.notes = append(v.notes, note{eventType: eventNormal, reason: ReasonPolicyApplied, message: appliedMessage(c.policy)})
 		}
-		return c.policy, v
+		return c.policy, v, refs
 	}
 	suffix := "; the policy is not in force"
 	if last != nil {
 		suffix = "; the last valid version stays in force"
 	}
 	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), errorNotes(refs, ReasonTargetMissing, suffix)...)
-	return last, v
+	return last, v, refs
 }
 
-// duplicateVerdict rejects a definition whose name an earlier one took.
-func duplicateVerdict(dup, winner claim) verdict {
-	e := &policy.PolicyError{
+// duplicateError rejects a definition whose name an earlier one took.
+func duplicateError(dup, winner claim) *policy.PolicyError {
+	return &policy.PolicyError{
 		Namespace: dup.subject.source.Namespace,
 		ConfigMap: dup.subject.source.ConfigMap,
 		Key:       dup.subject.source.Key,
@@ -148,11 +160,6 @@ func duplicateVerdict(dup, winner claim) verdict {
 		Field:     "name",
 		Message: fmt.Sprintf("policy name %q is already used in this namespace by ConfigMap %s key %s; names must be unique within a namespace, so rename one of them",
 			dup.name, winner.subject.source.ConfigMap, winner.subject.source.Key),
-	}
-	return verdict{
-		subject: dup.subject,
-		policy:  dup.policy,
-		notes:   errorNotes([]*policy.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
 	}
 }
 
