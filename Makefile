@@ -20,7 +20,7 @@ GO    ?= go
 export SHADOWPLANE_TOOLS := $(BIN)
 export KUBEBUILDER_ASSETS := $(BIN)
 
-UNIT_PKGS := ./translator/... ./watcher/... ./xds/... ./envoy-bootstrap/... ./cmd/... ./internal/...
+UNIT_PKGS := ./policy/... ./nodemeta/... ./translator/... ./watcher/... ./xds/... ./envoy-bootstrap/... ./cmd/... ./internal/...
 
 # Every test binary runs in a private network namespace that hack/netns-exec
 # creates (lo with 127.0.0.1 and the test address 198.18.0.1): go builds the
@@ -85,7 +85,7 @@ golden:
 ## minimised for at most 5s so the run ends close to FUZZTIME)
 FUZZTIME ?= 2m
 fuzz:
-	$(GO) test ./translator -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParsePolicies$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 ## demo: local API server, control plane, real Envoy sidecar, backends; live
 ## mirroring, in a private network namespace (this machine's own address, with

@@ -21,8 +21,8 @@ import (
 	"github.com/shadowplane/shadowplane/watcher"
 )
 
-// invalidCorpusFile is one broken policy ConfigMap of the translator's
-// corpus (translator/testdata/invalid): its key's text and the substring its
+// invalidCorpusFile is one broken policy ConfigMap of the policy parser's
+// corpus (policy/testdata/invalid): its key's text and the substring its
 // error message must contain.
 type invalidCorpusFile struct {
 	name   string
@@ -37,7 +37,7 @@ type invalidCorpusFile struct {
 // names, so the key's text applies unchanged to the fixture's namespace.
 func loadInvalidCorpus(t *testing.T) []invalidCorpusFile {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(testtools.RepoRoot(), "translator", "testdata", "invalid", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(testtools.RepoRoot(), "policy", "testdata", "invalid", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package translator
+package translator_test
 
 // Test-only: turns a translation into a static Envoy bootstrap and has the
 // real, pinned Envoy check it with `envoy --mode validate`.
@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 // staticBootstrap builds a bootstrap Envoy can check without a control
@@ -31,7 +32,7 @@ import (
 // resolved statically), EDS clusters become STATIC ones with their
 // assignment inline, the RTDS layer becomes a static layer, and admin
 // listens on 127.0.0.1:0.
-func staticBootstrap(out *Output) (*bootstrapv3.Bootstrap, error) {
+func staticBootstrap(out *translator.Output) (*bootstrapv3.Bootstrap, error) {
 	routes := map[string]*routev3.RouteConfiguration{}
 	for _, r := range out.Routes {
 		routes[r.Name] = r
@@ -71,7 +72,7 @@ func staticBootstrap(out *Output) (*bootstrapv3.Bootstrap, error) {
 		Node:            &corev3.Node{Id: "validate", Cluster: "validate"},
 		StaticResources: static,
 		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{{
-			Name:           RuntimeLayerName,
+			Name:           out.Runtimes[0].GetName(),
 			LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: out.Runtimes[0].GetLayer()},
 		}}},
 		Admin: &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -88,10 +89,10 @@ func inlineRoutes(l *listenerv3.Listener, routes map[string]*routev3.RouteConfig
 	l = proto.Clone(l).(*listenerv3.Listener)
 	for _, fc := range l.GetFilterChains() {
 		for _, f := range fc.GetFilters() {
-			if f.GetName() != hcmFilterName {
+			hcm := &hcmv3.HttpConnectionManager{}
+			if !f.GetTypedConfig().MessageIs(hcm) {
 				continue
 			}
-			hcm := &hcmv3.HttpConnectionManager{}
 			if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 			}

@@ -1,13 +1,9 @@
-// Package translator owns shadowplane's input model (World, Service, Policy)
-// and the policy schema, and turns a World and one node group into Envoy xDS
-// resources. It is pure and deterministic: it imports nothing from Kubernetes
-// or gRPC servers, never mutates its input, and the same input always yields
-// byte-identical resources and versions.
 package translator
 
 import (
-	"strconv"
 	"time"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // World is everything the translator needs to know about the cluster. It is
@@ -17,7 +13,7 @@ type World struct {
 	Services map[string]*Service
 	// Policies in force: the last valid version of each policy, sorted by
 	// namespace then name.
-	Policies []*Policy
+	Policies []*policy.Policy
 
 	// ObservedAt is when the oldest Kubernetes change folded into this World
 	// was seen; it feeds the event-to-snapshot latency metric. The translator
@@ -68,7 +64,7 @@ func (w *World) Service(namespace, name string) *Service {
 
 // Port finds a Service port by reference: by name, or by number. An empty
 // reference matches the only port of a single-port Service.
-func (s *Service) Port(ref PortRef) (ServicePort, bool) {
+func (s *Service) Port(ref policy.PortRef) (ServicePort, bool) {
 	if ref.IsZero() {
 		if len(s.Ports) == 1 {
 			return s.Ports[0], true
@@ -81,26 +77,6 @@ func (s *Service) Port(ref PortRef) (ServicePort, bool) {
 		}
 	}
 	return ServicePort{}, false
-}
-
-// PortRef names a Service port by name or number; the zero value means "the
-// Service's only port".
-type PortRef struct {
-	Name   string
-	Number int32
-}
-
-// IsZero reports whether the reference names no port.
-func (r PortRef) IsZero() bool { return r.Name == "" && r.Number == 0 }
-
-func (r PortRef) String() string {
-	if r.Name != "" {
-		return r.Name
-	}
-	if r.Number != 0 {
-		return strconv.Itoa(int(r.Number))
-	}
-	return ""
 }
 
 // RuntimeLayerName is the name of the RTDS layer in the sidecar bootstrap and

@@ -11,6 +11,7 @@ import (
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // Output is the xDS resources for one node group, with a version per type.
@@ -71,7 +72,7 @@ type translation struct {
 // apply to the requests it receives.
 type listenerPlan struct {
 	port     nodemeta.PortPair
-	policies []*Policy
+	policies []*policy.Policy
 }
 
 func (t *translation) listenAddress() string {
@@ -98,4 +99,4 @@ func (t *translation) sortedWarnings() []string {
 }
 
 // policyID names a policy in messages: "<namespace>/<name>".
-func policyID(p *Policy) string { return p.Namespace + "/" + p.Name }
+func policyID(p *policy.Policy) string { return p.Namespace + "/" + p.Name }

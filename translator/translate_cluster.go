@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 const (
@@ -150,7 +152,7 @@ func shadowEDSConfigSource() *corev3.ConfigSource {
 // production), no retries, outlier detection, bounded buffers, and no panic
 // routing (with every host ejected, copies fail fast instead of going to
 // the ejected hosts anyway).
-func guardedCluster(name string, g Guard) *clusterv3.Cluster {
+func guardedCluster(name string, g policy.Guard) *clusterv3.Cluster {
 	g = g.WithDefaults()
 	return &clusterv3.Cluster{
 		Name:           name,
@@ -195,7 +197,7 @@ func guardedCluster(name string, g Guard) *clusterv3.Cluster {
 //
 // Over TLS, ALPN picks HTTP/2 or HTTP/1.1 with the target; in clear text
 // the copy keeps the HTTP version the client spoke.
-func shadowProtocolOptions(g Guard, tls bool) *upstreamhttpv3.HttpProtocolOptions {
+func shadowProtocolOptions(g policy.Guard, tls bool) *upstreamhttpv3.HttpProtocolOptions {
 	g = g.WithDefaults()
 	opts := &upstreamhttpv3.HttpProtocolOptions{
 		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{

@@ -11,12 +11,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // mirrorRef is one mirror of one policy, resolved to its shadow cluster.
 type mirrorRef struct {
-	policy  *Policy
-	mirror  Mirror
+	policy  *policy.Policy
+	mirror  policy.Mirror
 	cluster string
 	// hostRewrite is the Host given to copies sent to a URL target.
 	hostRewrite string
@@ -27,7 +29,7 @@ type mirrorRef struct {
 type shadowTarget struct {
 	cluster string
 	// guard is the tightest of the guards of the policies that use it.
-	guard Guard
+	guard policy.Guard
 
 	// Service target. svc is nil when the World lacks the Service; port is
 	// valid only when portFound.
@@ -36,10 +38,10 @@ type shadowTarget struct {
 	svc       *Service
 	port      ServicePort
 	portFound bool
-	portRef   PortRef
+	portRef   policy.PortRef
 
 	// URL target.
-	url *URLTarget
+	url *policy.URLTarget
 
 	// users are the IDs of the policies that copy to it, for messages.
 	users []string
@@ -47,8 +49,8 @@ type shadowTarget struct {
 
 // resolveMirrors resolves the mirrors of the given policies to shadow
 // clusters, recording each target (and its guard) in t.targets.
-func (t *translation) resolveMirrors(policies []*Policy) map[*Policy][]mirrorRef {
-	out := make(map[*Policy][]mirrorRef, len(policies))
+func (t *translation) resolveMirrors(policies []*policy.Policy) map[*policy.Policy][]mirrorRef {
+	out := make(map[*policy.Policy][]mirrorRef, len(policies))
 	for _, p := range policies {
 		refs := make([]mirrorRef, 0, len(p.Mirrors))
 		for _, m := range p.Mirrors {
@@ -59,7 +61,7 @@ func (t *translation) resolveMirrors(policies []*Policy) map[*Policy][]mirrorRef
 	return out
 }
 
-func (t *translation) resolveMirror(p *Policy, m Mirror) mirrorRef {
+func (t *translation) resolveMirror(p *policy.Policy, m policy.Mirror) mirrorRef {
 	var target *shadowTarget
 	ref := mirrorRef{policy: p, mirror: m}
 	if m.URL != nil {
@@ -79,7 +81,7 @@ func (t *translation) resolveMirror(p *Policy, m Mirror) mirrorRef {
 // serviceTarget finds or creates the EDS shadow cluster of a Service target.
 // Its name carries the target Service port's number when the Service is
 // known, else the port reference as the policy wrote it.
-func (t *translation) serviceTarget(p *Policy, m Mirror) *shadowTarget {
+func (t *translation) serviceTarget(p *policy.Policy, m policy.Mirror) *shadowTarget {
 	ns := m.Namespace
 	if ns == "" {
 		ns = p.Namespace
@@ -111,7 +113,7 @@ func (t *translation) serviceTarget(p *Policy, m Mirror) *shadowTarget {
 
 // urlTarget finds or creates the DNS (or static, for an IP) shadow cluster
 // of a URL target.
-func (t *translation) urlTarget(p *Policy, m Mirror) *shadowTarget {
+func (t *translation) urlTarget(p *policy.Policy, m policy.Mirror) *shadowTarget {
 	u := m.URL
 	if path := urlPath(u.Raw); path != "" && path != "/" {
 		t.warnf("policy %s: mirror %s: the URL path %q is ignored; copies keep the path of the request they copy",
@@ -136,7 +138,7 @@ func urlPath(raw string) string {
 
 // hostHeader is the Host of copies sent to a URL target: the URL's host,
 // with the port when it is not the scheme's default.
-func hostHeader(u *URLTarget) string {
+func hostHeader(u *policy.URLTarget) string {
 	if (u.Scheme == "http" && u.Port == 80) || (u.Scheme == "https" && u.Port == 443) || u.Port == 0 {
 		if strings.Contains(u.Host, ":") { // IPv6 literal
 			return "[" + u.Host + "]"
@@ -148,11 +150,11 @@ func hostHeader(u *URLTarget) string {
 
 // tighterGuard returns, field by field, the smaller of two guards, so a
 // shadow cluster shared by several policies gets the strictest limits.
-func tighterGuard(a, b Guard) Guard {
-	if a == (Guard{}) {
+func tighterGuard(a, b policy.Guard) policy.Guard {
+	if a == (policy.Guard{}) {
 		return b
 	}
-	return Guard{
+	return policy.Guard{
 		ConnectTimeout:     min(a.ConnectTimeout, b.ConnectTimeout),
 		MaxConnections:     min(a.MaxConnections, b.MaxConnections),
 		MaxPendingRequests: min(a.MaxPendingRequests, b.MaxPendingRequests),
@@ -175,7 +177,7 @@ func mirrorPolicy(r mirrorRef) *routev3.RouteAction_RequestMirrorPolicy {
 				Numerator:   0,
 				Denominator: typev3.FractionalPercent_MILLION,
 			},
-			RuntimeKey: RuntimeKey(r.policy, r.mirror),
+			RuntimeKey: policy.RuntimeKey(r.policy, r.mirror),
 		},
 		// Envoy appends "-shadow" to the copy's Host unless told not to;
 		// test environments usually answer to the production host name.
@@ -188,7 +190,7 @@ func mirrorPolicy(r mirrorRef) *routev3.RouteAction_RequestMirrorPolicy {
 // copyHeaderMutations renders the policy's header edits for its copies:
 // removals first, then values set, then the copy marker, so the marker
 // always survives.
-func copyHeaderMutations(p *Policy) []*mutationv3.HeaderMutation {
+func copyHeaderMutations(p *policy.Policy) []*mutationv3.HeaderMutation {
 	var out []*mutationv3.HeaderMutation
 	for _, name := range p.CopyHeaders.Remove {
 		out = append(out, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Remove{Remove: name}})
@@ -197,7 +199,7 @@ func copyHeaderMutations(p *Policy) []*mutationv3.HeaderMutation {
 		out = append(out, setHeader(h.Name, h.Value))
 	}
 	if p.MarkCopies {
-		out = append(out, setHeader(CopyMarkerHeader, p.Namespace+"/"+p.Name))
+		out = append(out, setHeader(policy.CopyMarkerHeader, p.Namespace+"/"+p.Name))
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // forwardRouteName names the catch-all route that only forwards.
@@ -26,9 +27,9 @@ const copyPassthroughRouteName = "copy-passthrough"
 // that wrote exactly that match, and the mirrors of every policy that copies
 // the requests it matches.
 type routeEntry struct {
-	match   Match
+	match   policy.Match
 	key     string
-	owners  []*Policy
+	owners  []*policy.Policy
 	mirrors []mirrorRef
 }
 
@@ -36,14 +37,14 @@ type routeEntry struct {
 // are ordered most specific first, since Envoy takes the first route that
 // matches; a catch-all route that only forwards comes last, so a sidecar
 // with no policy still forwards everything.
-func buildRouteConfiguration(pp nodemeta.PortPair, policies []*Policy, mirrors map[*Policy][]mirrorRef) *routev3.RouteConfiguration {
+func buildRouteConfiguration(pp nodemeta.PortPair, policies []*policy.Policy, mirrors map[*policy.Policy][]mirrorRef) *routev3.RouteConfiguration {
 	entries := routeEntries(policies, mirrors)
 	routes := make([]*routev3.Route, 0, len(entries)+2)
 	if len(entries) > 0 {
 		passthrough := buildRoute(routeEntry{}, pp.App)
 		passthrough.Name = copyPassthroughRouteName
 		passthrough.Match.Headers = []*routev3.HeaderMatcher{{
-			Name:                 CopyMarkerHeader,
+			Name:                 policy.CopyMarkerHeader,
 			HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
 		}}
 		routes = append(routes, passthrough)
@@ -77,7 +78,7 @@ func buildRouteConfiguration(pp nodemeta.PortPair, policies []*Policy, mirrors m
 // /api/" and "method POST") are not combined: a request matching both goes
 // to the more specific route and is copied only by the policies that route
 // carries.
-func routeEntries(policies []*Policy, mirrors map[*Policy][]mirrorRef) []*routeEntry {
+func routeEntries(policies []*policy.Policy, mirrors map[*policy.Policy][]mirrorRef) []*routeEntry {
 	byKey := map[string]*routeEntry{}
 	var entries []*routeEntry
 	for _, p := range policies {
@@ -121,7 +122,7 @@ func moreSpecific(a, b *routeEntry) bool {
 	return a.key < b.key
 }
 
-func methodRank(m Match) int {
+func methodRank(m policy.Match) int {
 	if len(m.Methods) == 0 {
 		return math.MaxInt
 	}
@@ -132,7 +133,7 @@ func methodRank(m Match) int {
 // matched by outer: outer's path prefix is empty or a prefix of inner's,
 // outer allows any method or every method inner allows, and outer's header
 // conditions are all among inner's.
-func matchContains(outer, inner Match) bool {
+func matchContains(outer, inner policy.Match) bool {
 	if !strings.HasPrefix(inner.PathPrefix, outer.PathPrefix) {
 		return false
 	}
@@ -156,8 +157,8 @@ func matchContains(outer, inner Match) bool {
 
 // canonicalMatch returns a copy of m with methods and headers sorted and
 // free of duplicates, so equal matches compare equal.
-func canonicalMatch(m Match) Match {
-	out := Match{PathPrefix: m.PathPrefix}
+func canonicalMatch(m policy.Match) policy.Match {
+	out := policy.Match{PathPrefix: m.PathPrefix}
 	for _, method := range m.Methods {
 		if !containsString(out.Methods, method) {
 			out.Methods = append(out.Methods, method)
@@ -174,7 +175,7 @@ func canonicalMatch(m Match) Match {
 }
 
 // matchKey renders a canonical match as a string unique to it.
-func matchKey(m Match) string {
+func matchKey(m policy.Match) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "path=%q methods=%q", m.PathPrefix, m.Methods)
 	for _, h := range m.Headers {
@@ -184,7 +185,7 @@ func matchKey(m Match) string {
 	return b.String()
 }
 
-func headerKey(h HeaderMatch) string {
+func headerKey(h policy.HeaderMatch) string {
 	return fmt.Sprintf("%q exact=%q prefix=%q regex=%q present=%t", h.Name, h.Exact, h.Prefix, h.Regex, h.Present)
 }
 
@@ -197,7 +198,7 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-func containsHeader(list []HeaderMatch, h HeaderMatch) bool {
+func containsHeader(list []policy.HeaderMatch, h policy.HeaderMatch) bool {
 	for _, v := range list {
 		if v == h {
 			return true
@@ -234,7 +235,7 @@ func buildRoute(e routeEntry, appPort uint32) *routev3.Route {
 	}
 }
 
-func routeMatch(m Match) *routev3.RouteMatch {
+func routeMatch(m policy.Match) *routev3.RouteMatch {
 	prefix := m.PathPrefix
 	if prefix == "" {
 		prefix = "/"
@@ -253,7 +254,7 @@ func methodMatcher(methods []string) *routev3.HeaderMatcher {
 	sm := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: methods[0]}}
 	if len(methods) > 1 {
 		sm.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{
-			Regex: methodsRegex(methods),
+			Regex: policy.MethodsRegex(methods),
 		}}
 	}
 	return &routev3.HeaderMatcher{
@@ -266,7 +267,7 @@ func methodMatcher(methods []string) *routev3.HeaderMatcher {
 // header as ":authority", where a matcher on "host" would never look, so
 // "host" is matched there. A regex must match the whole value (Envoy's
 // safe_regex semantics).
-func headerMatcher(h HeaderMatch) *routev3.HeaderMatcher {
+func headerMatcher(h policy.HeaderMatch) *routev3.HeaderMatcher {
 	name := h.Name
 	if strings.EqualFold(name, "host") {
 		name = ":authority"

@@ -3,6 +3,8 @@ package translator
 import (
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // buildRuntime builds the one RTDS layer of the group: for every mirror of
@@ -24,7 +26,7 @@ func (t *translation) buildRuntime() *runtimev3.Runtime {
 	for _, l := range t.listeners {
 		for _, p := range l.policies {
 			for _, m := range p.Mirrors {
-				key := RuntimeKey(p, m)
+				key := policy.RuntimeKey(p, m)
 				if _, dup := fields[key]; dup {
 					continue // the policy applies to several listeners
 				}

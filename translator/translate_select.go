@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // planListeners returns the sidecar's inbound ports, sorted by listen port
@@ -53,11 +54,11 @@ func (t *translation) sortedPorts() []nodemeta.PortPair {
 // sorted by name. Of two policies with the same name (from two ConfigMaps)
 // only the first by source is kept, since both would own the same runtime
 // keys.
-func (t *translation) groupPolicies() []*Policy {
+func (t *translation) groupPolicies() []*policy.Policy {
 	if t.world == nil {
 		return nil
 	}
-	var out []*Policy
+	var out []*policy.Policy
 	for _, p := range t.world.Policies {
 		if p != nil && p.Namespace == t.group.Namespace && p.Service == t.group.Service {
 			out = append(out, p)
@@ -76,7 +77,7 @@ func (t *translation) groupPolicies() []*Policy {
 	return kept
 }
 
-func policyLess(a, b *Policy) bool {
+func policyLess(a, b *policy.Policy) bool {
 	if a.Namespace != b.Namespace {
 		return a.Namespace < b.Namespace
 	}
@@ -92,7 +93,7 @@ func policyLess(a, b *Policy) bool {
 	return a.Source.Index < b.Source.Index
 }
 
-func sourceString(s Source) string {
+func sourceString(s policy.Source) string {
 	return fmt.Sprintf("ConfigMap %s key %s", s.ConfigMap, s.Key)
 }
 
@@ -113,7 +114,7 @@ func sourceString(s Source) string {
 //     exactly one listener. Anything else cannot be placed and is reported.
 //
 // When nothing applies, the second result says why.
-func (t *translation) policyListenPorts(p *Policy, ports []nodemeta.PortPair) ([]uint32, string) {
+func (t *translation) policyListenPorts(p *policy.Policy, ports []nodemeta.PortPair) ([]uint32, string) {
 	svcKey := ServiceKey(p.Namespace, p.Service)
 	svc := t.world.Service(p.Namespace, p.Service)
 	if svc == nil {

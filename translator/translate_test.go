@@ -20,6 +20,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/contenthash"
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // ---- fixtures -------------------------------------------------------------
@@ -58,20 +59,20 @@ func stagingService() *Service {
 }
 
 // toStaging copies every request of default/entrance to staging/entrance.
-func toStaging() *Policy {
-	return &Policy{
+func toStaging() *policy.Policy {
+	return &policy.Policy{
 		Namespace: "default", Name: "to-staging",
-		Source:  Source{ConfigMap: "mirrors", Key: "policies.yaml"},
-		Service: "entrance", Port: PortRef{Name: "http"},
-		Mirrors: []Mirror{{
+		Source:  policy.Source{ConfigMap: "mirrors", Key: "policies.yaml"},
+		Service: "entrance", Port: policy.PortRef{Name: "http"},
+		Mirrors: []policy.Mirror{{
 			Name: "staging.entrance.8080", Service: "entrance", Namespace: "staging",
-			Port: PortRef{Number: 8080}, PartsPerMillion: 1_000_000,
+			Port: policy.PortRef{Number: 8080}, PartsPerMillion: 1_000_000,
 		}},
 		MarkCopies: true,
 	}
 }
 
-func newWorld(services []*Service, policies ...*Policy) *World {
+func newWorld(services []*Service, policies ...*policy.Policy) *World {
 	w := &World{Services: map[string]*Service{}, Policies: policies}
 	for _, s := range services {
 		w.Services[ServiceKey(s.Namespace, s.Name)] = s
@@ -227,7 +228,7 @@ func TestTranslateWithoutPoliciesOnlyForwards(t *testing.T) {
 		"nil world":   nil,
 		"empty world": {},
 		"other service's policy": newWorld([]*Service{stagingService()},
-			&Policy{Namespace: "default", Name: "x", Service: "other", Mirrors: toStaging().Mirrors}),
+			&policy.Policy{Namespace: "default", Name: "x", Service: "other", Mirrors: toStaging().Mirrors}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			out := translateValid(t, w, group)
@@ -292,8 +293,8 @@ func TestTranslateIsDeterministicAndPure(t *testing.T) {
 		a := toStaging()
 		b := toStaging()
 		b.Name = "api"
-		b.Match = Match{PathPrefix: "/api/", Methods: []string{"GET", "POST"}}
-		b.Mirrors = append(b.Mirrors, Mirror{Name: "ext", URL: &URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 15000})
+		b.Match = policy.Match{PathPrefix: "/api/", Methods: []string{"GET", "POST"}}
+		b.Mirrors = append(b.Mirrors, policy.Mirror{Name: "ext", URL: &policy.URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 15000})
 		return newWorld([]*Service{entranceService(), stagingService()}, a, b)
 	}
 	w := world()
@@ -364,7 +365,7 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 		{name: "match methods", changed: []string{R},
 			change: func(w *World) { w.Policies[0].Match.Methods = []string{"GET"} }},
 		{name: "match headers", changed: []string{R},
-			change: func(w *World) { w.Policies[0].Match.Headers = []HeaderMatch{{Name: "x-tenant", Exact: "beta"}} }},
+			change: func(w *World) { w.Policies[0].Match.Headers = []policy.HeaderMatch{{Name: "x-tenant", Exact: "beta"}} }},
 		{name: "copy headers", changed: []string{R},
 			change: func(w *World) { w.Policies[0].CopyHeaders.Remove = []string{"authorization"} }},
 		{name: "mark copies off", changed: []string{R},
@@ -383,8 +384,8 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 			}},
 		{name: "second mirror", changed: []string{R, C, T},
 			change: func(w *World) {
-				w.Policies[0].Mirrors = append(w.Policies[0].Mirrors, Mirror{Name: "ext",
-					URL: &URLTarget{Raw: "http://10.16.0.147/", Scheme: "http", Host: "10.16.0.147", Port: 80}, PartsPerMillion: 15000})
+				w.Policies[0].Mirrors = append(w.Policies[0].Mirrors, policy.Mirror{Name: "ext",
+					URL: &policy.URLTarget{Raw: "http://10.16.0.147/", Scheme: "http", Host: "10.16.0.147", Port: 80}, PartsPerMillion: 15000})
 			}},
 		{name: "policy removed", changed: []string{R, C, E, T},
 			change: func(w *World) { w.Policies = nil }},
@@ -440,21 +441,21 @@ func TestPolicySelection(t *testing.T) {
 	tests := []struct {
 		name     string
 		services []*Service
-		port     PortRef
+		port     policy.PortRef
 		ports    []nodemeta.PortPair
 		want     []string // listeners carrying the policy's mirror
 		warning  string
 	}{
-		{name: "numeric target port", services: []*Service{entranceService()}, port: PortRef{Name: "http"},
+		{name: "numeric target port", services: []*Service{entranceService()}, port: policy.PortRef{Name: "http"},
 			ports: twoPorts, want: []string{"inbound|15001"}},
-		{name: "by Service port number", services: []*Service{entranceService()}, port: PortRef{Number: 80},
+		{name: "by Service port number", services: []*Service{entranceService()}, port: policy.PortRef{Number: 80},
 			ports: twoPorts, want: []string{"inbound|15001"}},
 		{name: "only port implied", services: []*Service{entranceService()},
 			ports: twoPorts, want: []string{"inbound|15001"}},
 		{name: "target port bypasses the sidecar",
 			services: []*Service{func() *Service { s := entranceService(); s.Ports[0].TargetPort = 8080; return s }()},
 			ports:    twoPorts, warning: "targets port 8080, which is not one of this sidecar's listen ports (15001, 15002)"},
-		{name: "unknown Service port", services: []*Service{entranceService()}, port: PortRef{Name: "grpc"},
+		{name: "unknown Service port", services: []*Service{entranceService()}, port: policy.PortRef{Name: "grpc"},
 			ports: twoPorts, warning: "Service default/entrance has no port grpc"},
 		{name: "several Service ports, none named",
 			services: []*Service{func() *Service {
@@ -481,15 +482,15 @@ func TestPolicySelection(t *testing.T) {
 			ports: entranceGroup.Ports, want: []string{"inbound|15001"}},
 		{name: "named target port unresolved, two listeners", services: []*Service{named()},
 			ports: twoPorts, warning: "which no ready endpoint resolves yet"},
-		{name: "no Service, port number is a listen port", port: PortRef{Number: 15002},
+		{name: "no Service, port number is a listen port", port: policy.PortRef{Number: 15002},
 			ports: twoPorts, want: []string{"inbound|15002"}},
-		{name: "no Service, port number is not a listen port", port: PortRef{Number: 80},
+		{name: "no Service, port number is not a listen port", port: policy.PortRef{Number: 80},
 			ports: twoPorts, warning: "Service default/entrance not found and port 80 is not one of this sidecar's listen ports"},
 		{name: "no Service, no port, one listener",
 			ports: entranceGroup.Ports, want: []string{"inbound|15001"}},
 		{name: "no Service, no port, two listeners",
 			ports: twoPorts, warning: "names no port"},
-		{name: "no Service, port name", port: PortRef{Name: "http"},
+		{name: "no Service, port name", port: policy.PortRef{Name: "http"},
 			ports: entranceGroup.Ports, warning: "port http is not one of this sidecar's listen ports"},
 	}
 	for _, tt := range tests {
@@ -523,8 +524,8 @@ func TestPoliciesOfOtherServicesAndDuplicatesAreIgnored(t *testing.T) {
 	other := toStaging()
 	other.Namespace = "prod" // same Service name, other namespace
 	dup := toStaging()
-	dup.Source = Source{ConfigMap: "zz-later", Key: "a.yaml"}
-	dup.Mirrors = []Mirror{{Name: "other", Service: "other", Port: PortRef{Number: 1}, PartsPerMillion: 1}}
+	dup.Source = policy.Source{ConfigMap: "zz-later", Key: "a.yaml"}
+	dup.Mirrors = []policy.Mirror{{Name: "other", Service: "other", Port: policy.PortRef{Number: 1}, PartsPerMillion: 1}}
 	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, dup, other, toStaging()), entranceGroup)
 	got := routeMirrors(out.Routes[0])
 	want := map[string][]string{ // to-staging matches all: it is the catch-all
@@ -539,7 +540,7 @@ func TestPoliciesOfOtherServicesAndDuplicatesAreIgnored(t *testing.T) {
 }
 
 func TestRoutesOrderAndShareMirrors(t *testing.T) {
-	policy := func(name string, m Match) *Policy {
+	matchPolicy := func(name string, m policy.Match) *policy.Policy {
 		p := toStaging()
 		p.Name = name
 		p.Match = m
@@ -549,7 +550,7 @@ func TestRoutesOrderAndShareMirrors(t *testing.T) {
 	key := func(name string) string { return "shadowplane.default." + name + ".m" }
 	tests := []struct {
 		name      string
-		policies  []*Policy
+		policies  []*policy.Policy
 		routes    []string
 		mirrors   map[string][]string
 		catchAll  string
@@ -557,13 +558,13 @@ func TestRoutesOrderAndShareMirrors(t *testing.T) {
 	}{
 		{
 			name: "specificity order",
-			policies: []*Policy{
-				policy("all-get", Match{Methods: []string{"GET"}}),
-				policy("api", Match{PathPrefix: "/api/"}),
-				policy("api-v1", Match{PathPrefix: "/api/v1/"}),
-				policy("tenant", Match{PathPrefix: "/api/", Headers: []HeaderMatch{{Name: "x-tenant", Exact: "beta"}}}),
-				policy("api-read", Match{PathPrefix: "/api/", Methods: []string{"GET", "HEAD"}}),
-				policy("api-get", Match{PathPrefix: "/api/", Methods: []string{"GET"}}),
+			policies: []*policy.Policy{
+				matchPolicy("all-get", policy.Match{Methods: []string{"GET"}}),
+				matchPolicy("api", policy.Match{PathPrefix: "/api/"}),
+				matchPolicy("api-v1", policy.Match{PathPrefix: "/api/v1/"}),
+				matchPolicy("tenant", policy.Match{PathPrefix: "/api/", Headers: []policy.HeaderMatch{{Name: "x-tenant", Exact: "beta"}}}),
+				matchPolicy("api-read", policy.Match{PathPrefix: "/api/", Methods: []string{"GET", "HEAD"}}),
+				matchPolicy("api-get", policy.Match{PathPrefix: "/api/", Methods: []string{"GET"}}),
 			},
 			routes: []string{"mirror:api-v1", "mirror:tenant", "mirror:api-get", "mirror:api-read", "mirror:api", "mirror:all-get", "forward"},
 			mirrors: map[string][]string{
@@ -578,29 +579,29 @@ func TestRoutesOrderAndShareMirrors(t *testing.T) {
 		},
 		{
 			name: "identical matches share a route",
-			policies: []*Policy{
-				policy("b", Match{PathPrefix: "/x", Methods: []string{"POST", "GET"}}),
-				policy("a", Match{PathPrefix: "/x", Methods: []string{"GET", "POST"}}),
+			policies: []*policy.Policy{
+				matchPolicy("b", policy.Match{PathPrefix: "/x", Methods: []string{"POST", "GET"}}),
+				matchPolicy("a", policy.Match{PathPrefix: "/x", Methods: []string{"GET", "POST"}}),
 			},
 			routes:  []string{"mirror:a,b", "forward"},
 			mirrors: map[string][]string{"mirror:a,b": {key("a"), key("b")}, "forward": {}},
 		},
 		{
 			name: "match-all policy is the catch-all and copies everything",
-			policies: []*Policy{
-				policy("all", Match{}),
-				policy("api", Match{PathPrefix: "/api/"}),
+			policies: []*policy.Policy{
+				matchPolicy("all", policy.Match{}),
+				matchPolicy("api", policy.Match{PathPrefix: "/api/"}),
 			},
 			routes:  []string{"mirror:api", "mirror:all"},
 			mirrors: map[string][]string{"mirror:api": {key("all"), key("api")}, "mirror:all": {key("all")}},
 		},
 		{
 			name: "partial overlaps are not merged",
-			policies: []*Policy{
-				policy("api", Match{PathPrefix: "/api/"}),
-				policy("posts", Match{Methods: []string{"POST"}}),
-				policy("beta", Match{Headers: []HeaderMatch{{Name: "x-tenant", Exact: "beta"}}}),
-				policy("beta-prefix", Match{Headers: []HeaderMatch{{Name: "x-tenant", Prefix: "beta"}}}),
+			policies: []*policy.Policy{
+				matchPolicy("api", policy.Match{PathPrefix: "/api/"}),
+				matchPolicy("posts", policy.Match{Methods: []string{"POST"}}),
+				matchPolicy("beta", policy.Match{Headers: []policy.HeaderMatch{{Name: "x-tenant", Exact: "beta"}}}),
+				matchPolicy("beta-prefix", policy.Match{Headers: []policy.HeaderMatch{{Name: "x-tenant", Prefix: "beta"}}}),
 			},
 			routes: []string{"mirror:api", "mirror:beta", "mirror:beta-prefix", "mirror:posts", "forward"},
 			mirrors: map[string][]string{
@@ -610,9 +611,9 @@ func TestRoutesOrderAndShareMirrors(t *testing.T) {
 		},
 		{
 			name: "path prefix is a string prefix",
-			policies: []*Policy{
-				policy("short", Match{PathPrefix: "/api"}),
-				policy("long", Match{PathPrefix: "/apiv2"}),
+			policies: []*policy.Policy{
+				matchPolicy("short", policy.Match{PathPrefix: "/api"}),
+				matchPolicy("long", policy.Match{PathPrefix: "/apiv2"}),
 			},
 			routes:  []string{"mirror:long", "mirror:short", "forward"},
 			mirrors: map[string][]string{"mirror:long": {key("long"), key("short")}, "mirror:short": {key("short")}, "forward": {}},
@@ -644,10 +645,10 @@ func TestRoutesOrderAndShareMirrors(t *testing.T) {
 
 func TestRouteMatchShape(t *testing.T) {
 	p := toStaging()
-	p.Match = Match{
+	p.Match = policy.Match{
 		PathPrefix: "/entrance/",
 		Methods:    []string{"GET", "POST"},
-		Headers: []HeaderMatch{
+		Headers: []policy.HeaderMatch{
 			{Name: "host", Exact: "shop.example.com"},
 			{Name: "x-debug", Present: true},
 			{Name: "x-tenant", Exact: "beta"},
@@ -657,7 +658,7 @@ func TestRouteMatchShape(t *testing.T) {
 	}
 	single := toStaging()
 	single.Name = "single"
-	single.Match = Match{PathPrefix: "/", Methods: []string{"DELETE"}}
+	single.Match = policy.Match{PathPrefix: "/", Methods: []string{"DELETE"}}
 	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, p, single), entranceGroup)
 	routes := policyRoutes(out.Routes[0])
 	m := routes[0].GetMatch()
@@ -700,14 +701,14 @@ func TestRouteMatchShape(t *testing.T) {
 
 func TestMirrorPolicyShape(t *testing.T) {
 	p := toStaging()
-	p.CopyHeaders = CopyHeaders{
+	p.CopyHeaders = policy.CopyHeaders{
 		Remove: []string{"authorization", "cookie"},
-		Set:    []HeaderValue{{Name: "x-env", Value: "100% test"}},
+		Set:    []policy.HeaderValue{{Name: "x-env", Value: "100% test"}},
 	}
 	p.Mirrors = append(p.Mirrors,
-		Mirror{Name: "ext", URL: &URLTarget{Raw: "http://shadow.example.com:8080/x", Scheme: "http", Host: "shadow.example.com", Port: 8080}, PartsPerMillion: 15000},
-		Mirror{Name: "tls", URL: &URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 1},
-		Mirror{Name: "v6", URL: &URLTarget{Raw: "http://[fd00::1]:81", Scheme: "http", Host: "fd00::1", Port: 81}, PartsPerMillion: 1},
+		policy.Mirror{Name: "ext", URL: &policy.URLTarget{Raw: "http://shadow.example.com:8080/x", Scheme: "http", Host: "shadow.example.com", Port: 8080}, PartsPerMillion: 15000},
+		policy.Mirror{Name: "tls", URL: &policy.URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 1},
+		policy.Mirror{Name: "v6", URL: &policy.URLTarget{Raw: "http://[fd00::1]:81", Scheme: "http", Host: "fd00::1", Port: 81}, PartsPerMillion: 1},
 	)
 	suffixed := toStaging()
 	suffixed.Name = "suffixed"
@@ -731,7 +732,7 @@ func TestMirrorPolicyShape(t *testing.T) {
 		if rf.GetDefaultValue() == nil || rf.GetDefaultValue().GetNumerator() != 0 || rf.GetDefaultValue().GetDenominator().String() != "MILLION" {
 			t.Errorf("mirror %d: default value %v, want 0/MILLION (the percent lives in RTDS only)", i, rf.GetDefaultValue())
 		}
-		if want := RuntimeKey(p, p.Mirrors[i]); rf.GetRuntimeKey() != want {
+		if want := policy.RuntimeKey(p, p.Mirrors[i]); rf.GetRuntimeKey() != want {
 			t.Errorf("mirror %d: runtime key %q, want %q", i, rf.GetRuntimeKey(), want)
 		}
 		if !m.GetDisableShadowHostSuffixAppend() || m.GetTraceSampled() != nil {
@@ -775,18 +776,18 @@ func TestMirrorPolicyShape(t *testing.T) {
 
 func TestShadowClusters(t *testing.T) {
 	p := toStaging()
-	p.Guard = Guard{MaxRequests: 10, ConnectTimeout: time.Second, MaxBodyBytes: 8 << 20}
+	p.Guard = policy.Guard{MaxRequests: 10, ConnectTimeout: time.Second, MaxBodyBytes: 8 << 20}
 	p.Mirrors = append(p.Mirrors,
-		Mirror{Name: "gone", Service: "gone", Namespace: "qa", Port: PortRef{Name: "http"}, PartsPerMillion: 1},
-		Mirror{Name: "noport", Service: "entrance", Namespace: "staging", Port: PortRef{Name: "grpc"}, PartsPerMillion: 1},
-		Mirror{Name: "ip", URL: &URLTarget{Raw: "http://10.16.0.147", Scheme: "http", Host: "10.16.0.147", Port: 80}, PartsPerMillion: 1},
-		Mirror{Name: "tls", URL: &URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 1},
+		policy.Mirror{Name: "gone", Service: "gone", Namespace: "qa", Port: policy.PortRef{Name: "http"}, PartsPerMillion: 1},
+		policy.Mirror{Name: "noport", Service: "entrance", Namespace: "staging", Port: policy.PortRef{Name: "grpc"}, PartsPerMillion: 1},
+		policy.Mirror{Name: "ip", URL: &policy.URLTarget{Raw: "http://10.16.0.147", Scheme: "http", Host: "10.16.0.147", Port: 80}, PartsPerMillion: 1},
+		policy.Mirror{Name: "tls", URL: &policy.URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 1},
 	)
 	// A second policy shares the staging cluster with a tighter guard.
 	q := toStaging()
 	q.Name = "other"
 	q.Match.PathPrefix = "/other"
-	q.Guard = Guard{MaxConnections: 3, MaxRequests: 50, ConnectTimeout: 2 * time.Second, MaxBodyBytes: 1 << 20}
+	q.Guard = policy.Guard{MaxConnections: 3, MaxRequests: 50, ConnectTimeout: 2 * time.Second, MaxBodyBytes: 1 << 20}
 	out := translateValid(t, newWorld([]*Service{entranceService(), stagingService()}, p, q), entranceGroup)
 
 	want := []string{
@@ -818,7 +819,7 @@ func TestShadowClusters(t *testing.T) {
 	}
 	th := staging.GetCircuitBreakers().GetThresholds()[0]
 	if th.GetMaxConnections().GetValue() != 3 || th.GetMaxRequests().GetValue() != 10 ||
-		th.GetMaxPendingRequests().GetValue() != DefaultMaxPendingRequests || th.GetMaxRetries() == nil ||
+		th.GetMaxPendingRequests().GetValue() != policy.DefaultMaxPendingRequests || th.GetMaxRetries() == nil ||
 		th.GetMaxRetries().GetValue() != 0 || !th.GetTrackRemaining() {
 		t.Errorf("shared cluster thresholds = %v, want the tightest of both guards", th)
 	}
@@ -911,10 +912,10 @@ func TestShadowEndpoints(t *testing.T) {
 			{Address: "10.1.0.2", Ports: map[string]int32{}},             // no number for http
 		}}
 	p := toStaging()
-	p.Mirrors = []Mirror{
-		{Name: "http", Service: "entrance", Namespace: "staging", Port: PortRef{Name: "http"}, PartsPerMillion: 1},
-		{Name: "admin", Service: "entrance", Namespace: "staging", Port: PortRef{Number: 9000}, PartsPerMillion: 1},
-		{Name: "empty", Service: "empty", Namespace: "staging", Port: PortRef{Number: 80}, PartsPerMillion: 1},
+	p.Mirrors = []policy.Mirror{
+		{Name: "http", Service: "entrance", Namespace: "staging", Port: policy.PortRef{Name: "http"}, PartsPerMillion: 1},
+		{Name: "admin", Service: "entrance", Namespace: "staging", Port: policy.PortRef{Number: 9000}, PartsPerMillion: 1},
+		{Name: "empty", Service: "empty", Namespace: "staging", Port: policy.PortRef{Number: 80}, PartsPerMillion: 1},
 	}
 	empty := &Service{Namespace: "staging", Name: "empty", Ports: []ServicePort{{Port: 80, TargetPort: 8080}}}
 	out := translateValid(t, newWorld([]*Service{entranceService(), named, empty}, p), entranceGroup)
@@ -950,7 +951,7 @@ func TestShadowEndpoints(t *testing.T) {
 
 func TestRuntimeLayer(t *testing.T) {
 	p := toStaging()
-	p.Mirrors = append(p.Mirrors, Mirror{Name: "ext", URL: &URLTarget{Raw: "http://10.0.9.9", Scheme: "http", Host: "10.0.9.9", Port: 80}, PartsPerMillion: 15000})
+	p.Mirrors = append(p.Mirrors, policy.Mirror{Name: "ext", URL: &policy.URLTarget{Raw: "http://10.0.9.9", Scheme: "http", Host: "10.0.9.9", Port: 80}, PartsPerMillion: 15000})
 	paused := toStaging()
 	paused.Name = "paused"
 	paused.Match.PathPrefix = "/p"
@@ -960,7 +961,7 @@ func TestRuntimeLayer(t *testing.T) {
 	g.Ports = []nodemeta.PortPair{{Listen: 15001, App: 8080}, {Listen: 15002, App: 8080}}
 	both := toStaging()
 	both.Name = "both"
-	both.Port = PortRef{}
+	both.Port = policy.PortRef{}
 	svc := entranceService()
 	svc.Ports[0].TargetPort = 0
 	svc.Ports[0].TargetPortName = "proxy"
@@ -1005,7 +1006,7 @@ func TestDuplicateListenPortsKeepTheFirst(t *testing.T) {
 func TestSelfMirrorWarns(t *testing.T) {
 	p := toStaging()
 	p.Mirrors[0].Namespace = ""
-	p.Mirrors[0].Port = PortRef{Name: "http"}
+	p.Mirrors[0].Port = policy.PortRef{Name: "http"}
 	out := translateValid(t, newWorld([]*Service{entranceService()}, p), entranceGroup)
 	if !hasWarning(out, "targets Service default/entrance, the Service the policy copies from") {
 		t.Errorf("warnings = %q", out.Warnings)
@@ -1026,8 +1027,8 @@ func TestCopyPassthroughRoute(t *testing.T) {
 		t.Fatalf("first route = %v, want %s without mirrors", first, copyPassthroughRouteName)
 	}
 	hs := first.GetMatch().GetHeaders()
-	if first.GetMatch().GetPrefix() != "/" || len(hs) != 1 || hs[0].GetName() != CopyMarkerHeader || !hs[0].GetPresentMatch() {
-		t.Errorf("passthrough match = %v, want prefix / and %s present", first.GetMatch(), CopyMarkerHeader)
+	if first.GetMatch().GetPrefix() != "/" || len(hs) != 1 || hs[0].GetName() != policy.CopyMarkerHeader || !hs[0].GetPresentMatch() {
+		t.Errorf("passthrough match = %v, want prefix / and %s present", first.GetMatch(), policy.CopyMarkerHeader)
 	}
 	if first.GetRoute().GetCluster() != "app|8080" {
 		t.Errorf("passthrough goes to %q, want the app", first.GetRoute().GetCluster())

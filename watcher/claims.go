@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // claim is one definition of a policy name found in a key.
@@ -13,24 +13,24 @@ type claim struct {
 	name    string
 	index   int // position in the key's policies list
 	// policy is the version read now; nil when the entry is invalid.
-	policy *translator.Policy
+	policy *policy.Policy
 	// kept is the last valid version, kept because its key cannot be read
 	// now (or holds an entry whose name cannot be read).
-	kept *translator.Policy
+	kept *policy.Policy
 	// errs are the parser's errors and warnings about this entry.
-	errs []*translator.PolicyError
+	errs []*policy.PolicyError
 }
 
 // claimsOfKey turns the parse result of one key into claims on policy names,
 // plus the verdicts about the key itself and its unnamed entries.
-func claimsOfKey(k parsedKey, prev map[policyID]*translator.Policy) ([]claim, []verdict) {
+func claimsOfKey(k parsedKey, prev map[policyID]*policy.Policy) ([]claim, []verdict) {
 	type entry struct {
 		name  string
 		index int
 	}
-	var keyErrs []*translator.PolicyError
-	unnamed := map[int][]*translator.PolicyError{}
-	named := map[entry][]*translator.PolicyError{}
+	var keyErrs []*policy.PolicyError
+	unnamed := map[int][]*policy.PolicyError{}
+	named := map[entry][]*policy.PolicyError{}
 	for _, e := range k.errs {
 		switch {
 		case e.Policy != "":
@@ -103,7 +103,7 @@ func claimsOfKey(k parsedKey, prev map[policyID]*translator.Policy) ([]claim, []
 
 // keptClaims claims, for the policies in force that were last read from
 // source and are not named in skip, their last valid version.
-func keptClaims(source keySource, prev map[policyID]*translator.Policy, skip map[string]bool) []claim {
+func keptClaims(source keySource, prev map[policyID]*policy.Policy, skip map[string]bool) []claim {
 	var out []claim
 	for id, p := range prev {
 		if id.Namespace != source.Namespace || p.Source.ConfigMap != source.ConfigMap || p.Source.Key != source.Key || skip[id.Name] {

@@ -18,6 +18,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -164,7 +165,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // policyOf finds a policy in a World.
-func policyOf(w *translator.World, ns, name string) *translator.Policy {
+func policyOf(w *translator.World, ns, name string) *policy.Policy {
 	for _, p := range w.Policies {
 		if p.Namespace == ns && p.Name == name {
 			return p

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // appliedMessage describes a policy in force for its PolicyApplied Event, e.g.
 // "policy p applied: copies 25% of entrance:http to staging/entrance:8080,
 // 1.5% to http://10.16.0.147/entrance/".
-func appliedMessage(p *translator.Policy) string {
+func appliedMessage(p *policy.Policy) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "policy %s applied: copies ", p.Name)
 	source := p.Service
@@ -31,7 +31,7 @@ func appliedMessage(p *translator.Policy) string {
 }
 
 // describeTarget names a mirror target as a user wrote it.
-func describeTarget(m translator.Mirror) string {
+func describeTarget(m policy.Mirror) string {
 	if m.URL != nil {
 		return m.URL.Raw
 	}

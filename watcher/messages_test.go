@@ -3,7 +3,7 @@ package watcher
 import (
 	"testing"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 func TestFormatPercent(t *testing.T) {
@@ -29,26 +29,26 @@ func TestFormatPercent(t *testing.T) {
 func TestAppliedMessage(t *testing.T) {
 	tests := []struct {
 		name   string
-		policy *translator.Policy
+		policy *policy.Policy
 		want   string
 	}{
 		{
 			name: "service and url mirrors",
-			policy: &translator.Policy{
-				Name: "entrance-to-staging", Service: "entrance", Port: translator.PortRef{Name: "http"},
-				Mirrors: []translator.Mirror{
-					{Service: "entrance", Namespace: "staging", Port: translator.PortRef{Number: 8080}, PartsPerMillion: 250000},
-					{URL: &translator.URLTarget{Raw: "http://10.16.0.147/entrance/"}, PartsPerMillion: 15000},
+			policy: &policy.Policy{
+				Name: "entrance-to-staging", Service: "entrance", Port: policy.PortRef{Name: "http"},
+				Mirrors: []policy.Mirror{
+					{Service: "entrance", Namespace: "staging", Port: policy.PortRef{Number: 8080}, PartsPerMillion: 250000},
+					{URL: &policy.URLTarget{Raw: "http://10.16.0.147/entrance/"}, PartsPerMillion: 15000},
 				},
 			},
 			want: "policy entrance-to-staging applied: copies 25% of entrance:http to staging/entrance:8080, 1.5% to http://10.16.0.147/entrance/",
 		},
 		{
 			name: "only port, with a match",
-			policy: &translator.Policy{
+			policy: &policy.Policy{
 				Name: "p", Service: "web",
-				Match:   translator.Match{PathPrefix: "/api/"},
-				Mirrors: []translator.Mirror{{Service: "web-shadow", Namespace: "ns", PartsPerMillion: 0}},
+				Match:   policy.Match{PathPrefix: "/api/"},
+				Mirrors: []policy.Mirror{{Service: "web-shadow", Namespace: "ns", PartsPerMillion: 0}},
 			},
 			want: "policy p applied: copies 0% of web to ns/web-shadow (matching requests only)",
 		},

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -41,8 +42,8 @@ type Options struct {
 	// MaxDelay is the longest a burst of changes may hold a World back
 	// (default DefaultMaxDelay; raised to Debounce if smaller).
 	MaxDelay time.Duration
-	// ParseOptions are passed to translator.ParsePolicies.
-	ParseOptions translator.ParseOptions
+	// ParseOptions are passed to policy.ParsePolicies.
+	ParseOptions policy.ParseOptions
 	// Logger receives every verdict and lifecycle message (default: hclog's
 	// default logger named "watcher").
 	Logger hclog.Logger

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -23,11 +24,11 @@ func compareKeySources(a, b keySource) int {
 	)
 }
 
-// parsedKey is what translator.ParsePolicies made of one data key.
+// parsedKey is what policy.ParsePolicies made of one data key.
 type parsedKey struct {
 	source   keySource
-	policies []*translator.Policy
-	errs     []*translator.PolicyError
+	policies []*policy.Policy
+	errs     []*policy.PolicyError
 }
 
 // policyID names a policy: names are unique within a namespace.
@@ -39,8 +40,11 @@ type policyID struct {
 // outcome is the result of reconciling the policy keys with the policies in
 // force.
 type outcome struct {
-	inForce  map[policyID]*translator.Policy
+	inForce  map[policyID]*policy.Policy
 	verdicts []verdict
+	// problems are every parse, reference and duplicate-name problem
+	// found, in key order, then by policy name.
+	problems []*policy.PolicyError
 }
 
 // reconcile decides which policies are in force, given the policies in force
@@ -57,10 +61,11 @@ type outcome struct {
 //     first by (ConfigMap, key, position) wins and the others are rejected.
 //
 // It never modifies prev or anything reachable from keys.
-func reconcile(prev map[policyID]*translator.Policy, keys []parsedKey, world *translator.World) outcome {
-	out := outcome{inForce: map[policyID]*translator.Policy{}}
+func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *translator.World) outcome {
+	out := outcome{inForce: map[policyID]*policy.Policy{}}
 	byName := map[policyID][]claim{}
 	for _, k := range keys {
+		out.problems = append(out.problems, k.errs...)
 		claims, verdicts := claimsOfKey(k, prev)
 		out.verdicts = append(out.verdicts, verdicts...)
 		for _, c := range claims {
@@ -76,7 +81,8 @@ func reconcile(prev map[policyID]*translator.Policy, keys []parsedKey, world *tr
 	for _, id := range ids {
 		claims := byName[id]
 		winner := claims[0]
-		inForce, v := judge(winner, prev[id], world)
+		inForce, v, refs := judge(winner, prev[id], world)
+		out.problems = append(out.problems, refs...)
 		if inForce != nil {
 			out.inForce[id] = inForce
 		}
@@ -87,7 +93,13 @@ func reconcile(prev map[policyID]*translator.Policy, keys []parsedKey, world *tr
 			if dup.kept != nil {
 				continue // its key's own verdict already speaks for it
 			}
-			out.verdicts = append(out.verdicts, duplicateVerdict(dup, winner))
+			e := duplicateError(dup, winner)
+			out.problems = append(out.problems, e)
+			out.verdicts = append(out.verdicts, verdict{
+				subject: dup.subject,
+				policy:  dup.policy,
+				notes:   errorNotes([]*policy.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
+			})
 		}
 	}
 	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
@@ -110,13 +122,14 @@ func comparePolicyIDs(a, b policyID) int {
 }
 
 // judge decides what the winning definition of a policy name puts in force
-// and what to report about it. last is the version in force so far, if any.
-func judge(c claim, last *translator.Policy, world *translator.World) (*translator.Policy, *verdict) {
+// and what to report about it, and returns the problems CheckReferences
+// found. last is the version in force so far, if any.
+func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Policy, *verdict, []*policy.PolicyError) {
 	if c.kept != nil {
-		return c.kept, nil
+		return c.kept, nil, nil
 	}
 	v := &verdict{subject: c.subject, policy: c.policy}
-	var refs []*translator.PolicyError
+	var refs []*policy.PolicyError
 	if c.policy != nil && !hasError(c.errs) {
 		refs = translator.CheckReferences(c.policy, world)
 	}
@@ -126,19 +139,19 @@ func judge(c claim, last *translator.Policy, world *translator.World) (*translat
 		if len(refs) == 0 {
 			v.notes = append(v.notes, note{eventType: eventNormal, reason: ReasonPolicyApplied, message: appliedMessage(c.policy)})
 		}
-		return c.policy, v
+		return c.policy, v, refs
 	}
 	suffix := "; the policy is not in force"
 	if last != nil {
 		suffix = "; the last valid version stays in force"
 	}
 	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), errorNotes(refs, ReasonTargetMissing, suffix)...)
-	return last, v
+	return last, v, refs
 }
 
-// duplicateVerdict rejects a definition whose name an earlier one took.
-func duplicateVerdict(dup, winner claim) verdict {
-	e := &translator.PolicyError{
+// duplicateError rejects a definition whose name an earlier one took.
+func duplicateError(dup, winner claim) *policy.PolicyError {
+	return &policy.PolicyError{
 		Namespace: dup.subject.source.Namespace,
 		ConfigMap: dup.subject.source.ConfigMap,
 		Key:       dup.subject.source.Key,
@@ -148,21 +161,16 @@ func duplicateVerdict(dup, winner claim) verdict {
 		Message: fmt.Sprintf("policy name %q is already used in this namespace by ConfigMap %s key %s; names must be unique within a namespace, so rename one of them",
 			dup.name, winner.subject.source.ConfigMap, winner.subject.source.Key),
 	}
-	return verdict{
-		subject: dup.subject,
-		policy:  dup.policy,
-		notes:   errorNotes([]*translator.PolicyError{e}, ReasonPolicyWarning, "; this definition is ignored"),
-	}
 }
 
 // hasError reports whether errs holds anything but warnings.
-func hasError(errs []*translator.PolicyError) bool {
-	return slices.ContainsFunc(errs, func(e *translator.PolicyError) bool { return !e.Warning })
+func hasError(errs []*policy.PolicyError) bool {
+	return slices.ContainsFunc(errs, func(e *policy.PolicyError) bool { return !e.Warning })
 }
 
 // errorNotes turns policy errors into Event notes: errors are rejections,
 // with errorSuffix saying what stays in force; warnings get warningReason.
-func errorNotes(errs []*translator.PolicyError, warningReason, errorSuffix string) []note {
+func errorNotes(errs []*policy.PolicyError, warningReason, errorSuffix string) []note {
 	out := make([]note, 0, len(errs))
 	for _, e := range errs {
 		if e.Warning {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -22,39 +23,39 @@ func testWorld() *translator.World {
 }
 
 // mirrorPolicy copies ppm of web:http to the Service target.
-func mirrorPolicy(cm, key string, index int, name, target string, ppm uint32) *translator.Policy {
-	return &translator.Policy{
+func mirrorPolicy(cm, key string, index int, name, target string, ppm uint32) *policy.Policy {
+	return &policy.Policy{
 		Namespace:  testNS,
 		Name:       name,
-		Source:     translator.Source{ConfigMap: cm, Key: key, Index: index},
+		Source:     policy.Source{ConfigMap: cm, Key: key, Index: index},
 		Service:    "web",
-		Port:       translator.PortRef{Name: "http"},
+		Port:       policy.PortRef{Name: "http"},
 		MarkCopies: true,
-		Mirrors: []translator.Mirror{{
+		Mirrors: []policy.Mirror{{
 			Name: testNS + "." + target + ".http", Service: target, Namespace: testNS,
-			Port: translator.PortRef{Name: "http"}, PartsPerMillion: ppm,
+			Port: policy.PortRef{Name: "http"}, PartsPerMillion: ppm,
 		}},
 	}
 }
 
-func validPolicy(cm, key string, index int, name string, ppm uint32) *translator.Policy {
+func validPolicy(cm, key string, index int, name string, ppm uint32) *policy.Policy {
 	return mirrorPolicy(cm, key, index, name, "web-shadow", ppm)
 }
 
-func policyErr(cm, key string, index int, name, field, msg string) *translator.PolicyError {
-	return &translator.PolicyError{Namespace: testNS, ConfigMap: cm, Key: key, Policy: name, Index: index, Field: field, Message: msg}
+func policyErr(cm, key string, index int, name, field, msg string) *policy.PolicyError {
+	return &policy.PolicyError{Namespace: testNS, ConfigMap: cm, Key: key, Policy: name, Index: index, Field: field, Message: msg}
 }
 
-func keyErr(cm, key, msg string) *translator.PolicyError {
+func keyErr(cm, key, msg string) *policy.PolicyError {
 	return policyErr(cm, key, -1, "", "", msg)
 }
 
-func pkey(cm, key string, policies []*translator.Policy, errs ...*translator.PolicyError) parsedKey {
+func pkey(cm, key string, policies []*policy.Policy, errs ...*policy.PolicyError) parsedKey {
 	return parsedKey{source: keySource{Namespace: testNS, ConfigMap: cm, Key: key}, policies: policies, errs: errs}
 }
 
-func inForce(policies ...*translator.Policy) map[policyID]*translator.Policy {
-	m := map[policyID]*translator.Policy{}
+func inForce(policies ...*policy.Policy) map[policyID]*policy.Policy {
+	m := map[policyID]*policy.Policy{}
 	for _, p := range policies {
 		m[policyID{Namespace: p.Namespace, Name: p.Name}] = p
 	}
@@ -91,22 +92,22 @@ func TestReconcile(t *testing.T) {
 
 	tests := []struct {
 		name        string
-		prev        map[policyID]*translator.Policy
+		prev        map[policyID]*policy.Policy
 		keys        []parsedKey
 		world       *translator.World
-		wantInForce map[policyID]*translator.Policy
+		wantInForce map[policyID]*policy.Policy
 		wantNotes   []wantNote
 	}{
 		{
 			name:        "valid policy is applied",
-			keys:        []parsedKey{pkey("a", "p.yaml", []*translator.Policy{v1})},
+			keys:        []parsedKey{pkey("a", "p.yaml", []*policy.Policy{v1})},
 			wantInForce: inForce(v1),
 			wantNotes:   []wantNote{{"a/p.yaml:p1", ReasonPolicyApplied, "policy p1 applied: copies 25% of web:http to ns/web-shadow:http"}},
 		},
 		{
 			name:        "valid edit replaces the version in force",
 			prev:        inForce(v1),
-			keys:        []parsedKey{pkey("a", "p.yaml", []*translator.Policy{v2})},
+			keys:        []parsedKey{pkey("a", "p.yaml", []*policy.Policy{v2})},
 			wantInForce: inForce(v2),
 			wantNotes:   []wantNote{{"a/p.yaml:p1", ReasonPolicyApplied, "copies 50% of"}},
 		},
@@ -128,7 +129,7 @@ func TestReconcile(t *testing.T) {
 			name: "key-wide error keeps every policy last read from the key",
 			prev: inForce(v1, p2, p3),
 			keys: []parsedKey{
-				pkey("a", "other.yaml", []*translator.Policy{p3}),
+				pkey("a", "other.yaml", []*policy.Policy{p3}),
 				pkey("a", "p.yaml", nil, keyErr("a", "p.yaml", "invalid YAML: line 3: mapping values are not allowed")),
 			},
 			wantInForce: inForce(v1, p2, p3),
@@ -146,14 +147,14 @@ func TestReconcile(t *testing.T) {
 		{
 			name:        "policy dropped from a valid key is removed",
 			prev:        inForce(v1, p2),
-			keys:        []parsedKey{pkey("a", "p.yaml", []*translator.Policy{v1})},
+			keys:        []parsedKey{pkey("a", "p.yaml", []*policy.Policy{v1})},
 			wantInForce: inForce(v1),
 			wantNotes:   []wantNote{{"a/p.yaml:p1", ReasonPolicyApplied, "policy p1 applied"}},
 		},
 		{
 			name:        "deleted key or ConfigMap removes its policies",
 			prev:        inForce(v1, p2, p3),
-			keys:        []parsedKey{pkey("a", "other.yaml", []*translator.Policy{p3})},
+			keys:        []parsedKey{pkey("a", "other.yaml", []*policy.Policy{p3})},
 			wantInForce: inForce(p3),
 			wantNotes:   []wantNote{{"a/other.yaml:p3", ReasonPolicyApplied, "policy p3 applied"}},
 		},
@@ -161,8 +162,8 @@ func TestReconcile(t *testing.T) {
 			name: "duplicate across ConfigMaps: the first ConfigMap wins",
 			prev: inForce(fromB),
 			keys: []parsedKey{
-				pkey("a", "p.yaml", []*translator.Policy{v1}),
-				pkey("b", "p.yaml", []*translator.Policy{fromB}),
+				pkey("a", "p.yaml", []*policy.Policy{v1}),
+				pkey("b", "p.yaml", []*policy.Policy{fromB}),
 			},
 			wantInForce: inForce(v1),
 			wantNotes: []wantNote{
@@ -173,8 +174,8 @@ func TestReconcile(t *testing.T) {
 		{
 			name: "duplicate across keys of one ConfigMap: the first key wins",
 			keys: []parsedKey{
-				pkey("a", "other.yaml", []*translator.Policy{validPolicy("a", "other.yaml", 0, "p1", 1)}),
-				pkey("a", "p.yaml", []*translator.Policy{v1}),
+				pkey("a", "other.yaml", []*policy.Policy{validPolicy("a", "other.yaml", 0, "p1", 1)}),
+				pkey("a", "p.yaml", []*policy.Policy{v1}),
 			},
 			wantInForce: inForce(validPolicy("a", "other.yaml", 0, "p1", 1)),
 			wantNotes: []wantNote{
@@ -187,7 +188,7 @@ func TestReconcile(t *testing.T) {
 			prev: inForce(fromB),
 			keys: []parsedKey{
 				pkey("a", "p.yaml", nil, policyErr("a", "p.yaml", 0, "p1", "port", "bad")),
-				pkey("b", "p.yaml", []*translator.Policy{fromB}),
+				pkey("b", "p.yaml", []*policy.Policy{fromB}),
 			},
 			wantInForce: inForce(fromB),
 			wantNotes: []wantNote{
@@ -198,7 +199,7 @@ func TestReconcile(t *testing.T) {
 		{
 			name: "unnamed entry keeps the policies it may replace",
 			prev: inForce(v1, p2),
-			keys: []parsedKey{pkey("a", "p.yaml", []*translator.Policy{v2},
+			keys: []parsedKey{pkey("a", "p.yaml", []*policy.Policy{v2},
 				policyErr("a", "p.yaml", 1, "", "name", "is required"))},
 			wantInForce: inForce(v2, p2),
 			wantNotes: []wantNote{
@@ -218,9 +219,9 @@ func TestReconcile(t *testing.T) {
 		{
 			name: "reference error is rejected and keeps the last valid version",
 			prev: inForce(v1),
-			keys: []parsedKey{pkey("a", "p.yaml", []*translator.Policy{func() *translator.Policy {
+			keys: []parsedKey{pkey("a", "p.yaml", []*policy.Policy{func() *policy.Policy {
 				p := validPolicy("a", "p.yaml", 0, "p1", 500000)
-				p.Port = translator.PortRef{Name: "grpc"}
+				p.Port = policy.PortRef{Name: "grpc"}
 				return p
 			}()})},
 			wantInForce: inForce(v1),
@@ -228,13 +229,13 @@ func TestReconcile(t *testing.T) {
 		},
 		{
 			name:        "missing target keeps the policy in force",
-			keys:        []parsedKey{pkey("a", "p.yaml", []*translator.Policy{mirrorPolicy("a", "p.yaml", 0, "p1", "absent", 10000)})},
+			keys:        []parsedKey{pkey("a", "p.yaml", []*policy.Policy{mirrorPolicy("a", "p.yaml", 0, "p1", "absent", 10000)})},
 			wantInForce: inForce(mirrorPolicy("a", "p.yaml", 0, "p1", "absent", 10000)),
 			wantNotes:   []wantNote{{"a/p.yaml:p1", ReasonTargetMissing, `mirrors[0].service: Service "ns/absent" does not exist`}},
 		},
 		{
 			name: "parser warning keeps the policy in force",
-			keys: []parsedKey{pkey("a", "p.yaml", []*translator.Policy{v1}, func() *translator.PolicyError {
+			keys: []parsedKey{pkey("a", "p.yaml", []*policy.Policy{v1}, func() *policy.PolicyError {
 				e := policyErr("a", "p.yaml", 0, "p1", "guard", "is generous")
 				e.Warning = true
 				return e
@@ -276,7 +277,7 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-func checkInForce(t *testing.T, got, want map[policyID]*translator.Policy) {
+func checkInForce(t *testing.T, got, want map[policyID]*policy.Policy) {
 	t.Helper()
 	for id, w := range want {
 		g := got[id]

@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/shadowplane/shadowplane/internal/contenthash"
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // Event reasons recorded on policy ConfigMaps.
@@ -51,7 +51,7 @@ type subject struct {
 type verdict struct {
 	subject subject
 	// policy is the valid version read from the subject, if any.
-	policy *translator.Policy
+	policy *policy.Policy
 	notes  []note
 }
 
@@ -101,7 +101,7 @@ func newReporter(recorder record.EventRecorder, log hclog.Logger) *reporter {
 // report records the verdicts that changed since the last call, and the
 // removal of policies that were in force (prev) and no longer are.
 // configMap finds a ConfigMap in the informer cache; nil when it is gone.
-func (r *reporter) report(o outcome, prev map[policyID]*translator.Policy, configMap func(namespace, name string) *corev1.ConfigMap) {
+func (r *reporter) report(o outcome, prev map[policyID]*policy.Policy, configMap func(namespace, name string) *corev1.ConfigMap) {
 	current := make(map[subject]string, len(o.verdicts))
 	for _, v := range o.verdicts {
 		fp := v.fingerprint()
@@ -153,7 +153,7 @@ func (r *reporter) record(cm *corev1.ConfigMap, s subject, n note) {
 
 // sortedIDs returns the keys of a policy map in order, so reports are
 // deterministic.
-func sortedIDs(m map[policyID]*translator.Policy) []policyID {
+func sortedIDs(m map[policyID]*policy.Policy) []policyID {
 	ids := make([]policyID, 0, len(m))
 	for id := range m {
 		ids = append(ids, id)

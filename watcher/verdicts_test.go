@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -41,9 +42,9 @@ func TestReporterReportsEachChangeOnce(t *testing.T) {
 	r := newReporter(rec, hclog.NewNullLogger())
 	cms := configMapFinder([]*corev1.ConfigMap{policyConfigMap(testNS, "a", nil)})
 	world := testWorld()
-	keysWith := func(p ...*translator.Policy) []parsedKey { return []parsedKey{pkey("a", "p.yaml", p)} }
+	keysWith := func(p ...*policy.Policy) []parsedKey { return []parsedKey{pkey("a", "p.yaml", p)} }
 
-	var state map[policyID]*translator.Policy = inForce()
+	var state map[policyID]*policy.Policy = inForce()
 	step := func(keys []parsedKey, w *translator.World) []string {
 		o := reconcile(state, keys, w)
 		r.report(o, state, cms)
@@ -81,7 +82,7 @@ func TestReporterTargetMissingThenApplied(t *testing.T) {
 	rec := record.NewFakeRecorder(100)
 	r := newReporter(rec, hclog.NewNullLogger())
 	cms := configMapFinder([]*corev1.ConfigMap{policyConfigMap(testNS, "a", nil)})
-	keys := []parsedKey{pkey("a", "p.yaml", []*translator.Policy{mirrorPolicy("a", "p.yaml", 0, "p1", "staging", 10000)})}
+	keys := []parsedKey{pkey("a", "p.yaml", []*policy.Policy{mirrorPolicy("a", "p.yaml", 0, "p1", "staging", 10000)})}
 
 	state := inForce()
 	step := func(w *translator.World) []string {

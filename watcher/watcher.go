@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // Watcher watches Services, EndpointSlices and policy ConfigMaps and hands
@@ -35,7 +35,7 @@ type Watcher struct {
 	synced  atomic.Bool
 
 	// Owned by the goroutine in Run.
-	inForce map[policyID]*translator.Policy
+	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
 }
 
@@ -54,7 +54,7 @@ func New(opts Options) (*Watcher, error) {
 		selector: selector,
 		debounce: newDebouncer(opts.clock, opts.Debounce, opts.MaxDelay),
 		metrics:  m,
-		inForce:  map[policyID]*translator.Policy{},
+		inForce:  map[policyID]*policy.Policy{},
 		parsed:   map[keySource]cachedParse{},
 	}
 	recorder := opts.Recorder

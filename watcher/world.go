@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -17,12 +18,13 @@ import (
 // keys are not parsed again on every change elsewhere.
 type cachedParse struct {
 	data     string
-	policies []*translator.Policy
-	errs     []*translator.PolicyError
+	policies []*policy.Policy
+	errs     []*policy.PolicyError
 }
 
-// buildWorld builds a new World from the informer caches, reconciles the
-// policies against it, and reports the verdicts that changed.
+// buildWorld builds a new World from the informer caches with the same
+// conversion as BuildWorld, keeping the last valid version of each policy
+// in force, and reports the verdicts that changed.
 func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 	var (
 		services       []*corev1.Service
@@ -47,25 +49,51 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		configMaps = append(configMaps, cms...)
 	}
 
-	world := &translator.World{
-		Services:   buildServices(services, endpointSlices),
-		ObservedAt: observedAt,
-	}
-	out := reconcile(w.inForce, w.parseConfigMaps(configMaps), world)
+	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
+	w.parsed = parsed
+	world, out := assembleWorld(services, endpointSlices, keys, w.inForce)
+	world.ObservedAt = observedAt
 	w.reporter.report(out, w.inForce, configMapFinder(configMaps))
 	w.metrics.observe(out)
 	w.inForce = out.inForce
-	world.Policies = sortedPolicies(out.inForce)
 	return world, nil
 }
 
+// BuildWorld converts Kubernetes objects into the World the watcher hands on
+// when it sees them for the first time (no policy in force yet): the Services
+// with their ready endpoints, and the valid policies of the given policy
+// ConfigMaps (selecting them by label is the caller's business). It also
+// returns every problem found: parse errors and warnings, reference
+// problems, and duplicate names. It runs the watcher's own conversion, so
+// offline tools and tests see exactly what the control plane would, and it
+// modifies none of its arguments.
+func BuildWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, configMaps []*corev1.ConfigMap,
+	opts policy.ParseOptions) (*translator.World, []*policy.PolicyError) {
+	keys, _ := parseConfigMaps(configMaps, nil, opts)
+	world, out := assembleWorld(services, endpointSlices, keys, nil)
+	return world, out.problems
+}
+
+// assembleWorld converts the Services and EndpointSlices, then reconciles the
+// parsed policy keys against them and the policies in force so far (prev).
+func assembleWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, keys []parsedKey,
+	prev map[policyID]*policy.Policy) (*translator.World, outcome) {
+	world := &translator.World{Services: buildServices(services, endpointSlices)}
+	out := reconcile(prev, keys, world)
+	world.Policies = sortedPolicies(out.inForce)
+	return world, out
+}
+
 // parseConfigMaps parses every policy key, in (namespace, ConfigMap, key)
-// order, reusing the last result for keys whose content did not change.
-func (w *Watcher) parseConfigMaps(configMaps []*corev1.ConfigMap) []parsedKey {
+// order, reusing the cached result for keys whose content did not change.
+// It returns the parsed keys and the cache for the next call.
+func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedParse,
+	opts policy.ParseOptions) ([]parsedKey, map[keySource]cachedParse) {
+	configMaps = slices.Clone(configMaps)
 	slices.SortFunc(configMaps, func(a, b *corev1.ConfigMap) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	next := make(map[keySource]cachedParse, len(w.parsed))
+	next := make(map[keySource]cachedParse, len(cache))
 	var out []parsedKey
 	for _, cm := range configMaps {
 		keys := make([]string, 0, len(cm.Data))
@@ -78,17 +106,16 @@ func (w *Watcher) parseConfigMaps(configMaps []*corev1.ConfigMap) []parsedKey {
 		for _, key := range keys {
 			src := keySource{Namespace: cm.Namespace, ConfigMap: cm.Name, Key: key}
 			data := cm.Data[key]
-			c, ok := w.parsed[src]
+			c, ok := cache[src]
 			if !ok || c.data != data {
-				policies, errs := translator.ParsePolicies(cm.Namespace, cm.Name, key, []byte(data), w.opts.ParseOptions)
+				policies, errs := policy.ParsePolicies(cm.Namespace, cm.Name, key, []byte(data), opts)
 				c = cachedParse{data: data, policies: policies, errs: errs}
 			}
 			next[src] = c
 			out = append(out, parsedKey{source: src, policies: c.policies, errs: c.errs})
 		}
 	}
-	w.parsed = next
-	return out
+	return out, next
 }
 
 // configMapFinder looks ConfigMaps up by namespace and name.
@@ -101,8 +128,8 @@ func configMapFinder(configMaps []*corev1.ConfigMap) func(namespace, name string
 }
 
 // sortedPolicies lists the policies in force by namespace, then name.
-func sortedPolicies(inForce map[policyID]*translator.Policy) []*translator.Policy {
-	out := make([]*translator.Policy, 0, len(inForce))
+func sortedPolicies(inForce map[policyID]*policy.Policy) []*policy.Policy {
+	out := make([]*policy.Policy, 0, len(inForce))
 	for _, id := range sortedIDs(inForce) {
 		out = append(out, inForce[id])
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/contenthash"
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -35,17 +36,17 @@ func testWorld(ppm uint32, endpoints ...string) *translator.World {
 	shop := &translator.Service{Namespace: "shop", Name: "entrance",
 		Ports:     []translator.ServicePort{{Name: "http", Port: 8080, TargetPort: 15001, Protocol: "TCP"}},
 		Endpoints: []translator.Endpoint{{Address: "127.0.0.10", Ports: map[string]int32{"http": 15001}}}}
-	policy := &translator.Policy{
+	toStaging := &policy.Policy{
 		Namespace: "shop",
 		Name:      "to-staging",
-		Source:    translator.Source{ConfigMap: "mirrors", Key: "policies.yaml"},
+		Source:    policy.Source{ConfigMap: "mirrors", Key: "policies.yaml"},
 		Service:   "entrance",
-		Port:      translator.PortRef{Name: "http"},
-		Mirrors: []translator.Mirror{{
+		Port:      policy.PortRef{Name: "http"},
+		Mirrors: []policy.Mirror{{
 			Name:            "staging.entrance.8080",
 			Service:         "entrance",
 			Namespace:       "staging",
-			Port:            translator.PortRef{Number: 8080},
+			Port:            policy.PortRef{Number: 8080},
 			PartsPerMillion: ppm,
 		}},
 		MarkCopies: true,
@@ -55,7 +56,7 @@ func testWorld(ppm uint32, endpoints ...string) *translator.World {
 			translator.ServiceKey(shop.Namespace, shop.Name):       shop,
 			translator.ServiceKey(staging.Namespace, staging.Name): staging,
 		},
-		Policies: []*translator.Policy{policy},
+		Policies: []*policy.Policy{toStaging},
 	}
 }
 
@@ -100,7 +101,7 @@ func fakeTranslate(w *translator.World, g nodemeta.NodeGroup) *translator.Output
 		for _, m := range p.Mirrors {
 			name := fmt.Sprintf("shadow_%s_%s_%d", m.Namespace, m.Service, m.Port.Number)
 			mirrorClusters = append(mirrorClusters, name)
-			layer[translator.RuntimeKey(p, m)] = map[string]any{"numerator": float64(m.PartsPerMillion), "denominator": "MILLION"}
+			layer[policy.RuntimeKey(p, m)] = map[string]any{"numerator": float64(m.PartsPerMillion), "denominator": "MILLION"}
 			out.Clusters = append(out.Clusters, &clusterv3.Cluster{
 				Name:                 name,
 				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},

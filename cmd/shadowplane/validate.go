@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/shadowplane/shadowplane/translator"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 func newValidateCommand() *cobra.Command {
@@ -39,7 +39,7 @@ cluster); the control plane reports them as TargetMissing events.`,
 			if err != nil {
 				return fmt.Errorf("read policies: %w", err)
 			}
-			policies, problems := translator.ParseConfigMapFile(name, data, translator.ParseOptions{AllowedURLHosts: allowURL})
+			policies, problems := policy.ParseConfigMapFile(name, data, policy.ParseOptions{AllowedURLHosts: allowURL})
 			out := cmd.OutOrStdout()
 			errorCount := 0
 			for _, p := range problems {

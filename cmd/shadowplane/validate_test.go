@@ -64,7 +64,7 @@ var keyWide = map[string]bool{
 // that names the ConfigMap, the key (and the policy) and contains the
 // problem the file announces.
 func TestValidateCorpus(t *testing.T) {
-	files, err := filepath.Glob(repoRelPath("translator", "testdata", "invalid", "*.yaml"))
+	files, err := filepath.Glob(repoRelPath("policy", "testdata", "invalid", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
