@@ -37,6 +37,12 @@ type Limits struct {
 	// MaxNackDetailBytes cuts a NACK's error_detail in logs and in the
 	// proxy status.
 	MaxNackDetailBytes int
+	// MaxStreamsPerConnection bounds the xDS streams one connection may
+	// hold open at once; Envoy uses one.
+	MaxStreamsPerConnection int
+	// MaxMessageBytes bounds one received message; the gRPC server must be
+	// built with grpc.MaxRecvMsgSize(MaxMessageBytes) (ServerOptions).
+	MaxMessageBytes int
 }
 
 // DefaultLimits are generous for any real sidecar: Envoy sends one node of
@@ -44,14 +50,16 @@ type Limits struct {
 // requests per push.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxNodeBytes:        16 << 10,
-		MaxNamesPerRequest:  1000,
-		RequestsPerSecond:   20,
-		RequestBurst:        100,
-		NewStreamsPerSecond: 100,
-		NewStreamBurst:      200,
-		NewStreamWait:       time.Second,
-		MaxNackDetailBytes:  1 << 10,
+		MaxNodeBytes:            16 << 10,
+		MaxNamesPerRequest:      1000,
+		RequestsPerSecond:       20,
+		RequestBurst:            100,
+		NewStreamsPerSecond:     100,
+		NewStreamBurst:          200,
+		NewStreamWait:           time.Second,
+		MaxNackDetailBytes:      1 << 10,
+		MaxStreamsPerConnection: 8,
+		MaxMessageBytes:         1 << 20,
 	}
 }
 
@@ -81,6 +89,12 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxNackDetailBytes <= 0 {
 		l.MaxNackDetailBytes = d.MaxNackDetailBytes
 	}
+	if l.MaxStreamsPerConnection <= 0 {
+		l.MaxStreamsPerConnection = d.MaxStreamsPerConnection
+	}
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = d.MaxMessageBytes
+	}
 	return l
 }
 
@@ -91,9 +105,11 @@ const (
 	boundTypeURL       = "type_url"
 	boundRequestRate   = "request_rate"
 	boundNewStreamRate = "new_stream_rate"
+	boundConnStreams   = "streams_per_connection"
+	boundMessageSize   = "message_size"
 )
 
-var allBounds = []string{boundNodeSize, boundNames, boundTypeURL, boundRequestRate, boundNewStreamRate}
+var allBounds = []string{boundNodeSize, boundNames, boundTypeURL, boundRequestRate, boundNewStreamRate, boundConnStreams, boundMessageSize}
 
 func newBoundsCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -154,19 +170,76 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 	return nil
 }
 
-// RateLimitInterceptor admits new streams through one bucket shared by all
-// clients, Istio-style: a burst of reconnecting sidecars is spread out
+// ServerOptions are the gRPC server options that enforce the transport
+// bounds: message size, streams per connection (a backstop above the
+// counted limit, so the counted one answers first with a clear status), and
+// the admission interceptor ahead of authentication.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.limits.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(uint32(2 * s.limits.MaxStreamsPerConnection)),
+		grpc.ChainStreamInterceptor(s.admissionInterceptor(), s.StreamInterceptor()),
+	}
+}
+
+// admissionInterceptor admits a new stream when its connection holds fewer
+// than MaxStreamsPerConnection streams and the shared new-stream bucket,
+// Istio-style, has a token: a burst of reconnecting sidecars is spread out
 // rather than refused, and a flood is refused with ResourceExhausted after
-// waiting NewStreamWait.
-func (s *Server) RateLimitInterceptor() grpc.StreamServerInterceptor {
+// waiting NewStreamWait. It also reports oversized messages, which gRPC
+// refuses before any of our code sees them.
+func (s *Server) admissionInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		address := peerAddress(ss.Context())
+		if !s.openConnStream(address) {
+			return s.exceeded(boundConnStreams, codes.ResourceExhausted, address, "",
+				"more than %d xDS streams on one connection", s.limits.MaxStreamsPerConnection)
+		}
+		defer s.closeConnStream(address)
+
 		ctx, cancel := context.WithTimeout(ss.Context(), s.limits.NewStreamWait)
 		err := s.newStreams.Wait(ctx)
 		cancel()
 		if err != nil {
-			return s.exceeded(boundNewStreamRate, codes.ResourceExhausted, peerAddress(ss.Context()), "",
+			return s.exceeded(boundNewStreamRate, codes.ResourceExhausted, address, "",
 				"too many new xDS streams (more than %g per second); retry later", s.limits.NewStreamsPerSecond)
 		}
-		return handler(srv, ss)
+		err = handler(srv, &sizeReportingStream{ServerStream: ss, s: s, address: address})
+		return err
 	}
+}
+
+func (s *Server) openConnStream(address string) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.connStreams[address] >= s.limits.MaxStreamsPerConnection {
+		return false
+	}
+	s.connStreams[address]++
+	return true
+}
+
+func (s *Server) closeConnStream(address string) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.connStreams[address]--; s.connStreams[address] <= 0 {
+		delete(s.connStreams, address)
+	}
+}
+
+// sizeReportingStream logs and counts a message refused for its size.
+type sizeReportingStream struct {
+	grpc.ServerStream
+	s       *Server
+	address string
+}
+
+func (w *sizeReportingStream) RecvMsg(m any) error {
+	err := w.ServerStream.RecvMsg(m)
+	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
+		w.s.boundsExceeded.WithLabelValues(boundMessageSize).Inc()
+		w.s.log.Warn("xDS bound exceeded", "bound", boundMessageSize, "address", w.address,
+			"error", truncate(st.Message(), 256))
+	}
+	return err
 }

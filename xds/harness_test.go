@@ -32,6 +32,7 @@ type harness struct {
 	conn *grpc.ClientConn
 	// stopRun ends the server's Run and waits for it to return.
 	stopRun func()
+	addr    string
 }
 
 type harnessOption func(*Options)
@@ -58,7 +59,7 @@ func newHarness(t *testing.T, translate func(*translator.World, nodemeta.NodeGro
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 
@@ -85,8 +86,31 @@ func newHarness(t *testing.T, translate func(*translator.World, nodemeta.NodeGro
 		cancel()
 		<-runDone
 	}
-	return &harness{t: t, srv: srv, reg: reg, conn: conn, stopRun: stopRun}
+	return &harness{t: t, srv: srv, reg: reg, conn: conn, stopRun: stopRun, addr: lis.Addr().String()}
 }
+
+// connWithToken is a new client connection whose streams carry
+// "authorization: Bearer <token>", as Envoy's credential injector sends it.
+func (h *harness) connWithToken(token string) *grpc.ClientConn {
+	h.t.Helper()
+	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer(token)))
+	if err != nil {
+		h.t.Fatalf("dial: %v", err)
+	}
+	h.t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// bearer is per-RPC credentials that send a bearer token in plain text
+// (the test server has no TLS).
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // testWriter sends server logs to the test log, shown on failure, and
 // drops those written after the test ends (a late stream goroutine must not

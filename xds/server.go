@@ -61,6 +61,8 @@ type Server struct {
 	gatherer       prometheus.Gatherer
 	auth           *Auth
 	limits         Limits
+	connMu         sync.Mutex
+	connStreams    map[string]int // open streams by peer address (one connection)
 	newStreams     *rate.Limiter
 	boundsExceeded *prometheus.CounterVec
 
@@ -123,6 +125,7 @@ func New(opts Options) *Server {
 		auth:           opts.Auth,
 		limits:         opts.Limits.withDefaults(),
 		boundsExceeded: newBoundsCounter(reg),
+		connStreams:    map[string]int{},
 		gatherer:       gatherer,
 		idleTTL:        orDefault(opts.IdleGroupTTL, DefaultIdleGroupTTL),
 		sweepInterval:  orDefault(opts.SweepInterval, DefaultSweepInterval),

@@ -249,9 +249,21 @@ func (c *SotW) Send(typeName, version, nonce string, errorDetail *rpcstatus.Stat
 	c.send(req)
 }
 
+// SendRaw sends req as it is (a test of what the server refuses: a second
+// node, an unknown type, too many names); the stream's first request still
+// gets the client's node if req has none.
+func (c *SotW) SendRaw(req *discoveryv3.DiscoveryRequest) {
+	c.t.Helper()
+	c.send(req)
+}
+
 func (c *SotW) send(req *discoveryv3.DiscoveryRequest) {
 	c.t.Helper()
-	c.identify(func(n *corev3.Node) { req.Node = n })
+	c.identify(func(n *corev3.Node) {
+		if req.Node == nil {
+			req.Node = n
+		}
+	})
 	c.sent(c.stream.Send(req), req.GetTypeUrl())
 }
 
