@@ -118,6 +118,16 @@ type SidecarOptions struct {
 	Delta       bool
 	// ListenAddress is where the listeners bind (default 127.0.0.1).
 	ListenAddress string
+	// Secure is the sidecar's half of authenticated xDS: the CA it trusts
+	// and the token it presents. Nil renders a plain-text bootstrap
+	// (`bootstrap --insecure`), for a control plane run with --insecure-xds.
+	Secure *SidecarTLS
+}
+
+// SidecarTLS are the files a secure sidecar reads, as mounted in a pod.
+type SidecarTLS struct {
+	CAFile    string
+	TokenFile string
 }
 
 // Sidecar is a running Envoy started from `shadowplane bootstrap` output.
@@ -151,6 +161,17 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	}
 	if o.Delta {
 		args = append(args, "--delta")
+	}
+	if o.Secure == nil {
+		args = append(args, "--insecure")
+	} else {
+		// SDS files per sidecar: sidecars sharing Dir present different tokens.
+		sdsDir := filepath.Join(o.Dir, "sds-"+o.NodeID)
+		if err := os.MkdirAll(sdsDir, 0o755); err != nil {
+			return nil, err
+		}
+		args = append(args, "--xds-server-name", XDSServerName, "--ca-file", o.Secure.CAFile,
+			"--token-file", o.Secure.TokenFile, "--sds-dir", sdsDir)
 	}
 	if out, err := exec.CommandContext(ctx, o.Shadowplane, args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("shadowplane bootstrap: %w\n%s", err, out)
