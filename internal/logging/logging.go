@@ -49,7 +49,7 @@ func New(o Options) hclog.Logger {
 func ParseLevel(s string) (hclog.Level, error) {
 	level := hclog.LevelFromString(s)
 	if level == hclog.NoLevel || level == hclog.Off {
-		return hclog.NoLevel, fmt.Errorf("log level %q: want trace, debug, info, warn or error", s)
+		return hclog.NoLevel, fmt.Errorf("%q: want trace, debug, info, warn or error", s)
 	}
 	return level, nil
 }
@@ -62,5 +62,5 @@ func ParseFormat(s string) (json bool, err error) {
 	case "text":
 		return false, nil
 	}
-	return false, fmt.Errorf("log format %q: want text or json", s)
+	return false, fmt.Errorf("%q: want text or json", s)
 }

@@ -97,7 +97,8 @@ func run(ctx context.Context, hold bool, rate int) error {
 
 	xdsPort, _ := harness.FreePort()
 	httpPort, _ := harness.FreePort()
-	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d)", xdsPort, httpPort)
+	debugPort, _ := harness.FreePort()
+	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d, debug :%d)", xdsPort, httpPort, debugPort)
 	cpLog, err := os.Create(filepath.Join(dir, "shadowplane.log"))
 	if err != nil {
 		return err
@@ -106,7 +107,8 @@ func run(ctx context.Context, hold bool, rate int) error {
 	cp := exec.Command(filepath.Join(root, "bin", "shadowplane"), "serve",
 		"--kubeconfig", kube.KubeconfigPath,
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
-		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort))
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--debug-address", fmt.Sprintf("127.0.0.1:%d", debugPort))
 	cp.Stdout, cp.Stderr = cpLog, cpLog
 	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cp.Start(); err != nil {
@@ -193,7 +195,7 @@ func run(ctx context.Context, hold bool, rate int) error {
 
 	if hold {
 		step("holding; try:  KUBECONFIG=%s kubectl -n demo edit configmap mirror-policies", kube.KubeconfigPath)
-		fmt.Printf("    curl %s/entrance/x    |  control plane: http://127.0.0.1:%d/debug/proxies   |  Ctrl-C to stop\n", sidecar.URL, httpPort)
+		fmt.Printf("    curl %s/entrance/x    |  control plane: http://127.0.0.1:%d/debug/proxies   |  Ctrl-C to stop\n", sidecar.URL, debugPort)
 		<-ctx.Done()
 	}
 	step("stopping everything")
