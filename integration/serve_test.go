@@ -23,11 +23,10 @@ type servedBinary struct {
 	http string
 }
 
-// startServe runs `shadowplane serve` with JSON logs, a kubeconfig, an xDS
-// port on loopback, --http-address on httpHost and the extra args, and
-// waits until /readyz answers 200. The process is killed when the test
-// ends, unless stopped before.
-func startServe(t *testing.T, ctx context.Context, kubeconfig, httpHost string, args ...string) *servedBinary {
+// launchServe starts `shadowplane serve` with JSON logs, a kubeconfig, an
+// xDS port on loopback, --http-address on httpHost and the extra args. The
+// process is killed when the test ends, unless stopped before.
+func launchServe(t *testing.T, kubeconfig, httpHost string, args ...string) *servedBinary {
 	t.Helper()
 	e := env(t)
 	xdsPort, err := harness.FreePort()
@@ -45,6 +44,14 @@ func startServe(t *testing.T, ctx context.Context, kubeconfig, httpHost string, 
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	must(t, s.cmd.Start())
 	t.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	return s
+}
+
+// startServe launches `shadowplane serve` and waits until /readyz answers
+// 200.
+func startServe(t *testing.T, ctx context.Context, kubeconfig, httpHost string, args ...string) *servedBinary {
+	t.Helper()
+	s := launchServe(t, kubeconfig, httpHost, args...)
 	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
 		_, err := harness.GetJSON(ctx, s.http+"/readyz")
 		return err == nil, nil
