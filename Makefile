@@ -30,7 +30,7 @@ UNIT_PKGS := ./policy/... ./nodemeta/... ./translator/... ./watcher/... ./xds/..
 NETNS_EXEC := $(CURDIR)/hack/netns-exec
 GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
 
-.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation nginx clean
+.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory nginx clean
 
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
@@ -94,13 +94,17 @@ demo: tools build
 	$(GO) build -o bin/demo ./integration/cmd/demo
 	$(NETNS_EXEC) --or-host bin/demo $(if $(HOLD),-hold)
 
-bench: bench-propagation bench-isolation
+bench: bench-propagation bench-isolation bench-memory
 
 bench-propagation: tools build
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'Propagation' -benchtime 1x -v ./integration/...
 
 bench-isolation: tools build nginx
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'Isolation' -benchtime 1x -v ./integration/...
+
+# Only the API server is needed: the control plane runs in process.
+bench-memory: tools
+	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'ConfigMapMemory' -benchtime 1x -v ./integration/...
 
 ## nginx: Debian's nginx (with its built-in mirror module) in .tools/nginx, for
 ## the isolation benchmark; unpacked from the .debs, without root or apt-get

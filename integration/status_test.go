@@ -255,7 +255,7 @@ func (r statusRow) all(status string) bool {
 // and parses its table, by node ID.
 func (f *mirrorFixture) runStatus() (map[string]statusRow, string) {
 	f.t.Helper()
-	out, err := exec.CommandContext(f.ctx, env(f.t).shadowplane, "status", "--address", f.cp.HTTPURL()).CombinedOutput()
+	out, err := exec.CommandContext(f.ctx, env(f.t).shadowplane, "status", "--address", "http://"+f.cp.DebugAddr.String()).CombinedOutput()
 	if err != nil {
 		f.t.Fatalf("shadowplane status: %v\n%s", err, out)
 	}

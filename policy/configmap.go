@@ -164,7 +164,7 @@ func (f *fileParser) parseData(namespace, name string, data *yaml.Node) {
 	values := plainFields(data)
 	keys := make([]string, 0, len(values))
 	for key := range values {
-		if strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml") {
+		if IsPolicyKey(key) {
 			keys = append(keys, key)
 		}
 	}
@@ -241,4 +241,10 @@ func scalarText(n *yaml.Node) string {
 		return ""
 	}
 	return n.Value
+}
+
+// IsPolicyKey reports whether a ConfigMap data key holds policies: keys
+// ending in ".yaml" or ".yml"; other keys are left alone.
+func IsPolicyKey(key string) bool {
+	return strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml")
 }

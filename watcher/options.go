@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -99,12 +101,17 @@ func (o Options) withDefaults() (Options, labels.Selector, error) {
 	return o, selector, nil
 }
 
-// normalizeNamespaces sorts and dedupes the namespaces to watch.
+// normalizeNamespaces checks, sorts and dedupes the namespaces to watch. A
+// name that cannot be a namespace is refused here, at start, rather than
+// left to fail every list request.
 func normalizeNamespaces(in []string) ([]string, error) {
 	out := make([]string, 0, len(in))
 	for _, ns := range in {
 		if ns == "" {
 			return nil, errors.New("watcher: Options.Namespaces holds an empty name; leave the list empty to watch all namespaces")
+		}
+		if problems := validation.IsDNS1123Label(ns); len(problems) > 0 {
+			return nil, fmt.Errorf("watcher: namespace %q: %s", ns, strings.Join(problems, "; "))
 		}
 		out = append(out, ns)
 	}

@@ -1,10 +1,10 @@
 package watcher
 
 import (
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // The informer transforms below drop everything the watcher never reads
@@ -65,14 +65,9 @@ func stripConfigMap(obj any) (any, error) {
 	c.OwnerReferences = nil
 	c.BinaryData = nil
 	for key := range c.Data {
-		if !isPolicyKey(key) {
+		if !policy.IsPolicyKey(key) {
 			delete(c.Data, key)
 		}
 	}
 	return c, nil
-}
-
-// isPolicyKey reports whether a ConfigMap data key holds policies.
-func isPolicyKey(key string) bool {
-	return strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml")
 }

@@ -111,6 +111,8 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"no OnWorld", Options{Client: client}, "OnWorld is required"},
 		{"bad selector", Options{Client: client, OnWorld: onWorld, PolicyLabel: "a b c"}, `policy label selector "a b c"`},
 		{"empty namespace", Options{Client: client, OnWorld: onWorld, Namespaces: []string{"a", ""}}, "empty name"},
+		{"namespace with a space", Options{Client: client, OnWorld: onWorld, Namespaces: []string{"team a"}}, `namespace "team a"`},
+		{"namespace in capitals", Options{Client: client, OnWorld: onWorld, Namespaces: []string{"Team-A"}}, `namespace "Team-A"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

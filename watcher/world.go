@@ -98,7 +98,7 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 	for _, cm := range configMaps {
 		keys := make([]string, 0, len(cm.Data))
 		for key := range cm.Data {
-			if isPolicyKey(key) {
+			if policy.IsPolicyKey(key) {
 				keys = append(keys, key)
 			}
 		}

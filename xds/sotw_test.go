@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -21,6 +22,22 @@ func syncedSotw(h *harness, id string) *adsclient.SotW {
 	c.ACKAll(c.Collect(allTypeNames...))
 	h.waitStatus(id, StatusSynced, allTypeNames...)
 	return c
+}
+
+// nackedSotw connects a SotW proxy that ACKs every type but runtime and
+// NACKs runtime with message, carrying the last version it accepted (none
+// yet) as Envoy does. It returns the client, the rejected response and the
+// proxy's status once the NACK is recorded.
+func nackedSotw(h *harness, id, message string) (*adsclient.SotW, *discoveryv3.DiscoveryResponse, ProxyStatus) {
+	h.t.Helper()
+	c := h.sotw(sidecarNode(id))
+	c.SubscribeAll()
+	resps := c.Collect(allTypeNames...)
+	rejected := resps["runtime"]
+	delete(resps, "runtime")
+	c.ACKAll(resps)
+	c.Send("runtime", "", rejected.GetNonce(), &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: message})
+	return c, rejected, h.waitStatus(id, StatusNacked, "runtime")
 }
 
 func TestSotwFirstRequestGetsEveryType(t *testing.T) {
@@ -92,16 +109,7 @@ func TestSotwNackIsRecordedAndNotResentUntilChange(t *testing.T) {
 	h := newHarness(t, nil)
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 
-	c := h.sotw(sidecarNode("entrance-1"))
-	c.SubscribeAll()
-	resps := c.Collect(allTypeNames...)
-	rejected := resps["runtime"]
-	delete(resps, "runtime")
-	c.ACKAll(resps)
-	// Envoy's NACK carries the last version it accepted: none yet.
-	c.Send("runtime", "", rejected.GetNonce(), &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "runtime layer: bad value"})
-
-	p := h.waitStatus("entrance-1", StatusNacked, "runtime")
+	c, rejected, p := nackedSotw(h, "entrance-1", "runtime layer: bad value")
 	nack := p.Types["runtime"].LastNack
 	if nack == nil || nack.Message != "runtime layer: bad value" || nack.Version != rejected.GetVersionInfo() || nack.Time.IsZero() {
 		t.Fatalf("LastNack = %+v, want the message and rejected version %q", nack, rejected.GetVersionInfo())

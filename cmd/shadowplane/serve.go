@@ -9,42 +9,46 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/shadowplane/shadowplane/internal/controlplane"
+	"github.com/shadowplane/shadowplane/internal/logging"
 )
 
 func newServeCommand() *cobra.Command {
 	var (
-		kubeconfig  string
-		namespaces  []string
-		xdsAddress  string
-		httpAddress string
-		allowURL    []string
-		debounce    time.Duration
-		maxDelay    time.Duration
-		drainDelay  time.Duration
-		logFormat   string
-		logLevel    string
+		kubeconfig   string
+		namespaces   []string
+		xdsAddress   string
+		httpAddress  string
+		debugAddress string
+		allowURL     []string
+		debounce     time.Duration
+		maxDelay     time.Duration
+		drainDelay   time.Duration
+		logFormat    string
+		logLevel     string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Watch Services, EndpointSlices and policy ConfigMaps and serve xDS to Envoy sidecars",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if logFormat != "text" && logFormat != "json" {
-				return fmt.Errorf("--log-format %q: want text or json", logFormat)
+			jsonFormat, err := logging.ParseFormat(logFormat)
+			if err != nil {
+				return fmt.Errorf("--log-format: %w", err)
 			}
-			logger := hclog.New(&hclog.LoggerOptions{
-				Name:       "shadowplane",
-				Level:      hclog.LevelFromString(logLevel),
-				JSONFormat: logFormat == "json",
-				Output:     cmd.ErrOrStderr(),
-			})
+			level, err := logging.ParseLevel(logLevel)
+			if err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			logger := logging.New(logging.Options{Name: "shadowplane", Level: level, JSON: jsonFormat, Output: cmd.ErrOrStderr()})
+			// client-go reports through klog (failed watches, refused
+			// requests); those lines belong in the same stream and format.
+			logging.RouteKlog(logger.Named("klog"))
 			restConfig, source, err := loadKubeconfig(kubeconfig)
 			if err != nil {
 				return err
@@ -58,6 +62,7 @@ func newServeCommand() *cobra.Command {
 				Namespaces:      namespaces,
 				XDSAddress:      xdsAddress,
 				HTTPAddress:     httpAddress,
+				DebugAddress:    debugAddress,
 				AllowedURLHosts: allowURL,
 				Debounce:        debounce,
 				MaxDelay:        maxDelay,
@@ -68,7 +73,7 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			logger.Info("serving", "version", version, "kubeconfig", source, "api", restConfig.Host,
-				"xds", cp.XDSAddr.String(), "http", cp.HTTPAddr.String(),
+				"xds", cp.XDSAddr.String(), "http", cp.HTTPAddr.String(), "debug", cp.DebugAddr.String(),
 				"namespaces", strings.Join(orAll(namespaces), ","), "allow-url-target", strings.Join(allowURL, ","))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -84,7 +89,8 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
 	f.StringSliceVar(&namespaces, "namespaces", nil, "namespaces to watch, comma separated (default: all)")
 	f.StringVar(&xdsAddress, "xds-address", ":18000", "gRPC ADS listen address")
-	f.StringVar(&httpAddress, "http-address", ":9090", "HTTP listen address for /healthz, /readyz, /metrics and /debug/")
+	f.StringVar(&httpAddress, "http-address", ":9090", "HTTP listen address for /healthz, /readyz and /metrics")
+	f.StringVar(&debugAddress, "debug-address", "127.0.0.1:9091", "HTTP listen address for /debug/proxies, /debug/snapshots and /debug/pprof/; keep it on loopback and reach it with kubectl port-forward (other addresses log a warning)")
 	f.StringArrayVar(&allowURL, "allow-url-target", nil, "host pattern a policy may send copies to by URL: exact host or IP, *.example.com, or a CIDR; repeatable (default: none)")
 	f.DurationVar(&debounce, "debounce", 10*time.Millisecond, "quiet time before a Kubernetes change is pushed")
 	f.DurationVar(&maxDelay, "max-delay", 50*time.Millisecond, "longest a burst of changes may delay a push")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,19 +24,27 @@ var statusColumns = []struct{ header, typ string }{
 func newStatusCommand() *cobra.Command {
 	var (
 		address string
+		group   string
 		output  string
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every connected sidecar and whether it is SYNCED, STALE or NACKED per xDS type",
-		Example: `  kubectl -n shadowplane-system port-forward deploy/shadowplane 9090 &
-  shadowplane status --address http://127.0.0.1:9090`,
+		Long: `Show every connected sidecar and whether it is SYNCED, STALE or NACKED per xDS type.
+
+It reads /debug/proxies from the control plane's debug listener (serve
+--debug-address), which listens on the pod's loopback only: reach it with
+kubectl port-forward. The answer is capped at 1 MiB; when not every proxy
+fits, a warning says how many were left out, and --group narrows the list.`,
+		Example: `  kubectl -n shadowplane-system port-forward deploy/shadowplane 9091 &
+  shadowplane status
+  shadowplane status --group 'shop/entrance@0.0.0.0|15001:8080' -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			proxies, raw, err := fetchProxies(ctx, address)
+			proxies, raw, err := fetchProxies(ctx, address, group, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -50,36 +59,51 @@ func newStatusCommand() *cobra.Command {
 			}
 		},
 	}
-	cmd.Flags().StringVar(&address, "address", "http://127.0.0.1:9090", "control plane HTTP address (its --http-address)")
+	cmd.Flags().StringVar(&address, "address", "http://127.0.0.1:9091", "control plane debug address (its serve --debug-address), e.g. a port-forward")
+	cmd.Flags().StringVar(&group, "group", "", "show only the proxies of this node group (the GROUP column)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	return cmd
 }
 
-func fetchProxies(ctx context.Context, address string) ([]xds.ProxyStatus, []byte, error) {
+// fetchProxies GETs /debug/proxies (of one group, if given) and warns on
+// warnings when the control plane left proxies out to stay within its
+// response cap.
+func fetchProxies(ctx context.Context, address, group string, warnings io.Writer) ([]xds.ProxyStatus, []byte, error) {
 	if !strings.Contains(address, "://") {
 		address = "http://" + address
 	}
-	url := strings.TrimRight(address, "/") + "/debug/proxies"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	endpoint := strings.TrimRight(address, "/") + "/debug/proxies"
+	if group != "" {
+		endpoint += "?" + url.Values{"group": {group}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("control plane at %s: %w", address, err)
+		return nil, nil, fmt.Errorf("control plane debug listener at %s (a port-forward to its --debug-address?): %w", address, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	// The server caps its answer at xds.MaxDebugBody; read one byte more to
+	// notice a server that does not.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, xds.MaxDebugBody+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", url, err)
+		return nil, nil, fmt.Errorf("read %s: %w", endpoint, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(raw)))
+		return nil, nil, fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	if len(raw) > xds.MaxDebugBody {
+		return nil, nil, fmt.Errorf("GET %s: answer over %d bytes", endpoint, xds.MaxDebugBody)
 	}
 	var proxies []xds.ProxyStatus
 	if err := json.Unmarshal(raw, &proxies); err != nil {
-		return nil, nil, fmt.Errorf("decode %s: %w", url, err)
+		return nil, nil, fmt.Errorf("decode %s: %w", endpoint, err)
+	}
+	if shown, total := resp.Header.Get(xds.HeaderShown), resp.Header.Get(xds.HeaderTotal); shown != total {
+		fmt.Fprintf(warnings, "warning: the control plane listed %s of %s proxies (its answer is capped at %d bytes); narrow with --group\n", shown, total, xds.MaxDebugBody)
 	}
 	return proxies, raw, nil
 }

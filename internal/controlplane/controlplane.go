@@ -27,10 +27,14 @@ import (
 
 // Config is everything `shadowplane serve` needs.
 type Config struct {
-	Client          kubernetes.Interface
-	Namespaces      []string
-	XDSAddress      string // gRPC ADS listen address, e.g. ":18000"
-	HTTPAddress     string // health, metrics, debug, e.g. ":9090"
+	Client      kubernetes.Interface
+	Namespaces  []string
+	XDSAddress  string // gRPC ADS listen address, e.g. ":18000"
+	HTTPAddress string // probes and metrics, e.g. ":9090"
+	// DebugAddress serves /debug/proxies, /debug/snapshots and pprof, which
+	// show every proxy and the process's memory; keep it on loopback
+	// (default "127.0.0.1:0", any free port).
+	DebugAddress    string
 	AllowedURLHosts []string
 	Debounce        time.Duration
 	MaxDelay        time.Duration
@@ -42,18 +46,19 @@ type Config struct {
 
 // ControlPlane is a started control plane.
 type ControlPlane struct {
-	XDS      *xds.Server
-	Watcher  *watcher.Watcher
-	XDSAddr  net.Addr
-	HTTPAddr net.Addr
-	Registry *prometheus.Registry
+	XDS       *xds.Server
+	Watcher   *watcher.Watcher
+	XDSAddr   net.Addr
+	HTTPAddr  net.Addr
+	DebugAddr net.Addr
+	Registry  *prometheus.Registry
 
-	xdsListener  net.Listener
-	httpListener net.Listener
-	grpcServer   *grpc.Server
-	httpServer   *http.Server
-	firstWorld   atomic.Bool
-	draining     atomic.Bool
+	xdsListener net.Listener
+	grpcServer  *grpc.Server
+	// web are the HTTP servers: probes and metrics, then debug.
+	web        []webServer
+	firstWorld atomic.Bool
+	draining   atomic.Bool
 	// shutdownDelay is how long /readyz fails before the parts stop.
 	shutdownDelay time.Duration
 }
@@ -91,14 +96,21 @@ func New(cfg Config) (*ControlPlane, error) {
 	}
 	cp.Watcher = w
 
-	if cp.xdsListener, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
-		return nil, fmt.Errorf("listen for xDS on %s: %w", cfg.XDSAddress, err)
+	if cfg.DebugAddress == "" {
+		cfg.DebugAddress = "127.0.0.1:0"
 	}
-	if cp.httpListener, err = net.Listen("tcp", cfg.HTTPAddress); err != nil {
-		cp.xdsListener.Close()
-		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddress, err)
+	listeners, err := listenAll(
+		[]string{"xDS", "HTTP", "debug"},
+		[]string{cfg.XDSAddress, cfg.HTTPAddress, cfg.DebugAddress})
+	if err != nil {
+		return nil, err
 	}
-	cp.XDSAddr, cp.HTTPAddr = cp.xdsListener.Addr(), cp.httpListener.Addr()
+	cp.xdsListener = listeners[0]
+	cp.XDSAddr, cp.HTTPAddr, cp.DebugAddr = listeners[0].Addr(), listeners[1].Addr(), listeners[2].Addr()
+	if !isLoopback(cp.DebugAddr) {
+		cfg.Logger.Warn("the debug endpoints listen beyond loopback: whoever reaches this address reads every proxy's state and can profile the process; keep --debug-address on 127.0.0.1 and use kubectl port-forward",
+			"debug", cp.DebugAddr.String())
+	}
 
 	cp.grpcServer = grpc.NewServer(
 		// Many sidecars hold one long stream each; let them all in and
@@ -108,11 +120,45 @@ func New(cfg Config) (*ControlPlane, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
 	cp.XDS.Register(cp.grpcServer)
-	cp.httpServer = &http.Server{
-		Handler:           cp.XDS.HTTPHandler(cp.Ready),
-		ReadHeaderTimeout: 10 * time.Second,
+	cp.web = []webServer{
+		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready))},
+		{name: "debug server", listener: listeners[2], server: newHTTPServer(debugHandler(cp.XDS.DebugHandler()))},
 	}
 	return cp, nil
+}
+
+// webServer is an HTTP server and its listener.
+type webServer struct {
+	name     string
+	listener net.Listener
+	server   *http.Server
+}
+
+func newHTTPServer(handler http.Handler) *http.Server {
+	return &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// listenAll listens on every address, or on none.
+func listenAll(names, addresses []string) ([]net.Listener, error) {
+	var listeners []net.Listener
+	for i, addr := range addresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, open := range listeners {
+				open.Close()
+			}
+			return nil, fmt.Errorf("listen for %s on %s: %w", names[i], addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+	return listeners, nil
+}
+
+// isLoopback reports whether a bound address is reachable from this host
+// only.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // Ready is true once the informers synced and the first snapshot input was
@@ -128,23 +174,26 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// streams here before the open ones are ended and reconnect elsewhere.
 	partsCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	errs := make(chan error, 4)
+	parts := 3 + len(cp.web)
+	errs := make(chan error, parts)
 	go func() { errs <- cp.XDS.Run(partsCtx) }()
 	go func() { errs <- wrap("watcher", cp.Watcher.Run(partsCtx)) }()
 	go func() { errs <- wrap("xds grpc server", cp.grpcServer.Serve(cp.xdsListener)) }()
-	go func() {
-		err := cp.httpServer.Serve(cp.httpListener)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		errs <- wrap("http server", err)
-	}()
+	for _, web := range cp.web {
+		go func() {
+			err := web.server.Serve(web.listener)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errs <- wrap(web.name, err)
+		}()
+	}
 
 	// A part that ends without error (e.g. on ctx) does not stop the
 	// others; the first failure does.
 	var first error
 wait:
-	for running := 4; running > 0; running-- {
+	for running := parts; running > 0; running-- {
 		select {
 		case <-ctx.Done():
 			cp.draining.Store(true)
@@ -163,7 +212,9 @@ wait:
 	cancel()
 	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
-	_ = cp.httpServer.Shutdown(shutdownCtx)
+	for _, web := range cp.web {
+		_ = web.server.Shutdown(shutdownCtx)
+	}
 	stopped := make(chan struct{})
 	go func() { cp.grpcServer.GracefulStop(); close(stopped) }()
 	select {

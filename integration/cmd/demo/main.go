@@ -105,11 +105,13 @@ func run(ctx context.Context, hold bool, rate int) error {
 
 	xdsPort, _ := harness.FreePort()
 	httpPort, _ := harness.FreePort()
-	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d)", xdsPort, httpPort)
+	debugPort, _ := harness.FreePort()
+	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d, debug :%d)", xdsPort, httpPort, debugPort)
 	cp, err := harness.StartProcess(exec.Command(filepath.Join(root, "bin", "shadowplane"), "serve",
 		"--kubeconfig", kube.KubeconfigPath,
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
 		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--debug-address", fmt.Sprintf("127.0.0.1:%d", debugPort),
 		"--shutdown-delay", "0s"), // no other replica to hand sidecars to
 		filepath.Join(dir, "shadowplane.log"))
 	if err != nil {
@@ -204,7 +206,7 @@ func run(ctx context.Context, hold bool, rate int) error {
 		}
 		fmt.Printf("    %senv KUBECONFIG=%s kubectl -n demo edit configmap mirror-policies\n", enter, kube.KubeconfigPath)
 		fmt.Printf("    %scurl %s/entrance/x\n", enter, sidecar.URL)
-		fmt.Printf("    %scurl http://127.0.0.1:%d/debug/proxies\n", enter, httpPort)
+		fmt.Printf("    %scurl http://127.0.0.1:%d/debug/proxies    (debug listener; readiness and metrics are on :%d)\n", enter, debugPort, httpPort)
 		<-ctx.Done()
 	}
 	step("stopping everything")
