@@ -200,10 +200,9 @@ func startBenchSidecar(b *testing.B, ctx context.Context, primary *harness.Backe
 		Logger:     hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Warn, Output: testWriter{b}}),
 	})
 	must(b, err)
-	sidecar, err := harness.StartSidecar(ctx, harness.SidecarOptions{
+	sidecar, err := cp.StartSidecar(ctx, e.kube, harness.SidecarOptions{
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: b.TempDir(),
-		XDSAddress: cp.XDSAddr.String(),
-		NodeID:     "entrance-" + ns, Namespace: ns, Service: "entrance",
+		NodeID: "entrance-" + ns, Namespace: ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(primary.Port),
 	})
 	if err != nil {

@@ -209,10 +209,9 @@ func newBenchStack(tb testing.TB, delta bool) *benchStack {
 			tb.Errorf("control plane: %v", err)
 		}
 	})
-	s.sidecar, err = harness.StartSidecar(ctx, harness.SidecarOptions{
+	s.sidecar, err = s.cp.StartSidecar(ctx, e.kube, harness.SidecarOptions{
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: tb.TempDir(),
-		XDSAddress: s.cp.XDSAddr.String(),
-		NodeID:     "entrance-" + s.ns, Namespace: s.ns, Service: "entrance",
+		NodeID: "entrance-" + s.ns, Namespace: s.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(primary.Port),
 		Delta: delta,
 	})

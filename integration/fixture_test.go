@@ -73,10 +73,9 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		}
 	})
 
-	f.sidecar, err = harness.StartSidecar(ctx, harness.SidecarOptions{
+	f.sidecar, err = f.cp.StartSidecar(ctx, e.kube, harness.SidecarOptions{
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
-		XDSAddress: f.cp.XDSAddr.String(),
-		NodeID:     "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
+		NodeID: "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
 		Delta: o.delta, ListenAddress: o.listenAddress,
 	})

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +34,14 @@ func launchServe(t *testing.T, kubeconfig, httpHost string, args ...string) *ser
 	httpPort, err := harness.FreePort()
 	must(t, err)
 	httpAddr := net.JoinHostPort(httpHost, fmt.Sprint(httpPort))
+	if !slices.Contains(args, "--insecure-xds") && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--xds-tls-") }) {
+		// As deployed: TLS from the files `shadowplane certgen` writes.
+		dir := t.TempDir()
+		if out, err := exec.Command(e.shadowplane, "certgen", "--out-dir", dir, "--ip", "127.0.0.1").CombinedOutput(); err != nil {
+			t.Fatalf("shadowplane certgen: %v\n%s", err, out)
+		}
+		args = append(args, "--xds-tls-cert-file", filepath.Join(dir, "tls.crt"), "--xds-tls-key-file", filepath.Join(dir, "tls.key"))
+	}
 	proc := harness.StartProcessT(t, exec.Command(e.shadowplane, append([]string{"serve",
 		"--kubeconfig", kubeconfig,
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
@@ -92,10 +101,13 @@ func TestServeBinary(t *testing.T) {
 	}
 	metrics, err := harness.GetJSON(ctx, s.http+"/metrics")
 	must(t, err)
-	for _, name := range []string{"shadowplane_xds_connected_proxies", "shadowplane_policies", "go_goroutines"} {
+	for _, name := range []string{"shadowplane_xds_connected_proxies", "shadowplane_policies", "go_goroutines", "shadowplane_xds_refused_streams_total", "shadowplane_xds_bounds_exceeded_total"} {
 		if !strings.Contains(string(metrics), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+	if !strings.Contains(string(metrics), "shadowplane_xds_insecure 0") {
+		t.Errorf("/metrics does not say shadowplane_xds_insecure 0 for a TLS control plane")
 	}
 
 	// Debug and pprof: on 127.0.0.1:9091 (the default), nowhere else.
@@ -174,5 +186,41 @@ func TestServeWarnsOfDebugBeyondLoopback(t *testing.T) {
 	}
 	if !warned {
 		t.Errorf("no warning about the debug listener on %s:\n%s", debugAddr, s.proc.Log())
+	}
+}
+
+// TestServeInsecureXDS: plain text only when asked for, and then loudly:
+// a warning at start and shadowplane_xds_insecure 1. Without certificates
+// and without the flag, serve refuses to start and says what to do.
+func TestServeInsecureXDS(t *testing.T) {
+	e := env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	refused := launchServe(t, e.kube.KubeconfigPath, "127.0.0.1", "--debug-address", "127.0.0.1:0",
+		"--xds-tls-cert-file", "/nonexistent/tls.crt", "--xds-tls-key-file", "/nonexistent/tls.key")
+	select {
+	case <-refused.proc.Done():
+		if !strings.Contains(refused.proc.Log(), "/nonexistent/tls.crt") {
+			t.Errorf("serve without its certificate: want an error naming the file, got:\n%s", refused.proc.Log())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve without its certificate kept running")
+	}
+
+	s := startServe(t, ctx, e.kube.KubeconfigPath, "127.0.0.1", "--insecure-xds", "--debug-address", "127.0.0.1:0")
+	metrics, err := harness.GetJSON(ctx, s.http+"/metrics")
+	must(t, err)
+	if !strings.Contains(string(metrics), "shadowplane_xds_insecure 1") {
+		t.Error("/metrics does not say shadowplane_xds_insecure 1 under --insecure-xds")
+	}
+	warned := false
+	for _, entry := range s.logEntries(t) {
+		if entry["@level"] == "warn" && strings.Contains(fmt.Sprint(entry["@message"]), "plain text") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning about plain-text xDS in the log:\n%s", s.proc.Log())
 	}
 }

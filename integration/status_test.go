@@ -169,10 +169,9 @@ func (f *mirrorFixture) addSidecar(name string, delta bool) *extraSidecar {
 	listen, err := harness.FreePort()
 	must(f.t, err)
 	must(f.t, e.kube.ApplyService(f.ctx, f.ns, name, harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listen)}))
-	sidecar, err := harness.StartSidecar(f.ctx, harness.SidecarOptions{
+	sidecar, err := f.cp.StartSidecar(f.ctx, e.kube, harness.SidecarOptions{
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: f.t.TempDir(),
-		XDSAddress: f.cp.XDSAddr.String(),
-		NodeID:     name + "-" + f.ns, Namespace: f.ns, Service: name,
+		NodeID: name + "-" + f.ns, Namespace: f.ns, Service: name,
 		ListenPort: listen, AppPort: uint32(primary.Port),
 		Delta: delta,
 	})

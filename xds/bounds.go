@@ -20,7 +20,9 @@ import (
 // so one abusive client cannot exhaust it or slow the other sidecars. Each
 // refusal is a clear gRPC status, one log line and a counter.
 type Limits struct {
-	// MaxNodeBytes bounds a request's node (id, metadata, everything).
+	// MaxNodeBytes bounds what the control plane reads of a node: its id,
+	// cluster and metadata (Envoy's own build and extension list, tens of
+	// KiB, is left to the message size bound).
 	MaxNodeBytes int
 	// MaxNamesPerRequest bounds the resource names one request subscribes
 	// to or unsubscribes from.
@@ -150,9 +152,9 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 	}
 
 	if node != nil {
-		if n := proto.Size(node); n > s.limits.MaxNodeBytes {
+		if n := proto.Size(claimedNode(node)); n > s.limits.MaxNodeBytes {
 			return s.exceeded(boundNodeSize, codes.InvalidArgument, address, nodeID,
-				"the node is %d bytes, more than the %d allowed", n, s.limits.MaxNodeBytes)
+				"the node's id, cluster and metadata are %d bytes, more than the %d allowed", n, s.limits.MaxNodeBytes)
 		}
 	}
 	if names > s.limits.MaxNamesPerRequest {
@@ -242,4 +244,10 @@ func (w *sizeReportingStream) RecvMsg(m any) error {
 			"error", truncate(st.Message(), 256))
 	}
 	return err
+}
+
+// claimedNode is the part of a node a sidecar claims things with: what the
+// bounds measure and a stream remembers (not Envoy's extension list).
+func claimedNode(n *corev3.Node) *corev3.Node {
+	return &corev3.Node{Id: n.GetId(), Cluster: n.GetCluster(), Metadata: n.GetMetadata()}
 }

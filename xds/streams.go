@@ -65,7 +65,7 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		s.mu.Unlock()
 		// go-control-plane adopts the node of any later request, so a
 		// stream that passed the checks must not swap in another node.
-		if node != nil && !proto.Equal(node, first) {
+		if node != nil && !proto.Equal(claimedNode(node), first) {
 			return s.refuse(st.address, node.GetId(), errNodeChanged)
 		}
 		return nil
@@ -92,7 +92,7 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		s.mu.Unlock()
 		return nil
 	}
-	st.node = proto.Clone(node).(*corev3.Node)
+	st.node = proto.Clone(claimedNode(node)).(*corev3.Node)
 	groupKey := group.Key()
 	st.nodeID, st.groupKey = node.GetId(), groupKey
 	g := s.groups[groupKey]

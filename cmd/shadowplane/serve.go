@@ -15,22 +15,28 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/shadowplane/shadowplane/internal/controlplane"
+	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/internal/logging"
 )
 
 func newServeCommand() *cobra.Command {
 	var (
-		kubeconfig   string
-		namespaces   []string
-		xdsAddress   string
-		httpAddress  string
-		debugAddress string
-		allowURL     []string
-		debounce     time.Duration
-		maxDelay     time.Duration
-		drainDelay   time.Duration
-		logFormat    string
-		logLevel     string
+		tlsCertFile      string
+		tlsKeyFile       string
+		insecureXDS      bool
+		tokenAudience    string
+		maxConnectionAge time.Duration
+		kubeconfig       string
+		namespaces       []string
+		xdsAddress       string
+		httpAddress      string
+		debugAddress     string
+		allowURL         []string
+		debounce         time.Duration
+		maxDelay         time.Duration
+		drainDelay       time.Duration
+		logFormat        string
+		logLevel         string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -57,17 +63,31 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("kubernetes client: %w", err)
 			}
+			if insecureXDS {
+				// The default certificate paths do not apply to plain text.
+				if !cmd.Flags().Changed("xds-tls-cert-file") {
+					tlsCertFile = ""
+				}
+				if !cmd.Flags().Changed("xds-tls-key-file") {
+					tlsKeyFile = ""
+				}
+			}
 			cp, err := controlplane.New(controlplane.Config{
-				Client:          client,
-				Namespaces:      namespaces,
-				XDSAddress:      xdsAddress,
-				HTTPAddress:     httpAddress,
-				DebugAddress:    debugAddress,
-				AllowedURLHosts: allowURL,
-				Debounce:        debounce,
-				MaxDelay:        maxDelay,
-				Logger:          logger,
-				ShutdownDelay:   drainDelay,
+				Client:           client,
+				Namespaces:       namespaces,
+				XDSAddress:       xdsAddress,
+				HTTPAddress:      httpAddress,
+				DebugAddress:     debugAddress,
+				AllowedURLHosts:  allowURL,
+				Debounce:         debounce,
+				MaxDelay:         maxDelay,
+				Logger:           logger,
+				ShutdownDelay:    drainDelay,
+				TLSCertFile:      tlsCertFile,
+				TLSKeyFile:       tlsKeyFile,
+				InsecureXDS:      insecureXDS,
+				TokenAudience:    tokenAudience,
+				MaxConnectionAge: maxConnectionAge,
 			})
 			if err != nil {
 				return err
@@ -95,6 +115,11 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&debounce, "debounce", 10*time.Millisecond, "quiet time before a Kubernetes change is pushed")
 	f.DurationVar(&maxDelay, "max-delay", 50*time.Millisecond, "longest a burst of changes may delay a push")
 	f.DurationVar(&drainDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long /readyz fails before xDS streams are closed, so sidecars reconnect to another replica")
+	f.StringVar(&tlsCertFile, "xds-tls-cert-file", "/etc/shadowplane/xds-tls/tls.crt", "xDS serving certificate (PEM), re-read when it changes (shadowplane certgen makes it)")
+	f.StringVar(&tlsKeyFile, "xds-tls-key-file", "/etc/shadowplane/xds-tls/tls.key", "key of --xds-tls-cert-file (PEM), re-read when it changes")
+	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
+	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
+	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd

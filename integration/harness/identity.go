@@ -131,6 +131,9 @@ func (k *Kube) NewSidecarIdentity(ctx context.Context, namespace, service, servi
 			Containers:         []corev1.Container{{Name: "app", Image: "app:test"}},
 		},
 	}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		pod, err = k.Client.CoreV1().Pods(namespace).Get(ctx, podName, metav1.GetOptions{})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create Pod: %w", err)
 	}

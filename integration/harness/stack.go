@@ -15,14 +15,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/shadowplane/shadowplane/internal/controlplane"
+	"github.com/shadowplane/shadowplane/xds"
 )
 
 // ControlPlane is an in-process shadowplane control plane (the same wiring
 // as `shadowplane serve`) on loopback ports.
 type ControlPlane struct {
 	*controlplane.ControlPlane
-	cancel context.CancelFunc
-	done   chan error
+	// Certs are the xDS TLS files; nil for an insecure control plane.
+	Certs   *XDSCerts
+	certDir string
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // ControlPlaneOptions tune a test control plane.
@@ -33,6 +37,15 @@ type ControlPlaneOptions struct {
 	// Client overrides kube.Client, e.g. to run as the deployed
 	// ServiceAccount through impersonation.
 	Client kubernetes.Interface
+	// Insecure serves xDS in plain text without identity checks
+	// (--insecure-xds); the default is TLS with verified sidecar identity,
+	// as deployed.
+	Insecure bool
+	// MaxConnectionAge overrides the 30-minute default, for tests that
+	// need sidecars to reconnect (certificate and token rotation).
+	MaxConnectionAge time.Duration
+	// Limits override the xDS bounds.
+	Limits xds.Limits
 }
 
 // StartControlPlane starts the control plane against kube and waits until
@@ -46,19 +59,39 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 	if client == nil {
 		client = kube.Client
 	}
-	cp, err := controlplane.New(controlplane.Config{
-		Client:          client,
-		Namespaces:      o.Namespaces,
-		XDSAddress:      "127.0.0.1:0",
-		HTTPAddress:     "127.0.0.1:0",
-		AllowedURLHosts: o.AllowedURLHosts,
-		Logger:          logger,
-	})
+	var certs *XDSCerts
+	var certDir string
+	if !o.Insecure {
+		var err error
+		if certDir, err = os.MkdirTemp("", "shadowplane-xds-tls-"); err != nil {
+			return nil, err
+		}
+		if certs, err = NewXDSCerts(certDir); err != nil {
+			os.RemoveAll(certDir)
+			return nil, err
+		}
+	}
+	cfg := controlplane.Config{
+		Client:           client,
+		Namespaces:       o.Namespaces,
+		XDSAddress:       "127.0.0.1:0",
+		HTTPAddress:      "127.0.0.1:0",
+		AllowedURLHosts:  o.AllowedURLHosts,
+		Logger:           logger,
+		InsecureXDS:      o.Insecure,
+		MaxConnectionAge: o.MaxConnectionAge,
+		Limits:           o.Limits,
+	}
+	if certs != nil {
+		cfg.TLSCertFile, cfg.TLSKeyFile = certs.CertFile, certs.KeyFile
+	}
+	cp, err := controlplane.New(cfg)
 	if err != nil {
+		os.RemoveAll(certDir)
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	c := &ControlPlane{ControlPlane: cp, cancel: cancel, done: make(chan error, 1)}
+	c := &ControlPlane{ControlPlane: cp, Certs: certs, certDir: certDir, cancel: cancel, done: make(chan error, 1)}
 	go func() { c.done <- cp.Run(runCtx) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cp.Ready() {
@@ -84,6 +117,9 @@ func (c *ControlPlane) HTTPURL() string { return "http://" + c.HTTPAddr.String()
 // Stop stops the control plane and returns what Run returned.
 func (c *ControlPlane) Stop() error {
 	c.cancel()
+	if c.certDir != "" {
+		defer os.RemoveAll(c.certDir)
+	}
 	select {
 	case err := <-c.done:
 		return err
@@ -212,4 +248,20 @@ func GetJSON(ctx context.Context, url string) ([]byte, error) {
 		return buf, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return buf, nil
+}
+
+// StartSidecar starts a sidecar of this control plane: XDSAddress is c's,
+// and for a secure c it first creates the sidecar's identity (a
+// ServiceAccount named after the Service, Pod o.NodeID, a bound token under
+// o.Dir) and renders a TLS bootstrap with it, as a pod would have.
+func (c *ControlPlane) StartSidecar(ctx context.Context, kube *Kube, o SidecarOptions) (*Sidecar, error) {
+	o.XDSAddress = c.XDSAddr.String()
+	if c.Certs != nil && o.Secure == nil {
+		id, err := kube.NewSidecarIdentity(ctx, o.Namespace, o.Service, o.Service, o.NodeID, filepath.Join(o.Dir, "identity-"+o.NodeID))
+		if err != nil {
+			return nil, err
+		}
+		o.Secure = &SidecarTLS{CAFile: c.Certs.CAFile, TokenFile: id.TokenFile}
+	}
+	return StartSidecar(ctx, o)
 }

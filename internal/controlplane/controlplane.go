@@ -16,9 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/shadowplane/shadowplane/internal/certs"
+	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 	"github.com/shadowplane/shadowplane/watcher"
@@ -42,7 +46,27 @@ type Config struct {
 	// ShutdownDelay is how long /readyz reports not ready before the xDS
 	// streams are closed on shutdown (0: close at once).
 	ShutdownDelay time.Duration
+
+	// TLSCertFile and TLSKeyFile are the xDS serving certificate and key,
+	// re-read when they change. Required unless InsecureXDS.
+	TLSCertFile string
+	TLSKeyFile  string
+	// InsecureXDS serves xDS in plain text and trusts each sidecar's node
+	// metadata as claimed: for local development only.
+	InsecureXDS bool
+	// TokenAudience is the audience sidecar tokens must carry (default
+	// kubeauth.DefaultAudience).
+	TokenAudience string
+	// MaxConnectionAge ends each xDS connection after this long (default 30
+	// minutes), so sidecars re-authenticate with fresh tokens and pick up a
+	// rotated certificate; Envoy reconnects at once.
+	MaxConnectionAge time.Duration
+	// Limits bound each xDS client (zero fields: xds.DefaultLimits).
+	Limits xds.Limits
 }
+
+// DefaultMaxConnectionAge is Config.MaxConnectionAge's default.
+const DefaultMaxConnectionAge = 30 * time.Minute
 
 // ControlPlane is a started control plane.
 type ControlPlane struct {
@@ -73,10 +97,16 @@ func New(cfg Config) (*ControlPlane, error) {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	cp := &ControlPlane{Registry: registry, shutdownDelay: cfg.ShutdownDelay}
+	creds, auth, err := xdsSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
 	cp.XDS = xds.New(xds.Options{
 		Logger:   cfg.Logger.Named("xds"),
 		Registry: registry,
 		Gatherer: registry,
+		Auth:     auth,
+		Limits:   cfg.Limits,
 	})
 	w, err := watcher.New(watcher.Options{
 		Client:       cfg.Client,
@@ -112,13 +142,22 @@ func New(cfg Config) (*ControlPlane, error) {
 			"debug", cp.DebugAddr.String())
 	}
 
-	cp.grpcServer = grpc.NewServer(
-		// Many sidecars hold one long stream each; let them all in and
-		// notice dead peers.
-		grpc.MaxConcurrentStreams(1<<20),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+	maxAge := cfg.MaxConnectionAge
+	if maxAge <= 0 {
+		maxAge = DefaultMaxConnectionAge
+	}
+	opts := append(cp.XDS.ServerOptions(),
+		grpc.Creds(creds),
+		// Notice dead peers; end connections after maxAge (with a grace
+		// for the stream to close cleanly) so identity is re-verified.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second,
+			MaxConnectionAge: maxAge, MaxConnectionAgeGrace: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
+	cp.grpcServer = grpc.NewServer(opts...)
+	if cfg.InsecureXDS {
+		cfg.Logger.Warn("xDS is served in plain text and sidecar identity is NOT verified (--insecure-xds): any client that reaches the xDS port can read any Service's configuration; use only for local development")
+	}
 	cp.XDS.Register(cp.grpcServer)
 	cp.web = []webServer{
 		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready))},
@@ -230,4 +269,26 @@ func wrap(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// xdsSecurity is the xDS port's transport credentials and identity check:
+// TLS from the certificate files and TokenReview-verified sidecar identity,
+// or, only with InsecureXDS, plain text trusting node metadata.
+func xdsSecurity(cfg Config) (credentials.TransportCredentials, *xds.Auth, error) {
+	if cfg.InsecureXDS {
+		if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+			return nil, nil, errors.New("--insecure-xds and a TLS certificate both given: choose one")
+		}
+		return insecure.NewCredentials(), nil, nil
+	}
+	if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+		return nil, nil, errors.New("xDS needs a TLS certificate and key (--xds-tls-cert-file, --xds-tls-key-file; `shadowplane certgen` makes them), or --insecure-xds for local development")
+	}
+	source, err := certs.NewFileSource(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("xDS TLS: %w", err)
+	}
+	authn := kubeauth.New(kubeauth.Options{Client: cfg.Client, Audience: cfg.TokenAudience})
+	claims := kubeauth.NewClaimVerifier(cfg.Client)
+	return credentials.NewTLS(source.ServerTLSConfig()), &xds.Auth{Authenticate: authn.Authenticate, Verify: claims.Verify}, nil
 }
