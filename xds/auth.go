@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
+	"github.com/shadowplane/shadowplane/internal/logging"
 )
 
 // Auth verifies who a sidecar is. With Auth set, every xDS stream must carry
@@ -139,19 +140,11 @@ func (s *Server) refuse(address, nodeID string, err error) error {
 		code, reason = codes.Unavailable, refusedUnverifiable
 	}
 	s.authMetrics.refused.WithLabelValues(reason).Inc()
-	s.log.Warn("refused xDS stream", "reason", reason, "node", truncate(nodeID, 256), "address", address, "error", truncate(err.Error(), 1024))
+	s.log.Warn("refused xDS stream", "reason", reason, "node", logging.Cut(nodeID, 256), "address", address, "error", logging.Cut(err.Error(), 1024))
 	return status.Errorf(code, "shadowplane: %v", err)
 }
 
 var errNodeChanged = errors.New("a stream's node may not change after its first request")
-
-// truncate cuts s to at most n bytes for logs, marking the cut.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…(truncated)"
-}
 
 func peerAddress(ctx context.Context) string {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {

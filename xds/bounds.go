@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shadowplane/shadowplane/internal/logging"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -129,7 +130,7 @@ func newBoundsCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 func (s *Server) exceeded(bound string, code codes.Code, address, nodeID, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	s.boundsExceeded.WithLabelValues(bound).Inc()
-	s.log.Warn("xDS bound exceeded", "bound", bound, "node", truncate(nodeID, 256), "address", address, "error", msg)
+	s.log.Warn("xDS bound exceeded", "bound", bound, "node", logging.Cut(nodeID, 256), "address", address, "error", msg)
 	return status.Errorf(code, "shadowplane: %s", msg)
 }
 
@@ -163,7 +164,7 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 	}
 	if _, served := translator.ResourceTypeOf(typeURL); !served {
 		return s.exceeded(boundTypeURL, codes.InvalidArgument, address, nodeID,
-			"type %q is not served here", truncate(typeURL, 128))
+			"type %q is not served here", logging.Cut(typeURL, 128))
 	}
 	if limiter != nil && !limiter.Allow() {
 		return s.exceeded(boundRequestRate, codes.ResourceExhausted, address, nodeID,
@@ -241,7 +242,7 @@ func (w *sizeReportingStream) RecvMsg(m any) error {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
 		w.s.boundsExceeded.WithLabelValues(boundMessageSize).Inc()
 		w.s.log.Warn("xDS bound exceeded", "bound", boundMessageSize, "address", w.address,
-			"error", truncate(st.Message(), 256))
+			"error", logging.Cut(st.Message(), 256))
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
+	"github.com/shadowplane/shadowplane/internal/logging"
 	"google.golang.org/grpc/status"
 
 	"github.com/shadowplane/shadowplane/nodemeta"
@@ -77,7 +78,7 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 	if err != nil {
 		s.metrics.invalidNodes.Inc()
 		s.log.Warn("closing xDS stream: the node names no valid node group",
-			"node", truncate(node.GetId(), 256), "address", address, "error", truncate(err.Error(), 1024))
+			"node", logging.Cut(node.GetId(), 256), "address", address, "error", logging.Cut(err.Error(), 1024))
 		return status.Errorf(codes.InvalidArgument, "shadowplane: %v", err)
 	}
 	// The claim is checked before any snapshot is looked up or made, so a
@@ -146,7 +147,7 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 
 	// Envoy's messages are short; a client's may be megabytes: keep and
 	// log only the start.
-	nack := &Nack{Message: truncate(errorDetail.GetMessage(), s.limits.MaxNackDetailBytes), Time: time.Now()}
+	nack := &Nack{Message: logging.Cut(errorDetail.GetMessage(), s.limits.MaxNackDetailBytes), Time: time.Now()}
 	if answersLast {
 		nack.Version = t.sent
 		t.nackNonce = nonce
