@@ -31,6 +31,9 @@ type fixtureOptions struct {
 	delta           bool
 	allowedURLHosts []string
 	listenAddress   string // sidecar listeners' bind address (default 127.0.0.1)
+	// maxConnectionAge makes the sidecar reconnect this often (rotation
+	// tests); 0 keeps the 30-minute default.
+	maxConnectionAge time.Duration
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -61,9 +64,10 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
 
 	if f.cp, err = harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{
-		Namespaces:      []string{f.ns},
-		AllowedURLHosts: o.allowedURLHosts,
-		Logger:          testLogger(t),
+		Namespaces:       []string{f.ns},
+		AllowedURLHosts:  o.allowedURLHosts,
+		Logger:           testLogger(t),
+		MaxConnectionAge: o.maxConnectionAge,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -171,6 +171,9 @@ type Sidecar struct {
 	*Envoy
 	ListenPort uint32
 	URL        string // http://127.0.0.1:<listen>
+	// Identity is the sidecar's ServiceAccount, Pod and token, when its
+	// control plane is secure.
+	Identity *SidecarIdentity
 }
 
 // StartSidecar renders the bootstrap with the shadowplane command, starts
@@ -256,12 +259,18 @@ func GetJSON(ctx context.Context, url string) ([]byte, error) {
 // o.Dir) and renders a TLS bootstrap with it, as a pod would have.
 func (c *ControlPlane) StartSidecar(ctx context.Context, kube *Kube, o SidecarOptions) (*Sidecar, error) {
 	o.XDSAddress = c.XDSAddr.String()
+	var id *SidecarIdentity
 	if c.Certs != nil && o.Secure == nil {
-		id, err := kube.NewSidecarIdentity(ctx, o.Namespace, o.Service, o.Service, o.NodeID, filepath.Join(o.Dir, "identity-"+o.NodeID))
+		var err error
+		id, err = kube.NewSidecarIdentity(ctx, o.Namespace, o.Service, o.Service, o.NodeID, filepath.Join(o.Dir, "identity-"+o.NodeID))
 		if err != nil {
 			return nil, err
 		}
 		o.Secure = &SidecarTLS{CAFile: c.Certs.CAFile, TokenFile: id.TokenFile}
 	}
-	return StartSidecar(ctx, o)
+	sidecar, err := StartSidecar(ctx, o)
+	if sidecar != nil {
+		sidecar.Identity = id
+	}
+	return sidecar, err
 }
