@@ -5,18 +5,23 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/testtools/adsclient"
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/xds"
 )
 
 // TestTrustRefusesUnverifiedClients: against the real API server's
@@ -203,4 +208,192 @@ func TestTrustRotationDuringTraffic(t *testing.T) {
 		t.Error("Envoy restarted during rotation")
 	}
 	t.Logf("rotation under load: %d requests, %d errors, %d TLS handshakes to the control plane", len(load.All), load.Errors(), handshakes())
+}
+
+// TestTrustBoundsWhileEnvoyUpdates: a client with a valid identity trips
+// every xDS bound over and over, and each time gets its status, while the
+// real Envoy beside it keeps receiving percent changes. The propagation
+// times with and without the abuser are logged side by side.
+func TestTrustBoundsWhileEnvoyUpdates(t *testing.T) {
+	f := newMirrorFixture(t, fixtureOptions{})
+	f.applyPolicy(policyYAML("1", ""))
+	f.waitApplied(10_000)
+	kube := env(t).kube
+	caPEM, err := os.ReadFile(f.cp.Certs.CAFile)
+	must(t, err)
+
+	abuserNS := newNamespace(t, f.ctx)
+	must(t, kube.ApplyService(f.ctx, abuserNS, "abuser", harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
+	abuser, err := kube.NewSidecarIdentity(f.ctx, abuserNS, "abuser", "abuser", "abuser-0", t.TempDir())
+	must(t, err)
+	token, err := os.ReadFile(abuser.TokenFile)
+	must(t, err)
+	node := nodemeta.Metadata{NodeID: "abuser-0", Namespace: abuserNS, Service: "abuser", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}
+
+	propagate := func(percents []string) []time.Duration {
+		var took []time.Duration
+		for _, p := range percents {
+			start := time.Now()
+			f.applyPolicy(policyYAML(p, ""))
+			f.waitRuntime(f.runtimeKey(), percentPPM(t, p))
+			took = append(took, time.Since(start))
+		}
+		return took
+	}
+	quiet := propagate([]string{"2", "3", "4", "5", "6", "7", "8", "9", "10", "11"})
+
+	// The abuser, on its own goroutine until the changes are done.
+	abuse := []struct {
+		bound string
+		code  codes.Code
+		req   func() *discoveryv3.DiscoveryRequest
+	}{
+		{"node_size", codes.InvalidArgument, func() *discoveryv3.DiscoveryRequest {
+			big := node.Node()
+			big.Metadata.Fields["padding"] = structpb.NewStringValue(strings.Repeat("x", 20<<10))
+			return &discoveryv3.DiscoveryRequest{Node: big, TypeUrl: resourcev3.ClusterType}
+		}},
+		{"resource_names", codes.InvalidArgument, func() *discoveryv3.DiscoveryRequest {
+			return &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: make([]string, 1001)}
+		}},
+		{"type_url", codes.InvalidArgument, func() *discoveryv3.DiscoveryRequest {
+			return &discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/google.protobuf.Empty"}
+		}},
+		{"message_size", codes.ResourceExhausted, func() *discoveryv3.DiscoveryRequest {
+			return &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.RuntimeType, VersionInfo: strings.Repeat("v", 2<<20)}
+		}},
+	}
+	abuseCtx, stopAbuse := context.WithCancel(f.ctx)
+	var rounds int
+	var wrong []string
+	abuseDone := make(chan struct{})
+	go func() {
+		defer close(abuseDone)
+		for abuseCtx.Err() == nil {
+			rounds++
+			for _, a := range abuse {
+				if got := abuseOnce(f.cp.XDSAddr.String(), caPEM, string(token), node, a.req()); got != a.code {
+					wrong = append(wrong, a.bound+": "+got.String())
+				}
+			}
+			// A request flood on one stream.
+			if got := floodOnce(f.cp.XDSAddr.String(), caPEM, string(token), node); got != codes.ResourceExhausted {
+				wrong = append(wrong, "request_rate: "+got.String())
+			}
+			// More streams on one connection than allowed.
+			if got := manyStreamsOnce(f.cp.XDSAddr.String(), caPEM, string(token), node, xds.DefaultLimits().MaxStreamsPerConnection+1); got != codes.ResourceExhausted {
+				wrong = append(wrong, "streams_per_connection: "+got.String())
+			}
+		}
+	}()
+	busy := propagate([]string{"12", "13", "14", "15", "16", "17", "18", "19", "20", "21"})
+	stopAbuse()
+	<-abuseDone
+	if len(wrong) > 0 {
+		t.Errorf("bounds answered with the wrong status %d times, e.g. %v", len(wrong), wrong[:min(5, len(wrong))])
+	}
+	if rounds < 2 {
+		t.Errorf("the abuser ran only %d rounds", rounds)
+	}
+	metrics, err := harness.GetJSON(f.ctx, f.cp.HTTPURL()+"/metrics")
+	must(t, err)
+	for _, b := range []string{"node_size", "resource_names", "type_url", "message_size", "request_rate", "streams_per_connection"} {
+		if !strings.Contains(string(metrics), `shadowplane_xds_bounds_exceeded_total{bound="`+b+`"}`) ||
+			strings.Contains(string(metrics), `shadowplane_xds_bounds_exceeded_total{bound="`+b+`"} 0`+"\n") {
+			t.Errorf("/metrics does not count the %s bound", b)
+		}
+	}
+	t.Logf("percent change → in force in Envoy, median of 10: %v quiet, %v while an abuser tripped every bound (%d rounds)",
+		median(quiet), median(busy), rounds)
+}
+
+// abuseOnce opens a stream with a valid token, sends req and returns the
+// status the server ends the stream with.
+func abuseOnce(address string, caPEM []byte, token string, node nodemeta.Metadata, req *discoveryv3.DiscoveryRequest) codes.Code {
+	conn, err := harness.DialXDS(address, caPEM, token)
+	if err != nil {
+		return codes.Unknown
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return status.Code(err)
+	}
+	if req.Node == nil {
+		req.Node = node.Node()
+	}
+	_ = stream.Send(req)
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return status.Code(err)
+		}
+	}
+}
+
+// floodOnce sends requests on one stream as fast as it can.
+func floodOnce(address string, caPEM []byte, token string, node nodemeta.Metadata) codes.Code {
+	conn, err := harness.DialXDS(address, caPEM, token)
+	if err != nil {
+		return codes.Unknown
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return status.Code(err)
+	}
+	go func() {
+		for i := 0; i < 1000 && ctx.Err() == nil; i++ {
+			req := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.RuntimeType}
+			if i == 0 {
+				req.Node = node.Node()
+			}
+			if stream.Send(req) != nil {
+				return
+			}
+		}
+	}()
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return status.Code(err)
+		}
+	}
+}
+
+// manyStreamsOnce opens n streams on one connection, each identified, and
+// returns the status of the first that the server ends.
+func manyStreamsOnce(address string, caPEM []byte, token string, node nodemeta.Metadata, n int) codes.Code {
+	conn, err := harness.DialXDS(address, caPEM, token)
+	if err != nil {
+		return codes.Unknown
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ended := make(chan codes.Code, n)
+	for i := 0; i < n; i++ {
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			return status.Code(err)
+		}
+		_ = stream.Send(&discoveryv3.DiscoveryRequest{Node: node.Node(), TypeUrl: resourcev3.ClusterType})
+		go func() {
+			for {
+				if _, err := stream.Recv(); err != nil {
+					ended <- status.Code(err)
+					return
+				}
+			}
+		}()
+	}
+	return <-ended
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
