@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/xds"
 )
 
 // mirrorFixture is one namespace with a sidecar-fronted Service "entrance"
@@ -34,6 +35,7 @@ type fixtureOptions struct {
 	// maxConnectionAge makes the sidecar reconnect this often (rotation
 	// tests); 0 keeps the 30-minute default.
 	maxConnectionAge time.Duration
+	limits           xds.Limits // xDS bounds; zero fields keep the defaults
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -68,6 +70,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		AllowedURLHosts:  o.allowedURLHosts,
 		Logger:           testLogger(t),
 		MaxConnectionAge: o.maxConnectionAge,
+		Limits:           o.limits,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -253,6 +254,15 @@ func TestTrustBoundsWhileEnvoyUpdates(t *testing.T) {
 			big.Metadata.Fields["padding"] = structpb.NewStringValue(strings.Repeat("x", 20<<10))
 			return &discoveryv3.DiscoveryRequest{Node: big, TypeUrl: resourcev3.ClusterType}
 		}},
+		{"port_pairs", codes.InvalidArgument, func() *discoveryv3.DiscoveryRequest {
+			many := node.Node()
+			pairs := make([]string, 65)
+			for i := range pairs {
+				pairs[i] = fmt.Sprintf("%d:%d", 20000+i, 30000+i)
+			}
+			many.Metadata.Fields[nodemeta.KeyPorts] = structpb.NewStringValue(strings.Join(pairs, ","))
+			return &discoveryv3.DiscoveryRequest{Node: many, TypeUrl: resourcev3.ClusterType}
+		}},
 		{"resource_names", codes.InvalidArgument, func() *discoveryv3.DiscoveryRequest {
 			return &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: make([]string, 1001)}
 		}},
@@ -302,6 +312,10 @@ func TestTrustBoundsWhileEnvoyUpdates(t *testing.T) {
 			strings.Contains(string(metrics), `shadowplane_xds_bounds_exceeded_total{bound="`+b+`"} 0`+"\n") {
 			t.Errorf("/metrics does not count the %s bound", b)
 		}
+	}
+	// Too many port pairs is an invalid node: its own counter.
+	if strings.Contains(string(metrics), "shadowplane_xds_invalid_nodes_total 0\n") {
+		t.Error("/metrics does not count nodes refused for too many port pairs")
 	}
 	t.Logf("percent change → in force in Envoy, median of 10: %v quiet, %v while an abuser tripped every bound (%d rounds)",
 		median(quiet), median(busy), rounds)
@@ -396,4 +410,40 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestTrustNewStreamBucket: past the shared new-stream bucket, new streams
+// wait briefly and are then refused with ResourceExhausted, while the real
+// Envoy's established stream keeps receiving changes.
+func TestTrustNewStreamBucket(t *testing.T) {
+	f := newMirrorFixture(t, fixtureOptions{limits: xds.Limits{NewStreamsPerSecond: 0.2, NewStreamBurst: 3, NewStreamWait: 100 * time.Millisecond}})
+	f.applyPolicy(policyYAML("5", ""))
+	f.waitApplied(50_000)
+	kube := env(t).kube
+	caPEM, err := os.ReadFile(f.cp.Certs.CAFile)
+	must(t, err)
+	ns := newNamespace(t, f.ctx)
+	must(t, kube.ApplyService(f.ctx, ns, "burst", harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
+	id, err := kube.NewSidecarIdentity(f.ctx, ns, "burst", "burst", "burst-0", t.TempDir())
+	must(t, err)
+	token, err := os.ReadFile(id.TokenFile)
+	must(t, err)
+	node := nodemeta.Metadata{NodeID: "burst-0", Namespace: ns, Service: "burst", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}
+
+	refused := 0
+	for i := 0; i < 6; i++ {
+		if abuseOnce(f.cp.XDSAddr.String(), caPEM, string(token), node, &discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/google.protobuf.Empty"}) == codes.ResourceExhausted {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("6 new streams within a second passed a bucket of 3")
+	}
+	f.applyPolicy(policyYAML("6", ""))
+	f.waitRuntime(f.runtimeKey(), 60_000)
+	metrics, err := harness.GetJSON(f.ctx, f.cp.HTTPURL()+"/metrics")
+	must(t, err)
+	if strings.Contains(string(metrics), `shadowplane_xds_bounds_exceeded_total{bound="new_stream_rate"} 0`+"\n") {
+		t.Error("/metrics does not count the new_stream_rate bound")
+	}
 }
