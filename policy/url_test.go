@@ -63,10 +63,7 @@ var wideOpen = ParseOptions{AllowedURLHosts: []string{
 // IPv6 spelling, and the message names the rule; ordinary addresses stay
 // open under the same allowlist.
 func TestDenyList(t *testing.T) {
-	tests := []struct {
-		url  string
-		want string // substring of the problem; "" means accepted
-	}{
+	tests := []urlCase{
 		// IPv4
 		{"http://127.0.0.1", `url host "127.0.0.1" is refused by the deny list (loopback); the allowlist cannot open it`},
 		{"http://127.255.255.254:8080", "(loopback)"},
@@ -134,8 +131,17 @@ func TestDenyList(t *testing.T) {
 		{"http://notlocalhost.example.com", ""},
 		{"http://localhost.example.com", ""}, // a name like any other: it resolves in the sidecar
 	}
+	checkURLTargets(t, wideOpen, tests)
+}
+
+// urlCase is a URL target and a substring of its one problem ("" means
+// accepted).
+type urlCase struct{ url, want string }
+
+func checkURLTargets(t *testing.T, opts ParseOptions, tests []urlCase) {
+	t.Helper()
 	for _, tt := range tests {
-		_, _, problems := parseURLTarget(tt.url, wideOpen)
+		_, _, problems := parseURLTarget(tt.url, opts)
 		switch {
 		case tt.want == "" && len(problems) > 0:
 			t.Errorf("%s: want accepted, got %q", tt.url, problems)
@@ -151,10 +157,7 @@ func TestDenyListControlPlane(t *testing.T) {
 	opts := wideOpen
 	opts.DeniedAddresses = []netip.Prefix{netip.MustParsePrefix("10.16.5.9/32"), netip.MustParsePrefix("fd00:1::9/128")}
 	opts.DeniedPorts = []uint32{19000}
-	tests := []struct {
-		url  string
-		want string
-	}{
+	tests := []urlCase{
 		{"http://10.16.5.9:8080", `url host "10.16.5.9" is refused by the deny list (the control plane's own address)`},
 		{"http://[::ffff:10.16.5.9]", "(the control plane's own address)"},
 		{"http://[64:ff9b::10.16.5.9]", "(the control plane's own address: 10.16.5.9 embedded in the NAT64 prefix"},
@@ -164,21 +167,9 @@ func TestDenyListControlPlane(t *testing.T) {
 		{"http://10.16.5.10:8080", ""},
 		{"http://[fd00:1::10]", ""},
 	}
-	for _, tt := range tests {
-		_, _, problems := parseURLTarget(tt.url, opts)
-		switch {
-		case tt.want == "" && len(problems) > 0:
-			t.Errorf("%s: want accepted, got %q", tt.url, problems)
-		case tt.want != "" && (len(problems) != 1 || !strings.Contains(problems[0], tt.want)):
-			t.Errorf("%s: want one problem containing %q, got %q", tt.url, tt.want, problems)
-		}
-	}
+	checkURLTargets(t, opts, tests)
 	// Without the options the same targets are ordinary.
-	for _, open := range []string{"http://10.16.5.9:8080", "http://10.16.0.147:19000"} {
-		if _, _, problems := parseURLTarget(open, wideOpen); len(problems) > 0 {
-			t.Errorf("%s without the control plane's addresses: got %q", open, problems)
-		}
-	}
+	checkURLTargets(t, wideOpen, []urlCase{{"http://10.16.5.9:8080", ""}, {"http://10.16.0.147:19000", ""}})
 }
 
 func TestLooseIPv4(t *testing.T) {
