@@ -35,8 +35,8 @@ const (
 	ruleControl     = "the control plane's own address"
 )
 
-// deniedRanges are checked in order; the IPv6 ranges that embed an IPv4
-// address come after ::1 and ::, which they contain.
+// deniedRanges are checked before embeddingRanges, as ::1 and :: lie
+// inside ::/96 and must be named as themselves.
 var deniedRanges = []deniedRange{
 	{netip.MustParsePrefix("127.0.0.0/8"), ruleLoopback},
 	{netip.MustParsePrefix("::1/128"), ruleLoopback},
