@@ -31,6 +31,7 @@ type fixtureOptions struct {
 	delta           bool
 	allowedURLHosts []string
 	listenAddress   string // sidecar listeners' bind address (default 127.0.0.1)
+	dnsResolver     string // the sidecar's only DNS server, host:port (default: the system's)
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -78,7 +79,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		XDSAddress: f.cp.XDSAddr.String(),
 		NodeID:     "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
-		Delta: o.delta, ListenAddress: o.listenAddress,
+		Delta: o.delta, ListenAddress: o.listenAddress, DNSResolver: o.dnsResolver,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -118,6 +120,9 @@ type SidecarOptions struct {
 	Delta       bool
 	// ListenAddress is where the listeners bind (default 127.0.0.1).
 	ListenAddress string
+	// DNSResolver, when set, is the only DNS server (host:port) Envoy asks,
+	// e.g. a DNSServer's Addr.
+	DNSResolver string
 }
 
 // Sidecar is a running Envoy started from `shadowplane bootstrap` output.
@@ -155,6 +160,11 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	if out, err := exec.CommandContext(ctx, o.Shadowplane, args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("shadowplane bootstrap: %w\n%s", err, out)
 	}
+	if o.DNSResolver != "" {
+		if err := useDNSResolver(bootstrapPath, o.DNSResolver); err != nil {
+			return nil, err
+		}
+	}
 	e, err := StartEnvoy(ctx, o.Envoy, bootstrapPath, adminPort, o.Dir)
 	if err != nil {
 		return nil, err
@@ -164,6 +174,29 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 		return nil, err
 	}
 	return &Sidecar{Envoy: e, ListenPort: o.ListenPort, URL: fmt.Sprintf("http://127.0.0.1:%d", o.ListenPort)}, nil
+}
+
+// useDNSResolver makes the c-ares resolver of the bootstrap at path ask
+// only the DNS server at hostPort, by adding a top-level key to the YAML.
+func useDNSResolver(path, hostPort string) error {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return fmt.Errorf("dns resolver %q: %w", hostPort, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, `
+typedDnsResolverConfig:
+  name: envoy.network.dns_resolver.cares
+  typedConfig:
+    '@type': type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+    resolvers:
+    - socketAddress: {address: %q, portValue: %s}
+    dnsResolverOptions: {noDefaultSearchDomain: true}
+`, host, port)
+	return errors.Join(err, f.Close())
 }
 
 // WaitUntil polls cond every 10 ms until it returns true or timeout passes.

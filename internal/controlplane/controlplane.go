@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 	"github.com/shadowplane/shadowplane/watcher"
 	"github.com/shadowplane/shadowplane/xds"
@@ -83,7 +82,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Namespaces:   cfg.Namespaces,
 		Debounce:     cfg.Debounce,
 		MaxDelay:     cfg.MaxDelay,
-		ParseOptions: policy.ParseOptions{AllowedURLHosts: cfg.AllowedURLHosts},
+		ParseOptions: ownParseOptions(cfg),
 		Logger:       cfg.Logger.Named("watcher"),
 		Registry:     registry,
 		OnWorld: func(world *translator.World) {
