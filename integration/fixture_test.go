@@ -36,6 +36,7 @@ type fixtureOptions struct {
 	// tests); 0 keeps the 30-minute default.
 	maxConnectionAge time.Duration
 	limits           xds.Limits // xDS bounds; zero fields keep the defaults
+	dnsResolver      string     // the sidecar's only DNS server, host:port (default: the system's)
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -84,7 +85,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
 		NodeID: "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
-		Delta: o.delta, ListenAddress: o.listenAddress,
+		Delta: o.delta, ListenAddress: o.listenAddress, DNSResolver: o.dnsResolver,
 	})
 	if err != nil {
 		t.Fatal(err)

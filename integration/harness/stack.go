@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,6 +160,9 @@ type SidecarOptions struct {
 	// and the token it presents. Nil renders a plain-text bootstrap
 	// (`bootstrap --insecure`), for a control plane run with --insecure-xds.
 	Secure *SidecarTLS
+	// DNSResolver, when set, is the only DNS server (host:port) Envoy asks,
+	// e.g. a DNSServer's Addr.
+	DNSResolver string
 }
 
 // SidecarTLS are the files a secure sidecar reads, as mounted in a pod.
@@ -215,6 +220,11 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	if out, err := exec.CommandContext(ctx, o.Shadowplane, args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("shadowplane bootstrap: %w\n%s", err, out)
 	}
+	if o.DNSResolver != "" {
+		if err := useDNSResolver(bootstrapPath, o.DNSResolver); err != nil {
+			return nil, err
+		}
+	}
 	e, err := StartEnvoy(ctx, o.Envoy, bootstrapPath, adminPort, o.Dir)
 	if err != nil {
 		return nil, err
@@ -224,6 +234,29 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 		return nil, err
 	}
 	return &Sidecar{Envoy: e, ListenPort: o.ListenPort, URL: fmt.Sprintf("http://127.0.0.1:%d", o.ListenPort)}, nil
+}
+
+// useDNSResolver makes the c-ares resolver of the bootstrap at path ask
+// only the DNS server at hostPort, by adding a top-level key to the YAML.
+func useDNSResolver(path, hostPort string) error {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return fmt.Errorf("dns resolver %q: %w", hostPort, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, `
+typedDnsResolverConfig:
+  name: envoy.network.dns_resolver.cares
+  typedConfig:
+    '@type': type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+    resolvers:
+    - socketAddress: {address: %q, portValue: %s}
+    dnsResolverOptions: {noDefaultSearchDomain: true}
+`, host, port)
+	return errors.Join(err, f.Close())
 }
 
 // WaitUntil polls cond every 10 ms until it returns true or timeout passes.
