@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/xds"
 )
 
 // mirrorFixture is one namespace with a sidecar-fronted Service "entrance"
@@ -31,6 +32,11 @@ type fixtureOptions struct {
 	delta           bool
 	allowedURLHosts []string
 	listenAddress   string // sidecar listeners' bind address (default 127.0.0.1)
+	// maxConnectionAge makes the sidecar reconnect this often (rotation
+	// tests); 0 keeps the 30-minute default.
+	maxConnectionAge time.Duration
+	limits           xds.Limits // xDS bounds; zero fields keep the defaults
+	dnsResolver      string     // the sidecar's only DNS server, host:port (default: the system's)
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -61,9 +67,11 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
 
 	if f.cp, err = harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{
-		Namespaces:      []string{f.ns},
-		AllowedURLHosts: o.allowedURLHosts,
-		Logger:          testLogger(t),
+		Namespaces:       []string{f.ns},
+		AllowedURLHosts:  o.allowedURLHosts,
+		Logger:           testLogger(t),
+		MaxConnectionAge: o.maxConnectionAge,
+		Limits:           o.limits,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +85,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
 		NodeID: "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
-		Delta: o.delta, ListenAddress: o.listenAddress,
+		Delta: o.delta, ListenAddress: o.listenAddress, DNSResolver: o.dnsResolver,
 	})
 	if err != nil {
 		t.Fatal(err)

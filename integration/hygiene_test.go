@@ -199,9 +199,11 @@ func expectHeaders(t *testing.T, what string, r harness.Request, want map[string
 // TestHygieneURLTargets: URL targets outside the cluster get copies with
 // the URL's host[:port] as Host, by IP (static cluster) and by DNS name;
 // an https target whose certificate no system CA signed gets no copy at all
-// (verification is never weakened) and the primary does not notice; and a
+// (verification is never weakened) and the primary does not notice; a
 // target whose host --allow-url-target does not allow is rejected with a
-// Warning Event that names the flag, and gets nothing.
+// Warning Event that names the flag, and gets nothing; and loopback targets,
+// by IP and by the name localhost, are refused by the deny list although the
+// allowlist matches them, and get nothing.
 func TestHygieneURLTargets(t *testing.T) {
 	e := env(t)
 	start := func(b *harness.Backend, err error) *harness.Backend {
@@ -210,49 +212,73 @@ func TestHygieneURLTargets(t *testing.T) {
 		t.Cleanup(b.Stop)
 		return b
 	}
-	byIP := start(harness.StartBackend("url-ip", "127.0.0.1"))
-	byName := start(harness.StartBackend("url-dns", "127.0.0.1"))
-	untrusted := start(harness.StartTLSBackend("url-tls", "127.0.0.1"))
+	byIP := start(harness.StartBackend("url-ip", e.endpointHost))
+	byName := start(harness.StartBackend("url-dns", e.endpointHost))
+	untrusted := start(harness.StartTLSBackend("url-tls", e.endpointHost))
 	forbidden := start(harness.StartBackend("url-forbidden", e.endpointHost))
+	loopback := start(harness.StartBackend("url-loopback", "127.0.0.1"))
 
-	f := newMirrorFixture(t, fixtureOptions{allowedURLHosts: []string{"127.0.0.1", "localhost"}})
+	// Inside the tests' network namespace the only names that resolve are
+	// loopback names, which the deny list refuses; a DNS server of the test
+	// resolves these two to the test address for the sidecar.
+	const dnsName, forbiddenName = "url-dns.shadowplane.test", "forbidden.shadowplane.test"
+	dns, err := harness.StartDNS(map[string]string{dnsName: e.endpointHost, forbiddenName: e.endpointHost})
+	must(t, err)
+	t.Cleanup(dns.Stop)
+
+	f := newMirrorFixture(t, fixtureOptions{
+		allowedURLHosts: []string{"0.0.0.0/0", dnsName, "localhost"},
+		dnsResolver:     dns.Addr,
+	})
 	f.applyPolicy(fmt.Sprintf(`policies:
 - name: to-ip
   service: entrance
   match: {pathPrefix: /ip/}
-  mirrors: [{url: "http://127.0.0.1:%d/", name: ip, percent: 100}]
+  mirrors: [{url: "http://%[1]s:%[2]d/", name: ip, percent: 100}]
 - name: to-dns
   service: entrance
   match: {pathPrefix: /dns/}
-  mirrors: [{url: "http://localhost:%d", name: dns, percent: 100}]
+  mirrors: [{url: "http://%[3]s:%[4]d", name: dns, percent: 100}]
 - name: to-tls
   service: entrance
   match: {pathPrefix: /tls/}
-  mirrors: [{url: "https://127.0.0.1:%d", name: tls, percent: 100}]
+  mirrors: [{url: "https://%[1]s:%[5]d", name: tls, percent: 100}]
 - name: to-forbidden
   service: entrance
   match: {pathPrefix: /forbidden/}
-  mirrors: [{url: "http://%s:%d", name: forbidden, percent: 100}]
-`, byIP.Port, byName.Port, untrusted.Port, e.endpointHost, forbidden.Port))
+  mirrors: [{url: "http://%[6]s:%[7]d", name: forbidden, percent: 100}]
+- name: to-loopback
+  service: entrance
+  match: {pathPrefix: /loopback/}
+  mirrors: [{url: "http://127.0.0.1:%[8]d", name: loopback, percent: 100}]
+- name: to-localhost
+  service: entrance
+  match: {pathPrefix: /localhost/}
+  mirrors: [{url: "http://localhost:%[8]d", name: localhost, percent: 100}]
+`, e.endpointHost, byIP.Port, dnsName, byName.Port, untrusted.Port, forbiddenName, forbidden.Port, loopback.Port))
 	for _, k := range []string{"to-ip.ip", "to-dns.dns", "to-tls.tls"} {
 		f.waitRuntime("shadowplane."+f.ns+"."+k, 1_000_000)
 	}
-	ipCluster := fmt.Sprintf("shadow-url|http|127.0.0.1|%d", byIP.Port)
-	dnsCluster := fmt.Sprintf("shadow-url|http|localhost|%d", byName.Port)
-	tlsCluster := fmt.Sprintf("shadow-url|https|127.0.0.1|%d", untrusted.Port)
+	ipCluster := fmt.Sprintf("shadow-url|http|%s|%d", e.endpointHost, byIP.Port)
+	dnsCluster := fmt.Sprintf("shadow-url|http|%s|%d", dnsName, byName.Port)
+	tlsCluster := fmt.Sprintf("shadow-url|https|%s|%d", e.endpointHost, untrusted.Port)
 	for _, c := range []string{ipCluster, dnsCluster, tlsCluster} {
 		f.waitClusterHosts(c, 1)
 	}
 	f.waitRouteMirrors(3)
 
-	rejected := f.waitWarningEvent("PolicyRejected", "to-forbidden")
-	for _, want := range []string{"--allow-url-target=" + e.endpointHost, `url host "` + e.endpointHost + `" is not allowed`} {
-		if !strings.Contains(rejected, want) {
-			t.Errorf("rejection event %q does not say %q", rejected, want)
+	for _, r := range []struct{ policy, want string }{
+		{"to-forbidden", "--allow-url-target=" + forbiddenName},
+		{"to-forbidden", `url host "` + forbiddenName + `" is not allowed`},
+		{"to-loopback", `url host "127.0.0.1" is refused by the deny list (loopback); the allowlist cannot open it`},
+		{"to-localhost", `url host "localhost" is refused by the deny list (loopback: the name localhost`},
+	} {
+		if rejected := f.waitWarningEvent("PolicyRejected", r.policy); !strings.Contains(rejected, r.want) {
+			t.Errorf("rejection event %q does not say %q", rejected, r.want)
 		}
 	}
 
-	prefixes := []string{"/ip/", "/dns/", "/tls/", "/forbidden/"}
+	prefixes := []string{"/ip/", "/dns/", "/tls/", "/forbidden/", "/loopback/", "/localhost/"}
 	const rounds = 20
 	n := rounds * len(prefixes)
 	res := harness.SendN(f.ctx, f.client, n, 8, func(ctx context.Context, i int) *http.Request {
@@ -279,8 +305,8 @@ func TestHygieneURLTargets(t *testing.T) {
 		host    string
 		policy  string
 	}{
-		{byIP, "/ip/", fmt.Sprintf("127.0.0.1:%d", byIP.Port), "to-ip"},
-		{byName, "/dns/", fmt.Sprintf("localhost:%d", byName.Port), "to-dns"},
+		{byIP, "/ip/", fmt.Sprintf("%s:%d", e.endpointHost, byIP.Port), "to-ip"},
+		{byName, "/dns/", fmt.Sprintf("%s:%d", dnsName, byName.Port), "to-dns"},
 	} {
 		if got := target.backend.WaitCount(f.ctx, rounds, 300*time.Millisecond); got != rounds {
 			t.Errorf("%s target got %d copies, want %d", target.prefix, got, rounds)
@@ -316,6 +342,9 @@ func TestHygieneURLTargets(t *testing.T) {
 	// Give any stray copy to the forbidden target time to arrive.
 	if got := forbidden.WaitCount(f.ctx, 1, 500*time.Millisecond); got != 0 {
 		t.Errorf("the target outside --allow-url-target got %d requests, want 0", got)
+	}
+	if got := loopback.WaitCount(f.ctx, 1, 100*time.Millisecond); got != 0 {
+		t.Errorf("the loopback target on the deny list got %d requests, want 0", got)
 	}
 }
 

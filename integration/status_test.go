@@ -122,7 +122,7 @@ func TestReadyzWaitsForSync(t *testing.T) {
 	cp, err := controlplane.New(controlplane.Config{
 		Client: client, Namespaces: []string{"default"},
 		XDSAddress: "127.0.0.1:0", HTTPAddress: "127.0.0.1:0",
-		Logger: hclog.NewNullLogger(),
+		Logger: hclog.NewNullLogger(), InsecureXDS: true, // readiness is the subject here
 	})
 	must(t, err)
 	runCtx, stop := context.WithCancel(ctx)

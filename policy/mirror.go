@@ -131,7 +131,7 @@ func (p *policyParser) parseURLMirror(path string, fields map[string]*yaml.Node,
 	if !ok {
 		return
 	}
-	target, hostPort, problems := parseURLTarget(raw, p.k.opts.AllowedURLHosts)
+	target, hostPort, problems := parseURLTarget(raw, p.k.opts)
 	for _, problem := range problems {
 		p.fail(urlPath, fields["url"], "%s", problem)
 	}

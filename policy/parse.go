@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -28,7 +29,15 @@ type ParseOptions struct {
 	// AllowedURLHosts are the --allow-url-target patterns: exact host names
 	// or IPs, "*.example.com" wildcards (one or more labels), or CIDRs like
 	// "10.16.0.0/16". A URL target whose host matches none is rejected.
+	// No pattern opens a host or port on the deny list (see denylist.go).
 	AllowedURLHosts []string
+	// DeniedAddresses are the control plane's own addresses (its pod IP,
+	// a specific xDS listen IP), refused as URL targets like the built-in
+	// deny list. IPv4 addresses must be given as IPv4 prefixes.
+	DeniedAddresses []netip.Prefix
+	// DeniedPorts are ports the control plane serves on (its xDS port when
+	// not the default 18000), refused as URL target ports on every host.
+	DeniedPorts []uint32
 }
 
 // PolicyError is one problem found in a policy ConfigMap.

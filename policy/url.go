@@ -17,7 +17,7 @@ const urlShape = "http://host[:port] or https://host[:port]"
 // parseURLTarget validates a URL mirror target. hostPort is the host plus
 // the port when the URL spells one out, for the mirror's default name.
 // Credentials are never echoed back in problems.
-func parseURLTarget(raw string, allowed []string) (t *URLTarget, hostPort string, problems []string) {
+func parseURLTarget(raw string, opts ParseOptions) (t *URLTarget, hostPort string, problems []string) {
 	if raw == "" {
 		return nil, "", []string{"must not be empty: write " + urlShape}
 	}
@@ -54,14 +54,22 @@ func parseURLTarget(raw string, allowed []string) (t *URLTarget, hostPort string
 			quoteShort(u.EscapedPath()), u.Scheme, u.Host))
 	}
 	host := strings.ToLower(u.Hostname())
+	// The deny list comes before the allowlist, whose advice to add the
+	// host to --allow-url-target would not help.
+	if problem := deniedHostProblem(host, opts); problem != "" {
+		return nil, "", append(problems, problem)
+	}
 	if problem := checkURLHost(host); problem != "" {
 		return nil, "", append(problems, problem)
 	}
 	port, explicitPort, problem := urlPort(u)
+	if problem == "" {
+		problem = deniedPortProblem(port, opts)
+	}
 	if problem != "" {
 		return nil, "", append(problems, problem)
 	}
-	if !hostAllowed(host, allowed) {
+	if !hostAllowed(host, opts.AllowedURLHosts) {
 		problems = append(problems, fmt.Sprintf("url host %q is not allowed: start the control plane with --allow-url-target=%s (or a matching pattern) to allow it", host, host))
 	}
 	if len(problems) > 0 {
@@ -88,10 +96,58 @@ func checkURLHost(host string) string {
 	if strings.Contains(host, ":") {
 		return fmt.Sprintf("host %s is not a valid IPv6 address", quoteShort(host))
 	}
+	if addr, ok := looseIPv4(host); ok {
+		return fmt.Sprintf("host %s is not a dotted-quad IPv4 address, yet resolvers read it as %s: write the address as four decimal numbers without leading zeros, %s", quoteShort(host), addr, addr)
+	}
 	if !isDNSName(host) {
 		return fmt.Sprintf("host %s is not a valid host name or IP address", quoteShort(host))
 	}
 	return ""
+}
+
+// looseIPv4 reads host the way inet_aton(3) and many resolvers do: one to
+// four dot-separated numbers, each decimal, octal (leading 0) or hex (0x),
+// the last filling the remaining bytes, with one trailing dot allowed. So
+// 2130706433, 0x7f.0.0.1, 0177.0.0.1 and 127.1 all read as 127.0.0.1.
+// Go's parsers reject these spellings; the sidecar's resolver may not.
+func looseIPv4(host string) (netip.Addr, bool) {
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var v uint64
+	for i, part := range parts {
+		n, ok := looseNumber(part)
+		if !ok {
+			return netip.Addr{}, false
+		}
+		if i < len(parts)-1 {
+			if n > 0xff {
+				return netip.Addr{}, false
+			}
+			v |= n << (8 * (3 - i))
+			continue
+		}
+		// The last part fills the 4-i bytes that are left.
+		if n >= 1<<(8*(4-i)) {
+			return netip.Addr{}, false
+		}
+		v |= n
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
+}
+
+// looseNumber parses one part of looseIPv4.
+func looseNumber(s string) (uint64, bool) {
+	base := 10
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		s, base = s[2:], 16
+	case len(s) > 1 && s[0] == '0':
+		s, base = s[1:], 8
+	}
+	n, err := strconv.ParseUint(s, base, 32)
+	return n, err == nil
 }
 
 // isDNSName reports whether s is a DNS name of RFC 1123 labels whose last

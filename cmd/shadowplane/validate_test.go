@@ -4,10 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
+	"github.com/shadowplane/shadowplane/policy"
 )
 
 // repoRelPath is a path relative to the repository root (tests run in
@@ -170,6 +177,18 @@ func TestValidateCommand(t *testing.T) {
 			wantErr:  "1 problem(s) in stdin",
 		},
 		{
+			name:     "deny list applies whatever --allow-url-target says",
+			stdin:    "policies:\n- name: p\n  service: entrance\n  mirrors:\n  - {url: \"http://169.254.169.254\", percent: 1}\n  - {url: \"http://[::1]:8080\", percent: 1}\n  - {url: \"http://10.16.0.147:15000\", percent: 1}\n",
+			args:     []string{"validate", "-f", "-", "--allow-url-target=0.0.0.0/0", "--allow-url-target=::/0"},
+			wantCode: 1,
+			want: []string{
+				`error: configmap "default/stdin" key "stdin" policy "p": mirrors[0].url: url host "169.254.169.254" is refused by the deny list (link-local: includes the cloud metadata service 169.254.169.254); the allowlist cannot open it`,
+				`mirrors[1].url: url host "::1" is refused by the deny list (loopback)`,
+				`mirrors[2].url: url port 15000 is refused by the deny list on every host`,
+			},
+			wantErr: "3 problem(s) in stdin",
+		},
+		{
 			name:     "unlabelled ConfigMap is a warning only",
 			stdin:    unlabelled,
 			args:     []string{"validate", "-f", "-"},
@@ -208,5 +227,24 @@ func TestValidateCommand(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tt.wantErr, stderr)
 			}
 		})
+	}
+}
+
+// TestDenyListPortsAreTheDefaults: the ports the deny list refuses on
+// every host are the defaults that the commands actually use, so a change
+// of a default cannot leave the deny list behind.
+func TestDenyListPortsAreTheDefaults(t *testing.T) {
+	if bootstrap.DefaultAdminPort != policy.EnvoyAdminPort {
+		t.Errorf("bootstrap.DefaultAdminPort = %d, but the deny list refuses %d", bootstrap.DefaultAdminPort, policy.EnvoyAdminPort)
+	}
+	for _, cmd := range []*cobra.Command{newServeCommand(), newBootstrapCommand(), newInjectCommand()} {
+		def := cmd.Flags().Lookup("xds-address").DefValue
+		_, port, err := net.SplitHostPort(def)
+		if err != nil || port != strconv.Itoa(policy.DefaultXDSPort) {
+			t.Errorf("%s --xds-address defaults to %q, but the deny list refuses port %d", cmd.Name(), def, policy.DefaultXDSPort)
+		}
+	}
+	if def := newBootstrapCommand().Flags().Lookup("admin-port").DefValue; def != strconv.Itoa(policy.EnvoyAdminPort) {
+		t.Errorf("bootstrap --admin-port defaults to %s, but the deny list refuses %d", def, policy.EnvoyAdminPort)
 	}
 }

@@ -2,6 +2,8 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -170,4 +174,53 @@ func (k *Kube) MintToken(ctx context.Context, namespace, serviceAccount, podName
 		return "", fmt.Errorf("TokenRequest for %s/%s: %w", namespace, serviceAccount, err)
 	}
 	return tr.Status.Token, nil
+}
+
+// IssueServingFrom writes a serving certificate signed by another CA: the
+// last step of a CA rotation, once sidecars trust both.
+func (c *XDSCerts) IssueServingFrom(ca *certs.Authority, now time.Time) error {
+	pair, err := ca.Issue([]string{XDSServerName}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour, now)
+	if err != nil {
+		return err
+	}
+	return certs.WriteFiles(pair, c.CertFile, c.KeyFile)
+}
+
+// DialXDS connects to a secure control plane the way a sidecar does: TLS
+// verified against caPEM for XDSServerName, and, when token is not empty,
+// "authorization: Bearer <token>" on every stream.
+func DialXDS(address string, caPEM []byte, token string) (*grpc.ClientConn, error) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no CA certificate in the bundle")
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: roots, ServerName: XDSServerName, MinVersion: tls.VersionTLS13,
+	}))}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
+	return grpc.NewClient(address, opts...)
+}
+
+type bearerToken string
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return true }
+
+// ServingCertificate returns the certificate a TLS server at address
+// presents for XDSServerName, verified against caPEM.
+func ServingCertificate(address string, caPEM []byte) (*x509.Certificate, error) {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", address,
+		&tls.Config{RootCAs: roots, ServerName: XDSServerName, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
 }

@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,6 +160,9 @@ type SidecarOptions struct {
 	// and the token it presents. Nil renders a plain-text bootstrap
 	// (`bootstrap --insecure`), for a control plane run with --insecure-xds.
 	Secure *SidecarTLS
+	// DNSResolver, when set, is the only DNS server (host:port) Envoy asks,
+	// e.g. a DNSServer's Addr.
+	DNSResolver string
 }
 
 // SidecarTLS are the files a secure sidecar reads, as mounted in a pod.
@@ -171,6 +176,9 @@ type Sidecar struct {
 	*Envoy
 	ListenPort uint32
 	URL        string // http://127.0.0.1:<listen>
+	// Identity is the sidecar's ServiceAccount, Pod and token, when its
+	// control plane is secure.
+	Identity *SidecarIdentity
 }
 
 // StartSidecar renders the bootstrap with the shadowplane command, starts
@@ -212,6 +220,11 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	if out, err := exec.CommandContext(ctx, o.Shadowplane, args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("shadowplane bootstrap: %w\n%s", err, out)
 	}
+	if o.DNSResolver != "" {
+		if err := useDNSResolver(bootstrapPath, o.DNSResolver); err != nil {
+			return nil, err
+		}
+	}
 	e, err := StartEnvoy(ctx, o.Envoy, bootstrapPath, adminPort, o.Dir)
 	if err != nil {
 		return nil, err
@@ -221,6 +234,29 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 		return nil, err
 	}
 	return &Sidecar{Envoy: e, ListenPort: o.ListenPort, URL: fmt.Sprintf("http://127.0.0.1:%d", o.ListenPort)}, nil
+}
+
+// useDNSResolver makes the c-ares resolver of the bootstrap at path ask
+// only the DNS server at hostPort, by adding a top-level key to the YAML.
+func useDNSResolver(path, hostPort string) error {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return fmt.Errorf("dns resolver %q: %w", hostPort, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, `
+typedDnsResolverConfig:
+  name: envoy.network.dns_resolver.cares
+  typedConfig:
+    '@type': type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+    resolvers:
+    - socketAddress: {address: %q, portValue: %s}
+    dnsResolverOptions: {noDefaultSearchDomain: true}
+`, host, port)
+	return errors.Join(err, f.Close())
 }
 
 // WaitUntil polls cond every 10 ms until it returns true or timeout passes.
@@ -256,12 +292,18 @@ func GetJSON(ctx context.Context, url string) ([]byte, error) {
 // o.Dir) and renders a TLS bootstrap with it, as a pod would have.
 func (c *ControlPlane) StartSidecar(ctx context.Context, kube *Kube, o SidecarOptions) (*Sidecar, error) {
 	o.XDSAddress = c.XDSAddr.String()
+	var id *SidecarIdentity
 	if c.Certs != nil && o.Secure == nil {
-		id, err := kube.NewSidecarIdentity(ctx, o.Namespace, o.Service, o.Service, o.NodeID, filepath.Join(o.Dir, "identity-"+o.NodeID))
+		var err error
+		id, err = kube.NewSidecarIdentity(ctx, o.Namespace, o.Service, o.Service, o.NodeID, filepath.Join(o.Dir, "identity-"+o.NodeID))
 		if err != nil {
 			return nil, err
 		}
 		o.Secure = &SidecarTLS{CAFile: c.Certs.CAFile, TokenFile: id.TokenFile}
 	}
-	return StartSidecar(ctx, o)
+	sidecar, err := StartSidecar(ctx, o)
+	if sidecar != nil {
+		sidecar.Identity = id
+	}
+	return sidecar, err
 }

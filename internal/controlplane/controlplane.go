@@ -23,7 +23,6 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
-	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 	"github.com/shadowplane/shadowplane/watcher"
 	"github.com/shadowplane/shadowplane/xds"
@@ -113,7 +112,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Namespaces:   cfg.Namespaces,
 		Debounce:     cfg.Debounce,
 		MaxDelay:     cfg.MaxDelay,
-		ParseOptions: policy.ParseOptions{AllowedURLHosts: cfg.AllowedURLHosts},
+		ParseOptions: ownParseOptions(cfg),
 		Logger:       cfg.Logger.Named("watcher"),
 		Registry:     registry,
 		OnWorld: func(world *translator.World) {

@@ -5,10 +5,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/shadowplane/shadowplane/internal/certs"
 )
 
 // TestListenersServeTheirOwnPaths: probes and metrics on the HTTP listener,
@@ -18,6 +22,7 @@ func TestListenersServeTheirOwnPaths(t *testing.T) {
 		Client:      fake.NewClientset(),
 		XDSAddress:  "127.0.0.1:0",
 		HTTPAddress: "127.0.0.1:0",
+		InsecureXDS: true, // the HTTP listeners are the subject here
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -98,5 +103,57 @@ func TestIsLoopback(t *testing.T) {
 		if got := isLoopback(tt.addr); got != tt.want {
 			t.Errorf("isLoopback(%s) = %v, want %v", tt.addr, got, tt.want)
 		}
+	}
+}
+
+// TestXDSSecurityChoices: TLS needs both files and a valid pair, plain text
+// needs the explicit flag, and the two do not mix.
+func TestXDSSecurityChoices(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.NewAuthority("ca", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ca.Issue([]string{"shadowplane.shadowplane-system.svc"}, nil, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := certs.WriteFiles(pair, certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cfg     Config
+		errHas  string
+		secured bool
+	}{
+		{"TLS from files", Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, "", true},
+		{"nothing given", Config{}, "needs a TLS certificate and key", false},
+		{"a key without its certificate", Config{TLSKeyFile: keyFile}, "needs a TLS certificate and key", false},
+		{"a missing file", Config{TLSCertFile: filepath.Join(dir, "nope.crt"), TLSKeyFile: keyFile}, "nope.crt", false},
+		{"insecure on request", Config{InsecureXDS: true}, "", false},
+		{"insecure and TLS at once", Config{InsecureXDS: true, TLSCertFile: certFile, TLSKeyFile: keyFile}, "choose one", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Client = fake.NewClientset()
+			creds, auth, err := xdsSecurity(tc.cfg)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := creds.Info().SecurityProtocol; (got == "tls") != tc.secured {
+				t.Errorf("security protocol %q, secured want %v", got, tc.secured)
+			}
+			if (auth != nil) != tc.secured {
+				t.Errorf("identity verification on: %v, want %v", auth != nil, tc.secured)
+			}
+		})
 	}
 }
