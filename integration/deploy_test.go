@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -34,8 +38,10 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/testtools"
 )
 
@@ -91,6 +97,10 @@ func createObject(ctx context.Context, c kubernetes.Interface, obj runtime.Objec
 		_, err = c.PolicyV1().PodDisruptionBudgets(o.Namespace).Create(ctx, o, opts)
 	case *networkingv1.NetworkPolicy:
 		_, err = c.NetworkingV1().NetworkPolicies(o.Namespace).Create(ctx, o, opts)
+	case *batchv1.Job:
+		_, err = c.BatchV1().Jobs(o.Namespace).Create(ctx, o, opts)
+	case *batchv1.CronJob:
+		_, err = c.BatchV1().CronJobs(o.Namespace).Create(ctx, o, opts)
 	default:
 		return fmt.Errorf("test does not know how to create %T", obj)
 	}
@@ -109,13 +119,20 @@ func applyManifests(t *testing.T, ctx context.Context, c kubernetes.Interface, f
 	}
 }
 
-// TestDeployManifests applies deploy/ to the real API server, then runs the
-// control plane in cluster mode, as deployed, as the deployed
-// ServiceAccount (impersonation), recording every request it makes. The
-// ClusterRole is proven sufficient (it syncs, serves, and posts and updates
-// verdict Events on the example policy) and minimal (it grants no verb the
-// control plane did not use), and policy ConfigMaps are only ever fetched
-// with the label selector.
+// TestDeployManifests applies deploy/ to the real API server and runs what
+// it deploys as the deployed ServiceAccounts (impersonation), recording
+// every request each makes:
+//   - `shadowplane certgen`, as the certgen Job runs it, creates the CA and
+//     serving Secrets, does nothing on a second run and renews on a third;
+//     its Role is proven sufficient and minimal, down to the Secret names;
+//   - `shadowplane inject --ca-file` output, with the CA certgen made, is
+//     accepted by the API server as is;
+//   - the control plane, in cluster mode, serves certgen's certificate to a
+//     real Envoy sidecar that verifies it and presents its pod's token: the
+//     ClusterRole is proven sufficient (it syncs, verifies the sidecar with a
+//     TokenReview and its Pod and Service, and posts and updates verdict
+//     Events) and minimal (it grants no verb the control plane did not use),
+//     and policy ConfigMaps are only ever fetched with the label selector.
 func TestDeployManifests(t *testing.T) {
 	e := env(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -125,11 +142,17 @@ func TestDeployManifests(t *testing.T) {
 	for _, file := range []string{"deploy/shadowplane.yaml", "deploy/examples/entrance-sidecar.yaml", "deploy/examples/policy.yaml"} {
 		applyManifests(t, ctx, e.kube.Client, file, decodeManifests(t, filepath.Join(root, file)))
 	}
+	checkServingSecretMounted(t, manifests)
 
-	// `shadowplane inject` output is accepted by the API server as is.
+	tls := runCertgen(t, ctx, e, manifests, "shadowplane-system")
+
+	// `shadowplane inject` output, with the CA published, is accepted by
+	// the API server as is.
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	must(t, os.WriteFile(caFile, tls.Data[certs.KeyCACert], 0o600))
 	injected := filepath.Join(t.TempDir(), "injected.yaml")
 	out, err := exec.Command(e.shadowplane, "inject", "-f", filepath.Join(root, "deploy/examples/app-without-sidecar.yaml"),
-		"--service", "checkout", "--ports", "15001:8080").Output()
+		"--service", "checkout", "--ports", "15001:8080", "--ca-file", caFile).Output()
 	if err != nil {
 		t.Fatalf("shadowplane inject: %v", err)
 	}
@@ -144,6 +167,9 @@ func TestDeployManifests(t *testing.T) {
 	if n := len(deployment.Spec.Template.Spec.Containers); n != 2 {
 		t.Errorf("injected Deployment stored with %d containers, want app + sidecar", n)
 	}
+	if cm, err := e.kube.Client.CoreV1().ConfigMaps("default").Get(ctx, certs.CAConfigMapName, metav1.GetOptions{}); err != nil || cm.Data[certs.KeyCACert] != string(tls.Data[certs.KeyCACert]) {
+		t.Errorf("CA ConfigMap default/%s from inject --ca-file: %v", certs.CAConfigMapName, err)
+	}
 
 	const account = "system:serviceaccount:shadowplane-system:shadowplane"
 	requests := &requestRecorder{}
@@ -154,9 +180,14 @@ func TestDeployManifests(t *testing.T) {
 		{"list", "discovery.k8s.io", "endpointslices", "", true},
 		{"create", "", "events", "default", true},
 		{"patch", "", "events", "default", true},
+		{"create", "authentication.k8s.io", "tokenreviews", "", true},
+		{"get", "", "pods", "default", true},
+		{"get", "", "services", "default", true},
 		{"get", "", "configmaps", "default", false},
 		{"update", "", "configmaps", "default", false},
 		{"update", "", "events", "default", false},
+		{"list", "", "pods", "default", false},
+		{"create", "authentication.k8s.io", "subjectaccessreviews", "", false},
 		{"get", "", "secrets", "", false},
 		{"list", "", "secrets", "default", false},
 	})
@@ -175,6 +206,12 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatalf("control plane as the deployed service account: %v", err)
 	}
 	defer cp.Stop()
+	serveCertgenSecret(t, cp, tls)
+
+	// A sidecar of the example's entrance Service: it verifies certgen's
+	// certificate, and the control plane verifies its token, Pod and Service.
+	sidecar := startVerifiedSidecar(t, ctx, e, cp, "default", "entrance")
+	defer sidecar.Stop()
 
 	// The example policy's staging/entrance target does not exist here: the
 	// control plane (as the service account) says so with an Event, and
@@ -189,13 +226,170 @@ func TestDeployManifests(t *testing.T) {
 	}
 }
 
+// runCertgen runs `shadowplane certgen` with the args of the certgen Job in
+// manifests, in namespace ns, as the Job's ServiceAccount, through a
+// recording proxy: a first run creates both Secrets, a second (the weekly
+// CronJob) changes nothing, a third, told to renew early, re-issues the
+// serving certificate and keeps the CA. The Role is proven sufficient, and
+// minimal: every rule, name by name, was used. It returns the serving
+// Secret.
+func runCertgen(t *testing.T, ctx context.Context, e *sharedEnv, manifests []runtime.Object, ns string) *corev1.Secret {
+	t.Helper()
+	job, cron := certgenJobs(t, manifests)
+	if !reflect.DeepEqual(job.Spec.Template.Spec, cron.Spec.JobTemplate.Spec.Template.Spec) {
+		t.Errorf("the certgen CronJob runs another pod than the certgen Job")
+	}
+	pod := job.Spec.Template.Spec
+	account := "system:serviceaccount:" + ns + ":" + pod.ServiceAccountName
+	requests := &requestRecorder{}
+	checkAccess(t, ctx, clientAs(t, e, account, requests), []accessCheck{
+		{"create", "", "secrets", ns, true},
+		{"get", "", "secrets/" + certs.CASecretName, ns, true},
+		{"update", "", "secrets/" + certs.ServingSecretName, ns, true},
+		{"update", "", "secrets/" + certs.CASecretName, ns, false},
+		{"get", "", "secrets/other", ns, false},
+		{"list", "", "secrets", ns, false},
+		{"delete", "", "secrets/" + certs.ServingSecretName, ns, false},
+		{"get", "", "secrets/" + certs.CASecretName, "default", false},
+		{"create", "", "configmaps", ns, false},
+	})
+	requests.reset()
+
+	kubeconfig := recordingKubeconfig(t, e, account, requests)
+	certgen := func(extra ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, e.shadowplane, append(append(slices.Clone(pod.Containers[0].Args), "--kubeconfig", kubeconfig), extra...)...)
+		cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns) // as the Job's downward API sets it
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("certgen as %s: %v\n%s", account, err, out)
+		}
+		return string(out)
+	}
+	secrets := e.kube.Client.CoreV1().Secrets(ns)
+	for i, run := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "created CA Secret"},
+		{nil, "nothing to do"},
+		{[]string{"--renew-before", "2400h"}, "issued serving certificate"},
+	} {
+		var before *corev1.Secret
+		if i > 0 {
+			before, _ = secrets.Get(ctx, certs.CASecretName, metav1.GetOptions{})
+		}
+		if out := certgen(run.extra...); !strings.Contains(out, run.want) {
+			t.Errorf("certgen run %d %v: %q, want it to say %q", i+1, run.extra, out, run.want)
+		}
+		if after, _ := secrets.Get(ctx, certs.CASecretName, metav1.GetOptions{}); before != nil && !reflect.DeepEqual(before.Data, after.Data) {
+			t.Errorf("certgen run %d changed the CA", i+1)
+		}
+	}
+	checkVerbsUsed(t, requests.all(), roleRulesNamed(t, manifests, pod.ServiceAccountName))
+
+	tls, err := secrets.Get(ctx, certs.ServingSecretName, metav1.GetOptions{})
+	must(t, err)
+	ca, err := secrets.Get(ctx, certs.CASecretName, metav1.GetOptions{})
+	must(t, err)
+	if string(tls.Data[certs.KeyCACert]) != string(ca.Data[certs.KeyCACert]) {
+		t.Errorf("Secret %s carries another CA than %s", certs.ServingSecretName, certs.CASecretName)
+	}
+	if _, ok := tls.Data["ca.key"]; ok {
+		t.Errorf("the CA key is in Secret %s, which the control plane mounts", certs.ServingSecretName)
+	}
+	return tls
+}
+
+// serveCertgenSecret makes the test control plane serve the certificate of
+// certgen's Secret, as the Deployment mounts it, and its sidecars trust
+// certgen's CA: the files are swapped the way the kubelet updates mounted
+// volumes, and the control plane re-reads them at the next handshake.
+func serveCertgenSecret(t *testing.T, cp *harness.ControlPlane, tls *corev1.Secret) {
+	t.Helper()
+	must(t, certs.WriteFiles(certs.Pair{CertPEM: tls.Data[corev1.TLSCertKey], KeyPEM: tls.Data[corev1.TLSPrivateKeyKey]}, cp.Certs.CertFile, cp.Certs.KeyFile))
+	must(t, harness.WriteProjected(cp.Certs.CADir, map[string][]byte{certs.KeyCACert: tls.Data[certs.KeyCACert]}))
+}
+
+// startVerifiedSidecar starts a real Envoy sidecar of Service service in ns
+// over TLS, with the identity a pod would have (ServiceAccount, Pod, bound
+// token), and waits until it has its config: the control plane reviewed its
+// token and read its Pod and Service.
+func startVerifiedSidecar(t *testing.T, ctx context.Context, e *sharedEnv, cp *harness.ControlPlane, ns, service string) *harness.Sidecar {
+	t.Helper()
+	listenPort, err := harness.FreePort()
+	must(t, err)
+	appPort, err := harness.FreePort()
+	must(t, err)
+	sidecar, err := cp.StartSidecar(ctx, e.kube, harness.SidecarOptions{
+		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
+		NodeID: service + "-deploy-0", Namespace: ns, Service: service,
+		ListenPort: listenPort, AppPort: appPort,
+	})
+	if err != nil {
+		t.Fatalf("secure sidecar of %s/%s: %v", ns, service, err)
+	}
+	return sidecar
+}
+
+// checkServingSecretMounted: the Deployment mounts certgen's serving Secret
+// where its --xds-tls-cert-file and --xds-tls-key-file point.
+func checkServingSecretMounted(t *testing.T, manifests []runtime.Object) {
+	t.Helper()
+	var volume string
+	var pod corev1.PodSpec
+	for _, obj := range manifests {
+		if d, ok := obj.(*appsv1.Deployment); ok {
+			pod = d.Spec.Template.Spec
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == certs.ServingSecretName {
+			volume = v.Name
+		}
+	}
+	var dir string
+	for _, m := range pod.Containers[0].VolumeMounts {
+		if m.Name == volume && m.ReadOnly {
+			dir = m.MountPath
+		}
+	}
+	if dir == "" {
+		t.Fatalf("the Deployment does not mount Secret %s read-only", certs.ServingSecretName)
+	}
+	for _, want := range []string{"--xds-tls-cert-file=" + dir + "/tls.crt", "--xds-tls-key-file=" + dir + "/tls.key"} {
+		if !slices.Contains(pod.Containers[0].Args, want) {
+			t.Errorf("the control plane's args %v lack %s", pod.Containers[0].Args, want)
+		}
+	}
+}
+
+func certgenJobs(t *testing.T, manifests []runtime.Object) (*batchv1.Job, *batchv1.CronJob) {
+	t.Helper()
+	var job *batchv1.Job
+	var cron *batchv1.CronJob
+	for _, obj := range manifests {
+		switch o := obj.(type) {
+		case *batchv1.Job:
+			job = o
+		case *batchv1.CronJob:
+			cron = o
+		}
+	}
+	if job == nil || cron == nil {
+		t.Fatal("no certgen Job and CronJob in the manifests")
+	}
+	return job, cron
+}
+
 // TestDeployNamespaced applies deploy/namespaced/ and runs the control plane
 // with its --namespaces as its ServiceAccount, which holds a Role in each
-// watched namespace and nothing cluster-wide: it syncs, posts Events,
-// makes no cluster-scoped request and uses every granted verb; outside its
-// namespaces the API server refuses it, and `shadowplane serve` pointed at
-// one more namespace reports the refusal (client-go's log, as JSON) and
-// never gets ready.
+// watched namespace and, cluster-wide, only TokenReview: it syncs, verifies
+// a real sidecar over TLS, posts Events, makes no cluster-scoped request
+// but the TokenReview and uses every granted verb; outside its namespaces
+// the API server refuses it, and `shadowplane serve` pointed at one more
+// namespace reports the refusal (client-go's log, as JSON) and never gets
+// ready.
 func TestDeployNamespaced(t *testing.T) {
 	e := env(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -225,7 +419,8 @@ func TestDeployNamespaced(t *testing.T) {
 	}
 	applyManifests(t, ctx, e.kube.Client, "deploy/namespaced/shadowplane.yaml", manifests)
 	applyManifests(t, ctx, e.kube.Client, "deploy/namespaced/rbac.yaml", rbac)
-	rules := roleRules(t, rbac, watched)
+	// The Roles, and the one ClusterRole: TokenReview.
+	rules := append(roleRules(t, rbac, watched), clusterRoleRules(t, manifests)...)
 	for _, ns := range []string{watched[0], outside} {
 		policy := decodeManifests(t, filepath.Join(root, "deploy/examples/policy.yaml"))[0].(*corev1.ConfigMap)
 		policy.Namespace = ns
@@ -240,6 +435,8 @@ func TestDeployNamespaced(t *testing.T) {
 			accessCheck{"list", "", "configmaps", ns, true},
 			accessCheck{"watch", "discovery.k8s.io", "endpointslices", ns, true},
 			accessCheck{"create", "", "events", ns, true},
+			accessCheck{"get", "", "pods", ns, true},
+			accessCheck{"get", "", "services", ns, true},
 			accessCheck{"get", "", "secrets", ns, false})
 	}
 	checks = append(checks,
@@ -247,7 +444,10 @@ func TestDeployNamespaced(t *testing.T) {
 		accessCheck{"list", "", "configmaps", "", false},
 		accessCheck{"watch", "", "services", "", false},
 		accessCheck{"list", "discovery.k8s.io", "endpointslices", "", false},
-		accessCheck{"create", "", "events", outside, false})
+		accessCheck{"create", "", "events", outside, false},
+		accessCheck{"get", "", "pods", outside, false},
+		accessCheck{"get", "", "services", outside, false},
+		accessCheck{"create", "authentication.k8s.io", "tokenreviews", "", true})
 	checkAccess(t, ctx, saClient, checks)
 	// The API server refuses, not just the review.
 	for _, ns := range []string{outside, metav1.NamespaceAll} {
@@ -266,12 +466,18 @@ func TestDeployNamespaced(t *testing.T) {
 	if err != nil {
 		t.Fatalf("control plane with --namespaces %v under the Roles only: %v", watched, err)
 	}
+	must(t, e.kube.ApplyService(ctx, watched[0], "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
+	sidecar := startVerifiedSidecar(t, ctx, e, cp, watched[0], "entrance")
 	repeatTargetMissing(t, ctx, e.kube.Client, watched[0], "mirror-policies")
+	sidecar.Stop()
 	must(t, cp.Stop())
 
 	used := requests.all()
 	checkVerbsUsed(t, used, rules)
 	for _, r := range used {
+		if r.namespace == "" && r.resource == "tokenreviews" && r.verb == "create" {
+			continue // cluster-scoped by nature; it reads nothing
+		}
 		if !slices.Contains(watched, r.namespace) {
 			t.Errorf("request outside the watched namespaces %v: %s %s", watched, r.verb, r.path)
 		}
@@ -298,20 +504,23 @@ func TestDeployNamespaced(t *testing.T) {
 }
 
 // TestDeployModesAlike: deploy/namespaced/shadowplane.yaml is the
-// cluster-mode file without the ClusterRole and its binding, plus
-// --namespaces and a NetworkPolicy limited to those namespaces.
+// cluster-mode file (certgen included) with another ClusterRole and binding
+// (TokenReview only), plus --namespaces and a NetworkPolicy limited to those
+// namespaces.
 func TestDeployModesAlike(t *testing.T) {
 	root := testtools.RepoRoot()
 	cluster := decodeManifests(t, filepath.Join(root, "deploy/shadowplane.yaml"))
 	namespaced := decodeManifests(t, filepath.Join(root, "deploy/namespaced/shadowplane.yaml"))
-	byKind := func(objects []runtime.Object) map[string]runtime.Object {
+	byKindAndName := func(objects []runtime.Object) map[string]runtime.Object {
 		out := map[string]runtime.Object{}
 		for _, obj := range objects {
-			out[fmt.Sprintf("%T", obj)] = obj
+			m, err := meta.Accessor(obj)
+			must(t, err)
+			out[fmt.Sprintf("%T %s", obj, m.GetName())] = obj
 		}
 		return out
 	}
-	c, n := byKind(cluster), byKind(namespaced)
+	c, n := byKindAndName(cluster), byKindAndName(namespaced)
 	for kind := range c {
 		if _, ok := n[kind]; !ok && !strings.Contains(kind, "ClusterRole") {
 			t.Errorf("namespaced mode lacks the %s of cluster mode", kind)
@@ -320,7 +529,9 @@ func TestDeployModesAlike(t *testing.T) {
 	for kind, obj := range n {
 		want, ok := c[kind]
 		if !ok {
-			t.Errorf("namespaced mode has a %s that cluster mode lacks", kind)
+			if !strings.Contains(kind, "ClusterRole") {
+				t.Errorf("namespaced mode has a %s that cluster mode lacks", kind)
+			}
 			continue
 		}
 		switch o := obj.DeepCopyObject().(type) {
@@ -425,6 +636,26 @@ func roleRules(t *testing.T, manifests []runtime.Object, watched []string) []rba
 	return rules
 }
 
+// roleRulesNamed returns the rules of the Role bound to ServiceAccount
+// account in manifests.
+func roleRulesNamed(t *testing.T, manifests []runtime.Object, account string) []rbacv1.PolicyRule {
+	t.Helper()
+	var roleName string
+	for _, obj := range manifests {
+		if b, ok := obj.(*rbacv1.RoleBinding); ok && b.RoleRef.Kind == "Role" &&
+			slices.ContainsFunc(b.Subjects, func(s rbacv1.Subject) bool { return s.Kind == "ServiceAccount" && s.Name == account }) {
+			roleName = b.RoleRef.Name
+		}
+	}
+	for _, obj := range manifests {
+		if r, ok := obj.(*rbacv1.Role); ok && roleName != "" && r.Name == roleName {
+			return r.Rules
+		}
+	}
+	t.Fatalf("no Role bound to ServiceAccount %s in the manifests", account)
+	return nil
+}
+
 // relocate moves the objects of namespace from to namespace to, the
 // Namespace itself and RBAC subjects included.
 func relocate(objects []runtime.Object, from, to string) {
@@ -439,18 +670,24 @@ func relocate(objects []runtime.Object, from, to string) {
 		if m.GetNamespace() == from {
 			m.SetNamespace(to)
 		}
-		if rb, ok := obj.(*rbacv1.RoleBinding); ok {
-			for i := range rb.Subjects {
-				if rb.Subjects[i].Namespace == from {
-					rb.Subjects[i].Namespace = to
-				}
+		var subjects []rbacv1.Subject
+		switch b := obj.(type) {
+		case *rbacv1.RoleBinding:
+			subjects = b.Subjects
+		case *rbacv1.ClusterRoleBinding:
+			subjects = b.Subjects
+		}
+		for i := range subjects {
+			if subjects[i].Namespace == from {
+				subjects[i].Namespace = to
 			}
 		}
 	}
 }
 
 // checkVerbsUsed fails for each verb the rules grant that no request used
-// (least privilege), and for each request the rules do not grant.
+// (least privilege), and for each request the rules do not grant. A rule
+// with resourceNames grants, and must be used, name by name.
 func checkVerbsUsed(t *testing.T, used []apiRequest, rules []rbacv1.PolicyRule) {
 	t.Helper()
 	granted := map[string]bool{}
@@ -458,7 +695,13 @@ func checkVerbsUsed(t *testing.T, used []apiRequest, rules []rbacv1.PolicyRule) 
 		for _, group := range rule.APIGroups {
 			for _, resource := range rule.Resources {
 				for _, verb := range rule.Verbs {
-					granted[verbKey(verb, group, resource)] = true
+					key := verbKey(verb, group, resource)
+					if len(rule.ResourceNames) == 0 {
+						granted[key] = true
+					}
+					for _, name := range rule.ResourceNames {
+						granted[key+"/"+name] = true
+					}
 				}
 			}
 		}
@@ -469,14 +712,18 @@ func checkVerbsUsed(t *testing.T, used []apiRequest, rules []rbacv1.PolicyRule) 
 			continue // discovery and other non-resource paths
 		}
 		key := verbKey(r.verb, r.group, r.resource)
-		seen[key] = true
-		if !granted[key] {
-			t.Errorf("the control plane made a request its RBAC does not grant: %s %s", key, r.path)
+		switch {
+		case granted[key]:
+			seen[key] = true
+		case r.name != "" && granted[key+"/"+r.name]:
+			seen[key+"/"+r.name] = true
+		default:
+			t.Errorf("a request the RBAC does not grant: %s %s", key, r.path)
 		}
 	}
 	for key := range granted {
 		if !seen[key] {
-			t.Errorf("RBAC grants %s, which the control plane never used", key)
+			t.Errorf("RBAC grants %s, which was never used", key)
 		}
 	}
 }
@@ -488,6 +735,8 @@ func verbKey(verb, group, resource string) string {
 	return verb + " " + resource + "." + group
 }
 
+// accessCheck is one question to the API server's authorizer; resource
+// may name one object as resource/name, like `kubectl auth can-i`.
 type accessCheck struct {
 	verb, group, resource, namespace string
 	allowed                          bool
@@ -497,14 +746,15 @@ type accessCheck struct {
 func checkAccess(t *testing.T, ctx context.Context, c kubernetes.Interface, checks []accessCheck) {
 	t.Helper()
 	for _, check := range checks {
+		resource, name, _ := strings.Cut(check.resource, "/")
 		review, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Verb: check.verb, Group: check.group, Resource: check.resource, Namespace: check.namespace,
+				Verb: check.verb, Group: check.group, Resource: resource, Name: name, Namespace: check.namespace,
 			}},
 		}, metav1.CreateOptions{})
 		must(t, err)
 		if review.Status.Allowed != check.allowed {
-			t.Errorf("%s %s in namespace %q: allowed=%v, want %v", check.verb, verbKey("", check.group, check.resource), check.namespace, review.Status.Allowed, check.allowed)
+			t.Errorf("%s in namespace %q: allowed=%v, want %v", verbKey(check.verb, check.group, check.resource), check.namespace, review.Status.Allowed, check.allowed)
 		}
 	}
 }
@@ -533,6 +783,33 @@ func kubeconfigAs(t *testing.T, e *sharedEnv, user string) string {
 	return path
 }
 
+// recordingKubeconfig writes a kubeconfig for a command run by the test
+// (certgen): it points at a plain-HTTP proxy on 127.0.0.1 that records each
+// request and forwards it to the API server impersonating user, so the API
+// server authorizes the command as user and the test sees what it asked.
+func recordingKubeconfig(t *testing.T, e *sharedEnv, user string, recorder *requestRecorder) string {
+	t.Helper()
+	cfg := rest.CopyConfig(e.kube.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	transport, err := rest.TransportFor(cfg)
+	must(t, err)
+	target, err := url.Parse(cfg.Host)
+	must(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = recorder.wrap(transport)
+	server := httptest.NewServer(proxy)
+	t.Cleanup(server.Close)
+
+	kubeconfig := clientcmdapi.NewConfig()
+	kubeconfig.Clusters["recorded"] = &clientcmdapi.Cluster{Server: server.URL}
+	kubeconfig.AuthInfos["recorded"] = &clientcmdapi.AuthInfo{}
+	kubeconfig.Contexts["recorded"] = &clientcmdapi.Context{Cluster: "recorded", AuthInfo: "recorded"}
+	kubeconfig.CurrentContext = "recorded"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	must(t, clientcmd.WriteToFile(*kubeconfig, path))
+	return path
+}
+
 // klogForbidden reports whether serve logged, through klog as JSON, that
 // the API server refused it something in namespace ns.
 func (s *servedBinary) klogForbidden(ns string) bool {
@@ -547,6 +824,7 @@ func (s *servedBinary) klogForbidden(ns string) bool {
 // apiRequest is one API request, as RBAC sees it.
 type apiRequest struct {
 	verb, group, resource, namespace string
+	name                             string // of the object, for requests that name one
 	labelSelector                    string
 	path                             string
 }
@@ -603,6 +881,9 @@ func parseAPIRequest(req *http.Request) apiRequest {
 	}
 	r.resource = parts[0]
 	named := len(parts) > 1
+	if named {
+		r.name = parts[1]
+	}
 	switch req.Method {
 	case http.MethodGet:
 		switch {

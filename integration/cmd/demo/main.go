@@ -1,8 +1,12 @@
 // Command demo runs shadowplane end to end on this machine: a real
 // kube-apiserver with etcd, the shadowplane control plane (the real binary),
-// a primary and a shadow backend, and a real Envoy sidecar. It applies a
-// mirror policy, sends traffic, prints what each backend got, changes the
-// percentage live and prints again. Everything stops on exit or Ctrl-C.
+// a primary and a shadow backend, and a real Envoy sidecar. The sidecar
+// takes the secure path, as in a cluster: xDS over TLS with the certificate
+// `shadowplane certgen` makes, and a ServiceAccount token bound to the
+// sidecar's Pod that the control plane verifies with a TokenReview. It
+// applies a mirror policy, sends traffic, prints what each backend got,
+// changes the percentage live and prints again. Everything stops on exit or
+// Ctrl-C.
 //
 // `make demo` runs it through hack/netns-exec, in a private network
 // namespace whose lo has the test address 198.18.0.1 for the shadow
@@ -103,13 +107,24 @@ func run(ctx context.Context, hold bool, rate int) error {
 		return err
 	}
 
+	shadowplane := filepath.Join(root, "bin", "shadowplane")
+	tlsDir := filepath.Join(dir, "xds-tls")
+	step("making the xDS certificates: bin/shadowplane certgen --out-dir %s --ip 127.0.0.1", tlsDir)
+	out, err := exec.CommandContext(ctx, shadowplane, "certgen", "--out-dir", tlsDir, "--ip", "127.0.0.1").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("certgen: %w\n%s", err, out)
+	}
+	fmt.Printf("    %s: a CA, and a serving certificate for %s (the name sidecars dial in a cluster)\n", strings.TrimSpace(string(out)), harness.XDSServerName)
+
 	xdsPort, _ := harness.FreePort()
 	httpPort, _ := harness.FreePort()
 	debugPort, _ := harness.FreePort()
-	step("starting the control plane: bin/shadowplane serve (xDS :%d, HTTP :%d, debug :%d)", xdsPort, httpPort, debugPort)
-	cp, err := harness.StartProcess(exec.Command(filepath.Join(root, "bin", "shadowplane"), "serve",
+	step("starting the control plane: bin/shadowplane serve (xDS over TLS :%d, HTTP :%d, debug :%d)", xdsPort, httpPort, debugPort)
+	cp, err := harness.StartProcess(exec.Command(shadowplane, "serve",
 		"--kubeconfig", kube.KubeconfigPath,
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", xdsPort),
+		"--xds-tls-cert-file", filepath.Join(tlsDir, "tls.crt"),
+		"--xds-tls-key-file", filepath.Join(tlsDir, "tls.key"),
 		"--http-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--debug-address", fmt.Sprintf("127.0.0.1:%d", debugPort),
 		"--shutdown-delay", "0s"), // no other replica to hand sidecars to
@@ -125,17 +140,38 @@ func run(ctx context.Context, hold bool, rate int) error {
 		return fmt.Errorf("control plane not ready (log: %s): %w", cp.LogPath, err)
 	}
 
-	step("starting a real Envoy sidecar from `shadowplane bootstrap` (listens :%d, app %s)", listenPort, primary.Addr)
+	step("the sidecar's identity, as a pod has it: ServiceAccount demo/entrance, Pod entrance-demo-0, a token bound to the Pod")
+	id, err := kube.NewSidecarIdentity(ctx, "demo", "entrance", "entrance", "entrance-demo-0", filepath.Join(dir, "identity"))
+	if err != nil {
+		return err
+	}
+	// The CA as a pod sees it: ConfigMap shadowplane-ca, mounted.
+	caPEM, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
+	if err != nil {
+		return err
+	}
+	caDir := filepath.Join(dir, "ca")
+	if err := harness.WriteProjected(caDir, map[string][]byte{"ca.crt": caPEM}); err != nil {
+		return err
+	}
+	fmt.Printf("    token for audience shadowplane in %s (the kubelet would refresh it; so does this demo)\n", id.TokenFile)
+	go refreshToken(ctx, kube, id)
+
+	step("starting a real Envoy sidecar from `shadowplane bootstrap` (listens :%d, app %s, xDS over TLS to %s)", listenPort, primary.Addr, harness.XDSServerName)
 	sidecar, err := harness.StartSidecar(ctx, harness.SidecarOptions{
-		Shadowplane: filepath.Join(root, "bin", "shadowplane"), Envoy: filepath.Join(bin, "envoy"), Dir: dir,
-		XDSAddress: fmt.Sprintf("127.0.0.1:%d", xdsPort), NodeID: "entrance-demo-0",
+		Shadowplane: shadowplane, Envoy: filepath.Join(bin, "envoy"), Dir: dir,
+		XDSAddress: fmt.Sprintf("127.0.0.1:%d", xdsPort), NodeID: id.PodName,
 		Namespace: "demo", Service: "entrance", ListenPort: listenPort, AppPort: uint32(primary.Port),
+		Secure: &harness.SidecarTLS{CAFile: filepath.Join(caDir, "ca.crt"), TokenFile: id.TokenFile},
 	})
 	if err != nil {
 		return err
 	}
 	defer sidecar.Stop()
 	fmt.Printf("    Envoy admin http://%s, log %s\n", sidecar.AdminAddr, sidecar.LogPath)
+	xdsTLS, _ := sidecar.Stats(ctx, `^cluster\.shadowplane_xds\.(ssl\.handshake|ssl\.versions\..*|upstream_cx_active)$`)
+	fmt.Printf("    Envoy's xDS connection: %s\n", formatStats(xdsTLS))
+	fmt.Printf("    control plane: %s\n", metricLines(ctx, httpPort, "shadowplane_xds_insecure", "shadowplane_xds_refused_streams_total"))
 
 	policy := func(percent string) string {
 		return `policies:
@@ -211,6 +247,42 @@ func run(ctx context.Context, hold bool, rate int) error {
 	}
 	step("stopping everything")
 	return nil
+}
+
+// refreshToken mints a new token for the sidecar every 20 minutes, as the
+// kubelet does, so a held demo outlives the token's hour: the control
+// plane ends each connection after 30 minutes and checks the token again.
+func refreshToken(ctx context.Context, kube *harness.Kube, id *harness.SidecarIdentity) {
+	ticker := time.NewTicker(20 * time.Minute)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := kube.RefreshToken(ctx, id); err != nil {
+				fmt.Fprintln(os.Stderr, "demo: refresh the sidecar's token:", err)
+			}
+		}
+	}
+}
+
+// metricLines are the control plane's /metrics lines of the named
+// metrics, without comments.
+func metricLines(ctx context.Context, httpPort uint32, names ...string) string {
+	body, err := harness.GetJSON(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, name := range names {
+			if strings.HasPrefix(line, name) && !strings.HasPrefix(line, "#") {
+				lines = append(lines, line)
+			}
+		}
+	}
+	return strings.Join(lines, ", ")
 }
 
 // namespaceEntry is the command that runs a program in the network
