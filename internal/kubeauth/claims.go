@@ -46,6 +46,11 @@ func (v *ClaimVerifier) Verify(ctx context.Context, id Identity, c Claim) error 
 		return fmt.Errorf("%w: identity %s may not claim node id %q (the node id must be the pod name)", ErrPermissionDenied, id, c.NodeID)
 	}
 	pod, err := v.client.CoreV1().Pods(id.Namespace).Get(ctx, id.PodName, metav1.GetOptions{})
+	if apierrors.IsForbidden(err) {
+		// Namespaced mode: the control plane may read only the namespaces
+		// it serves, so a sidecar elsewhere is not one of its sidecars.
+		return fmt.Errorf("%w: namespace %q is not served by this control plane", ErrPermissionDenied, id.Namespace)
+	}
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("%w: pod %s/%s of the token does not exist", ErrPermissionDenied, id.Namespace, id.PodName)
 	}

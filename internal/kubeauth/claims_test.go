@@ -7,8 +7,12 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestClaimVerifier(t *testing.T) {
@@ -56,5 +60,20 @@ func TestClaimVerifier(t *testing.T) {
 				t.Fatalf("err = %v; want ErrPermissionDenied containing %q", err, tc.errHas)
 			}
 		})
+	}
+}
+
+// TestClaimVerifierOutsideServedNamespaces: in namespaced mode the API
+// server forbids reading pods elsewhere; that is a refusal, not an outage
+// the sidecar should retry forever.
+func TestClaimVerifierOutsideServedNamespaces(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "x", errors.New("not in the Role"))
+	})
+	id := Identity{Namespace: "elsewhere", ServiceAccount: "a", PodName: "p", PodUID: "u"}
+	err := NewClaimVerifier(client).Verify(context.Background(), id, Claim{NodeID: "p", Namespace: "elsewhere", Service: "s"})
+	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "not served by this control plane") {
+		t.Fatalf("err = %v, want ErrPermissionDenied naming the unserved namespace", err)
 	}
 }
