@@ -31,10 +31,14 @@ cluster); the control plane reports them as TargetMissing events.`,
 				name = filepath.Base(file)
 			)
 			if file == "-" {
-				data, err = io.ReadAll(cmd.InOrStdin())
 				name = "stdin"
+				data, err = readBounded(cmd.InOrStdin(), name)
 			} else {
-				data, err = os.ReadFile(file)
+				var f *os.File
+				if f, err = os.Open(file); err == nil {
+					data, err = readBounded(f, file)
+					f.Close()
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("read policies: %w", err)
@@ -68,4 +72,21 @@ cluster); the control plane reports them as TargetMissing events.`,
 	cmd.Flags().StringArrayVar(&allowURL, "allow-url-target", nil, "URL target host patterns to allow, as for serve")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
+}
+
+// maxConfigMapBytes is the most a ConfigMap can hold (the API server's
+// limit on an object's data); policies beyond it could never be applied.
+const maxConfigMapBytes = 1 << 20
+
+// readBounded reads at most maxConfigMapBytes, so `validate -f /dev/zero`
+// ends with a message instead of exhausting memory.
+func readBounded(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigMapBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxConfigMapBytes {
+		return nil, fmt.Errorf("%s is larger than 1 MiB, the most a Kubernetes ConfigMap can hold: split the policies across ConfigMaps", name)
+	}
+	return data, nil
 }

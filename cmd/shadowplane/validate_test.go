@@ -248,3 +248,23 @@ func TestDenyListPortsAreTheDefaults(t *testing.T) {
 		t.Errorf("bootstrap --admin-port defaults to %s, but the deny list refuses %d", def, policy.EnvoyAdminPort)
 	}
 }
+
+// TestValidateRefusesInputOverTheConfigMapLimit: endless or huge input is
+// refused after 1 MiB with a message, not read into memory whole.
+func TestValidateRefusesInputOverTheConfigMapLimit(t *testing.T) {
+	for name, args := range map[string][]string{
+		"/dev/zero": {"validate", "-f", "/dev/zero"},
+		"stdin":     {"validate", "-f", "-"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var in []byte
+			if name == "stdin" {
+				in = bytes.Repeat([]byte("# padding\n"), (1<<20)/10+1)
+			}
+			_, stderr, code := runCLI(t, in, args...)
+			if code == 0 || !strings.Contains(stderr, "larger than 1 MiB") {
+				t.Fatalf("exit %d, stderr %q; want a refusal naming the 1 MiB limit", code, stderr)
+			}
+		})
+	}
+}
