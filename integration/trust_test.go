@@ -39,13 +39,9 @@ func TestTrustRefusesUnverifiedClients(t *testing.T) {
 	must(t, err)
 
 	// A second namespace with its own legitimate sidecar identity.
-	other := newNamespace(t, f.ctx)
-	must(t, kube.ApplyService(f.ctx, other, "payments", harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
-	intruder, err := kube.NewSidecarIdentity(f.ctx, other, "payments", "payments", "payments-0", t.TempDir())
-	must(t, err)
-	intruderToken, err := os.ReadFile(intruder.TokenFile)
-	must(t, err)
-	otherAudience, err := kube.MintToken(f.ctx, other, "payments", "payments-0", intruder.PodUID, "https://kubernetes.default.svc")
+	intruder := newOtherClient(t, f, "payments")
+	other, intruderToken := intruder.ns, intruder.token
+	otherAudience, err := kube.MintToken(f.ctx, other, "payments", "payments-0", intruder.identity.PodUID, "https://kubernetes.default.svc")
 	must(t, err)
 	ownToken, err := os.ReadFile(f.sidecar.Identity.TokenFile)
 	must(t, err)
@@ -62,8 +58,8 @@ func TestTrustRefusesUnverifiedClients(t *testing.T) {
 		{"no token", "", node("payments-0", other, "payments"), codes.Unauthenticated},
 		{"a forged token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", node("payments-0", other, "payments"), codes.Unauthenticated},
 		{"a token for another audience", otherAudience, node("payments-0", other, "payments"), codes.Unauthenticated},
-		{"namespace A's identity claiming namespace B", string(intruderToken), node("payments-0", f.ns, "entrance"), codes.PermissionDenied},
-		{"namespace A's identity claiming B's pod name", string(intruderToken), node("entrance-"+f.ns, f.ns, "entrance"), codes.PermissionDenied},
+		{"namespace A's identity claiming namespace B", intruderToken, node("payments-0", f.ns, "entrance"), codes.PermissionDenied},
+		{"namespace A's identity claiming B's pod name", intruderToken, node("entrance-"+f.ns, f.ns, "entrance"), codes.PermissionDenied},
 		{"an identity claiming a Service that does not select it", string(ownToken), node("entrance-"+f.ns, f.ns, "entrance-shadow"), codes.PermissionDenied},
 	}
 	for _, tc := range tests {
@@ -80,7 +76,7 @@ func TestTrustRefusesUnverifiedClients(t *testing.T) {
 		})
 	}
 	// The identity's own claim is served.
-	conn, err := harness.DialXDS(f.cp.XDSAddr.String(), caPEM, string(intruderToken))
+	conn, err := harness.DialXDS(f.cp.XDSAddr.String(), caPEM, intruderToken)
 	must(t, err)
 	defer conn.Close()
 	own := adsclient.NewSotW(t, conn, node("payments-0", other, "payments").Node(), nil)
@@ -219,17 +215,11 @@ func TestTrustBoundsWhileEnvoyUpdates(t *testing.T) {
 	f := newMirrorFixture(t, fixtureOptions{})
 	f.applyPolicy(policyYAML("1", ""))
 	f.waitApplied(10_000)
-	kube := env(t).kube
 	caPEM, err := os.ReadFile(f.cp.Certs.CAFile)
 	must(t, err)
 
-	abuserNS := newNamespace(t, f.ctx)
-	must(t, kube.ApplyService(f.ctx, abuserNS, "abuser", harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
-	abuser, err := kube.NewSidecarIdentity(f.ctx, abuserNS, "abuser", "abuser", "abuser-0", t.TempDir())
-	must(t, err)
-	token, err := os.ReadFile(abuser.TokenFile)
-	must(t, err)
-	node := nodemeta.Metadata{NodeID: "abuser-0", Namespace: abuserNS, Service: "abuser", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}
+	abuser := newOtherClient(t, f, "abuser")
+	token, node := abuser.token, abuser.node
 
 	propagate := func(percents []string) []time.Duration {
 		var took []time.Duration
@@ -282,16 +272,16 @@ func TestTrustBoundsWhileEnvoyUpdates(t *testing.T) {
 		for abuseCtx.Err() == nil {
 			rounds++
 			for _, a := range abuse {
-				if got := abuseOnce(f.cp.XDSAddr.String(), caPEM, string(token), node, a.req()); got != a.code {
+				if got := abuseOnce(f.cp.XDSAddr.String(), caPEM, token, node, a.req()); got != a.code {
 					wrong = append(wrong, a.bound+": "+got.String())
 				}
 			}
 			// A request flood on one stream.
-			if got := floodOnce(f.cp.XDSAddr.String(), caPEM, string(token), node); got != codes.ResourceExhausted {
+			if got := floodOnce(f.cp.XDSAddr.String(), caPEM, token, node); got != codes.ResourceExhausted {
 				wrong = append(wrong, "request_rate: "+got.String())
 			}
 			// More streams on one connection than allowed.
-			if got := manyStreamsOnce(f.cp.XDSAddr.String(), caPEM, string(token), node, xds.DefaultLimits().MaxStreamsPerConnection+1); got != codes.ResourceExhausted {
+			if got := manyStreamsOnce(f.cp.XDSAddr.String(), caPEM, token, node, xds.DefaultLimits().MaxStreamsPerConnection+1); got != codes.ResourceExhausted {
 				wrong = append(wrong, "streams_per_connection: "+got.String())
 			}
 		}
@@ -419,20 +409,14 @@ func TestTrustNewStreamBucket(t *testing.T) {
 	f := newMirrorFixture(t, fixtureOptions{limits: xds.Limits{NewStreamsPerSecond: 0.2, NewStreamBurst: 3, NewStreamWait: 100 * time.Millisecond}})
 	f.applyPolicy(policyYAML("5", ""))
 	f.waitApplied(50_000)
-	kube := env(t).kube
 	caPEM, err := os.ReadFile(f.cp.Certs.CAFile)
 	must(t, err)
-	ns := newNamespace(t, f.ctx)
-	must(t, kube.ApplyService(f.ctx, ns, "burst", harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
-	id, err := kube.NewSidecarIdentity(f.ctx, ns, "burst", "burst", "burst-0", t.TempDir())
-	must(t, err)
-	token, err := os.ReadFile(id.TokenFile)
-	must(t, err)
-	node := nodemeta.Metadata{NodeID: "burst-0", Namespace: ns, Service: "burst", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}
+	burst := newOtherClient(t, f, "burst")
+	token, node := burst.token, burst.node
 
 	refused := 0
 	for i := 0; i < 6; i++ {
-		if abuseOnce(f.cp.XDSAddr.String(), caPEM, string(token), node, &discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/google.protobuf.Empty"}) == codes.ResourceExhausted {
+		if abuseOnce(f.cp.XDSAddr.String(), caPEM, token, node, &discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/google.protobuf.Empty"}) == codes.ResourceExhausted {
 			refused++
 		}
 	}
@@ -446,4 +430,26 @@ func TestTrustNewStreamBucket(t *testing.T) {
 	if strings.Contains(string(metrics), `shadowplane_xds_bounds_exceeded_total{bound="new_stream_rate"} 0`+"\n") {
 		t.Error("/metrics does not count the new_stream_rate bound")
 	}
+}
+
+// otherClient is a legitimate identity in a namespace of its own, beside a
+// fixture: its Service, Pod and bound token, and the node it may claim.
+type otherClient struct {
+	ns       string
+	identity *harness.SidecarIdentity
+	token    string
+	node     nodemeta.Metadata
+}
+
+func newOtherClient(t *testing.T, f *mirrorFixture, service string) otherClient {
+	t.Helper()
+	kube := env(t).kube
+	ns := newNamespace(t, f.ctx)
+	must(t, kube.ApplyService(f.ctx, ns, service, harness.ServicePort{Name: "http", Port: 80, TargetPort: 15001}))
+	id, err := kube.NewSidecarIdentity(f.ctx, ns, service, service, service+"-0", t.TempDir())
+	must(t, err)
+	token, err := os.ReadFile(id.TokenFile)
+	must(t, err)
+	return otherClient{ns: ns, identity: id, token: string(token), node: nodemeta.Metadata{
+		NodeID: service + "-0", Namespace: ns, Service: service, Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}}
 }

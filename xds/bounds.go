@@ -68,37 +68,26 @@ func DefaultLimits() Limits {
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxNodeBytes <= 0 {
-		l.MaxNodeBytes = d.MaxNodeBytes
-	}
-	if l.MaxNamesPerRequest <= 0 {
-		l.MaxNamesPerRequest = d.MaxNamesPerRequest
-	}
-	if l.RequestsPerSecond <= 0 {
-		l.RequestsPerSecond = d.RequestsPerSecond
-	}
-	if l.RequestBurst <= 0 {
-		l.RequestBurst = d.RequestBurst
-	}
-	if l.NewStreamsPerSecond <= 0 {
-		l.NewStreamsPerSecond = d.NewStreamsPerSecond
-	}
-	if l.NewStreamBurst <= 0 {
-		l.NewStreamBurst = d.NewStreamBurst
-	}
-	if l.NewStreamWait <= 0 {
-		l.NewStreamWait = d.NewStreamWait
-	}
-	if l.MaxNackDetailBytes <= 0 {
-		l.MaxNackDetailBytes = d.MaxNackDetailBytes
-	}
-	if l.MaxStreamsPerConnection <= 0 {
-		l.MaxStreamsPerConnection = d.MaxStreamsPerConnection
-	}
-	if l.MaxMessageBytes <= 0 {
-		l.MaxMessageBytes = d.MaxMessageBytes
-	}
+	l.MaxNodeBytes = positiveOr(l.MaxNodeBytes, d.MaxNodeBytes)
+	l.MaxNamesPerRequest = positiveOr(l.MaxNamesPerRequest, d.MaxNamesPerRequest)
+	l.RequestsPerSecond = positiveOr(l.RequestsPerSecond, d.RequestsPerSecond)
+	l.RequestBurst = positiveOr(l.RequestBurst, d.RequestBurst)
+	l.NewStreamsPerSecond = positiveOr(l.NewStreamsPerSecond, d.NewStreamsPerSecond)
+	l.NewStreamBurst = positiveOr(l.NewStreamBurst, d.NewStreamBurst)
+	l.NewStreamWait = positiveOr(l.NewStreamWait, d.NewStreamWait)
+	l.MaxNackDetailBytes = positiveOr(l.MaxNackDetailBytes, d.MaxNackDetailBytes)
+	l.MaxStreamsPerConnection = positiveOr(l.MaxStreamsPerConnection, d.MaxStreamsPerConnection)
+	l.MaxMessageBytes = positiveOr(l.MaxMessageBytes, d.MaxMessageBytes)
 	return l
+}
+
+// positiveOr is v when it is positive, else def: zero options mean "the
+// default".
+func positiveOr[T int | float64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // Bound names, the label of shadowplane_xds_bounds_exceeded_total.

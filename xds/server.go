@@ -127,8 +127,8 @@ func New(opts Options) *Server {
 		boundsExceeded: newBoundsCounter(reg),
 		connStreams:    map[string]int{},
 		gatherer:       gatherer,
-		idleTTL:        orDefault(opts.IdleGroupTTL, DefaultIdleGroupTTL),
-		sweepInterval:  orDefault(opts.SweepInterval, DefaultSweepInterval),
+		idleTTL:        positiveOr(opts.IdleGroupTTL, DefaultIdleGroupTTL),
+		sweepInterval:  positiveOr(opts.SweepInterval, DefaultSweepInterval),
 		translate:      translator.Translate,
 		ctx:            ctx,
 		stop:           stop,
@@ -143,13 +143,6 @@ func New(opts Options) *Server {
 	// must be set for delta, which has no default.
 	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s: s}, sotw.WithOrderedADS(), sotw.WithLogger(cplLog))
 	return s
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // Register serves the Aggregated Discovery Service, state-of-the-world and
