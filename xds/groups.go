@@ -131,6 +131,13 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	if observeEvent && !w.ObservedAt.IsZero() {
 		s.metrics.eventToSnapshot.Observe(now.Sub(w.ObservedAt).Seconds())
 	}
+	if s.observer.SnapshotSet != nil {
+		observedAt := w.ObservedAt
+		if !observeEvent {
+			observedAt = time.Time{}
+		}
+		s.observer.SnapshotSet(key, changed, observedAt, now)
+	}
 	if len(built.unversioned) > 0 {
 		logger.Warn("translator gave no version for some types; using a content hash", "types", strings.Join(built.unversioned, ","))
 	}
