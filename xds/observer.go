@@ -8,10 +8,13 @@ import "time"
 // nil field costs one check. Types are short names (listener, route,
 // cluster, endpoint, runtime).
 type Observer struct {
-	// SnapshotSet: a node group's snapshot was set at `at`, changing the
-	// given types. observedAt is when the watcher saw the first Kubernetes
-	// change the snapshot reflects (zero when a proxy merely joined).
-	SnapshotSet func(group string, changed []string, observedAt, at time.Time)
+	// SnapshotSet: a node group's new snapshot, translated by `at`, is being
+	// set; changed maps each type it changes to its new version.
+	// observedAt is when the watcher saw the first Kubernetes change the
+	// snapshot reflects (zero when a proxy merely joined). It is called
+	// before the snapshot is handed to the cache, so it precedes the
+	// ResponseSent calls the snapshot causes.
+	SnapshotSet func(group string, changed map[string]string, observedAt, at time.Time)
 	// ResponseSent: a response of one type is about to be sent on a
 	// proxy's stream.
 	ResponseSent func(node, typ, version string, at time.Time)

@@ -26,9 +26,9 @@ func (l *observerLog) add(e observed) {
 
 func (l *observerLog) observer() *Observer {
 	return &Observer{
-		SnapshotSet: func(group string, changed []string, observedAt, at time.Time) {
-			for _, typ := range changed {
-				l.add(observed{step: "snapshot", who: group, typ: typ, observedAt: observedAt, at: at})
+		SnapshotSet: func(group string, changed map[string]string, observedAt, at time.Time) {
+			for typ, version := range changed {
+				l.add(observed{step: "snapshot", who: group, typ: typ, version: version, observedAt: observedAt, at: at})
 			}
 		},
 		ResponseSent: func(node, typ, version string, at time.Time) {
@@ -91,8 +91,8 @@ func TestObserverSeesEachStepOfAChange(t *testing.T) {
 	if response.who != "entrance-1" || ack.who != "entrance-1" {
 		t.Errorf("response to %q, ack from %q; want entrance-1", response.who, ack.who)
 	}
-	if response.version != resp.GetVersionInfo() || ack.version != resp.GetVersionInfo() {
-		t.Errorf("response version %q, ack version %q; want %q", response.version, ack.version, resp.GetVersionInfo())
+	if snapshot.version != resp.GetVersionInfo() || response.version != resp.GetVersionInfo() || ack.version != resp.GetVersionInfo() {
+		t.Errorf("snapshot version %q, response version %q, ack version %q; want %q", snapshot.version, response.version, ack.version, resp.GetVersionInfo())
 	}
 	if snapshot.at.After(response.at) || response.at.After(ack.at) {
 		t.Errorf("steps out of order: snapshot %v, response %v, ack %v", snapshot.at, response.at, ack.at)
