@@ -37,12 +37,31 @@ type propagationCase struct {
 
 // propagationResult is one case's measurements.
 type propagationResult struct {
-	c        propagationCase
-	envoy    harness.LatencySummary // API write → Envoy's admin shows the change
-	snapshot harness.LatencySummary // API write → the control plane has set the snapshot
-	// eventToSnapshot is the mean time from the watcher's first event of a
-	// change to its snapshot: the control plane's own share.
-	eventToSnapshot time.Duration
+	c     propagationCase
+	envoy harness.LatencySummary // API write → Envoy's admin shows the change
+	// parts break each change's time into consecutive steps (propagationParts).
+	parts []harness.LatencySummary
+}
+
+// propagationParts name the consecutive steps of a change; the control
+// plane's side comes from its xds.Observer, in process.
+var propagationParts = []string{
+	"API write → watch event seen by the control plane",
+	"watch event → snapshot set (debounce, World, translation)",
+	"snapshot set → response sent to the sidecar",
+	"response sent → Envoy's ACK received",
+	"ACK received → in force in Envoy's admin",
+}
+
+// changeSteps splits one change into propagationParts.
+func changeSteps(start time.Time, cp harness.PushSteps, seen time.Time) []time.Duration {
+	return []time.Duration{
+		cp.Event.Sub(start),
+		cp.Snapshot.Sub(cp.Event),
+		cp.Response.Sub(cp.Snapshot),
+		cp.Ack.Sub(cp.Response),
+		seen.Sub(cp.Ack),
+	}
 }
 
 var propagationCases = []propagationCase{
@@ -82,43 +101,39 @@ func BenchmarkPropagation(b *testing.B) {
 // after the previous one is in force in Envoy.
 func measurePropagation(b *testing.B, c propagationCase, n int) propagationResult {
 	s := newBenchStack(b, c.delta)
-	sum0, count0, err := s.cp.EventToSnapshot()
-	must(b, err)
-	var toEnvoy, toSnapshot []time.Duration
+	var toEnvoy []time.Duration
+	parts := make([][]time.Duration, len(propagationParts))
 	for i := 1; i <= n; i++ {
-		pushes := s.cp.XDS.Pushes()[c.pushType]
 		start := c.change(s, i)
-		var snapshotAt time.Time
 		seenAt, err := harness.PollUntil(s.ctx, time.Millisecond, 10*time.Second, func() (bool, error) {
-			if snapshotAt.IsZero() && s.cp.XDS.Pushes()[c.pushType] != pushes {
-				snapshotAt = time.Now()
-			}
 			return c.seen(s, i)
 		})
 		if err != nil {
 			b.Fatalf("%s change %d never reached Envoy: %v", c.name, i, err)
 		}
-		if snapshotAt.IsZero() {
-			// Set between the last two polls.
-			snapshotAt = seenAt
+		// Envoy applies a change before it ACKs, so the ACK may still be
+		// on its way.
+		var steps harness.PushSteps
+		if _, err := harness.PollUntil(s.ctx, time.Millisecond, 5*time.Second, func() (bool, error) {
+			var ok bool
+			steps, ok = s.trace.After(c.pushType, start)
+			return ok, nil
+		}); err != nil {
+			b.Fatalf("%s change %d: the control plane reported no %s snapshot, response and ACK: %v", c.name, i, c.pushType, err)
 		}
 		toEnvoy = append(toEnvoy, seenAt.Sub(start))
-		toSnapshot = append(toSnapshot, snapshotAt.Sub(start))
-		// Let the ACK and any stragglers settle, with a varying gap so
-		// changes do not phase-lock with anything periodic.
+		for j, d := range changeSteps(start, steps, seenAt) {
+			parts[j] = append(parts[j], d)
+		}
+		// Let stragglers settle, with a varying gap so changes do not
+		// phase-lock with anything periodic.
 		time.Sleep(20*time.Millisecond + time.Duration(i%7)*time.Millisecond)
 	}
-	sum, count, err := s.cp.EventToSnapshot()
-	must(b, err)
-	if count == count0 {
-		b.Fatalf("%s: the control plane observed no event-to-snapshot time", c.name)
+	r := propagationResult{c: c, envoy: harness.SummarizeLatencies(toEnvoy)}
+	for _, p := range parts {
+		r.parts = append(r.parts, harness.SummarizeLatencies(p))
 	}
-	return propagationResult{
-		c:               c,
-		envoy:           harness.SummarizeLatencies(toEnvoy),
-		snapshot:        harness.SummarizeLatencies(toSnapshot),
-		eventToSnapshot: time.Duration((sum - sum0) / float64(count-count0) * float64(time.Second)),
-	}
+	return r
 }
 
 // benchPercent is the percent of the i-th percent change: 1..99, never the
@@ -175,6 +190,7 @@ type benchStack struct {
 	ns           string
 	endpointHost string
 	cp           *harness.ControlPlane
+	trace        *harness.PushTrace
 	sidecar      *harness.Sidecar
 }
 
@@ -183,7 +199,7 @@ func newBenchStack(tb testing.TB, delta bool) *benchStack {
 	e := env(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	tb.Cleanup(cancel)
-	s := &benchStack{tb: tb, ctx: ctx, kube: e.kube, endpointHost: e.endpointHost}
+	s := &benchStack{tb: tb, ctx: ctx, kube: e.kube, endpointHost: e.endpointHost, trace: &harness.PushTrace{}}
 	s.ns = newNamespace(tb, ctx)
 
 	primary, err := harness.StartBackend("primary", "127.0.0.1")
@@ -201,7 +217,7 @@ func newBenchStack(tb testing.TB, delta bool) *benchStack {
 	// Warnings only: the control plane logs every snapshot at info, and a
 	// benchmark's log is always printed.
 	logger := hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Warn, Output: testWriter{tb}})
-	if s.cp, err = harness.StartControlPlane(ctx, e.kube, harness.ControlPlaneOptions{Namespaces: []string{s.ns}, Logger: logger}); err != nil {
+	if s.cp, err = harness.StartControlPlane(ctx, e.kube, harness.ControlPlaneOptions{Namespaces: []string{s.ns}, Logger: logger, Observer: s.trace.Observer()}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
@@ -246,27 +262,43 @@ func (s *benchStack) writePolicy(yaml string) time.Time {
 func propagationTable(b *testing.B, results map[string]propagationResult) string {
 	var t strings.Builder
 	fmt.Fprintf(&t, "\n### Propagation: API write → in force in Envoy (ms)\n\n")
-	fmt.Fprintf(&t, "| change | xDS | changes | p50 | p90 | p99 | max | write → snapshot p50 / p99 | event → snapshot mean |\n")
-	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&t, "| change | xDS | changes | p50 | p90 | p99 | max |\n")
+	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|\n")
 	for _, c := range propagationCases {
 		r, ok := results[c.name]
 		if !ok {
 			continue
 		}
-		mode := "SotW"
-		if c.delta {
-			mode = "delta"
-		}
-		fmt.Fprintf(&t, "| %s | %s | %d | %s | %s | %s | %s | %s / %s | %s |\n", c.what, mode, r.envoy.N,
-			harness.Millis(r.envoy.P50), harness.Millis(r.envoy.P90), harness.Millis(r.envoy.P99), harness.Millis(r.envoy.Max),
-			harness.Millis(r.snapshot.P50), harness.Millis(r.snapshot.P99), harness.Millis(r.eventToSnapshot))
+		fmt.Fprintf(&t, "| %s | %s | %d | %s | %s | %s | %s |\n", c.what, xdsMode(c), r.envoy.N,
+			harness.Millis(r.envoy.P50), harness.Millis(r.envoy.P90), harness.Millis(r.envoy.P99), harness.Millis(r.envoy.Max))
 	}
-	fmt.Fprintf(&t, "\nwrite → snapshot: until the control plane has set the new snapshot (API server and etcd, watch, debounce, translation);\n")
-	fmt.Fprintf(&t, "event → snapshot: the control plane's own share of it, from the watcher's first event (debounce, translation);\n")
-	fmt.Fprintf(&t, "the rest of write → Envoy is the push and Envoy applying it. Envoy's admin is polled every 1 ms.\n")
+	for _, c := range propagationCases {
+		r, ok := results[c.name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&t, "\n#### Where the time goes: %s, %s (ms)\n\n", c.what, xdsMode(c))
+		fmt.Fprintf(&t, "| part | p50 | p90 | p99 |\n|---|---:|---:|---:|\n")
+		for i, name := range propagationParts {
+			p := r.parts[i]
+			fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", name, harness.Millis(p.P50), harness.Millis(p.P90), harness.Millis(p.P99))
+		}
+		fmt.Fprintf(&t, "| **total: API write → in force** | %s | %s | %s |\n",
+			harness.Millis(r.envoy.P50), harness.Millis(r.envoy.P90), harness.Millis(r.envoy.P99))
+	}
+	fmt.Fprintf(&t, "\nEach part's percentiles are its own, so they need not add up to the total's.\n")
+	fmt.Fprintf(&t, "The control plane's times come from its xds.Observer, in process; Envoy's admin is polled every 1 ms,\n")
+	fmt.Fprintf(&t, "and Envoy applies a change before it ACKs, so the last part can be zero or negative.\n")
 	fmt.Fprintf(&t, "Target: percent change p99 ≤ %s.\n\n", percentTarget)
 	fmt.Fprintf(&t, "Machine: %s\n", machineDescription(b))
 	return t.String()
+}
+
+func xdsMode(c propagationCase) string {
+	if c.delta {
+		return "delta"
+	}
+	return "SotW"
 }
 
 // machineDescription names the CPU count and model, Go and Envoy versions.

@@ -38,8 +38,10 @@ type Options struct {
 	// PolicyLabel is the label selector of policy ConfigMaps
 	// (default DefaultPolicyLabel).
 	PolicyLabel string
-	// Debounce is the quiet time after the last change before a World is
-	// handed on (default DefaultDebounce).
+	// Debounce is the burst window: a change after this long without a
+	// World handed on is handed on at once; a change sooner than that (or
+	// while a World is being handed on) waits until changes have been quiet
+	// this long (default DefaultDebounce).
 	Debounce time.Duration
 	// MaxDelay is the longest a burst of changes may hold a World back
 	// (default DefaultMaxDelay; raised to Debounce if smaller).

@@ -101,7 +101,10 @@ func TestWatcherWorldsAreNeverModified(t *testing.T) {
 	}
 }
 
-func TestWatcherCoalescesBurstIntoOneWorld(t *testing.T) {
+// TestWatcherCoalescesBurst: the first change of a burst is handed on at
+// once (leading edge); the rest, arriving while it is handed on and before
+// the debounce has been quiet, become one more World with the final state.
+func TestWatcherCoalescesBurst(t *testing.T) {
 	fc := testingclock.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := newHarness(t, Options{Debounce: 100 * time.Millisecond, MaxDelay: time.Second, clock: fc}, baseObjects("default")...)
 	h.start(3)
@@ -117,28 +120,45 @@ func TestWatcherCoalescesBurstIntoOneWorld(t *testing.T) {
 	}
 	serviceEvents := h.watcher.metrics.events.WithLabelValues(kindService)
 	h.eventually("all service events seen", func() bool { return metricValue(t, serviceEvents) >= 2+n })
-	// The fake clock has not moved: the burst is pending, nothing handed on.
-	select {
-	case w := <-h.worlds:
-		t.Fatalf("World handed on before the debounce elapsed (%d services)", len(w.Services))
-	default:
+	// The fake clock has not moved, yet the burst's first change is handed
+	// on: no waiting for a lone change.
+	leading := h.world("leading edge of the burst", func(*translator.World) bool { return true })
+	if len(leading.Services) < 3 {
+		t.Fatalf("leading World has %d services, want at least the first of the burst", len(leading.Services))
 	}
-
-	fc.Step(100 * time.Millisecond)
-	w := h.world("after the burst", func(*translator.World) bool { return true })
-	if len(w.Services) != 2+n {
-		t.Errorf("World after the burst has %d services, want %d", len(w.Services), 2+n)
+	if !leading.ObservedAt.Equal(burstStart) {
+		t.Errorf("leading ObservedAt = %v, want the burst's first change at %v", leading.ObservedAt, burstStart)
 	}
-	if !w.ObservedAt.Equal(burstStart) {
-		t.Errorf("ObservedAt = %v, want the burst's first change at %v", w.ObservedAt, burstStart)
+	worlds := 2.0
+	if len(leading.Services) < 2+n {
+		// The rest is pending until the debounce has been quiet.
+		select {
+		case w := <-h.worlds:
+			t.Fatalf("a second burst World handed on before the debounce elapsed (%d services)", len(w.Services))
+		default:
+		}
+		h.eventually("trailing World after the quiet time", func() bool {
+			if fc.HasWaiters() {
+				fc.Step(100 * time.Millisecond)
+			}
+			return len(h.worlds) > 0
+		})
+		trailing := h.world("trailing edge of the burst", func(*translator.World) bool { return true })
+		if len(trailing.Services) != 2+n {
+			t.Errorf("World after the burst has %d services, want %d", len(trailing.Services), 2+n)
+		}
+		if !trailing.ObservedAt.Equal(burstStart) {
+			t.Errorf("trailing ObservedAt = %v, want the first change it folds in, at %v", trailing.ObservedAt, burstStart)
+		}
+		worlds++
 	}
 	time.Sleep(50 * time.Millisecond)
 	select {
 	case w := <-h.worlds:
-		t.Errorf("a second World followed the burst (%d services)", len(w.Services))
+		t.Errorf("another World followed the burst (%d services)", len(w.Services))
 	default:
 	}
-	if got := metricValue(t, h.watcher.metrics.worlds); got != 2 {
-		t.Errorf("shadowplane_worlds_total = %v, want 2", got)
+	if got := metricValue(t, h.watcher.metrics.worlds); got != worlds {
+		t.Errorf("shadowplane_worlds_total = %v, want %v", got, worlds)
 	}
 }

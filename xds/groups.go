@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -108,6 +109,9 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 		return
 	}
 
+	if s.observer.SnapshotSet != nil {
+		s.observeSnapshot(key, changed, built.versions, w, observeEvent)
+	}
 	// SetSnapshot stores the snapshot before it answers open watches, so
 	// even when answering fails (the server is stopping) the cache holds
 	// the new snapshot and the record below must follow it.
@@ -138,6 +142,22 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 		logger.Warn("translation warning", "warning", warning)
 	}
 	logger.Info("snapshot set", "changed", strings.Join(changed, ","))
+}
+
+// observeSnapshot tells the Observer of a snapshot about to be set.
+func (s *Server) observeSnapshot(group string, changed []string, versions map[string]string, w *translator.World, observeEvent bool) {
+	translated := time.Now()
+	byName := make(map[string]string, len(changed))
+	for _, t := range translator.ResourceTypes {
+		if slices.Contains(changed, t.Name) {
+			byName[t.Name] = versions[t.URL]
+		}
+	}
+	var observedAt time.Time
+	if observeEvent {
+		observedAt = w.ObservedAt
+	}
+	s.observer.SnapshotSet(group, byName, observedAt, translated)
 }
 
 // translateGroup runs the translator, timing it. A panic is a translator

@@ -47,6 +47,9 @@ type Options struct {
 	Auth *Auth
 	// Limits bound each client; zero fields take DefaultLimits.
 	Limits Limits
+	// Observer, when set, is told when snapshots are set, responses sent
+	// and ACKs received: for benchmarks.
+	Observer *Observer
 }
 
 // Server is shadowplane's xDS server: a snapshot cache keyed by node group,
@@ -65,6 +68,7 @@ type Server struct {
 	connStreams    map[string]int // open streams by peer address (one connection)
 	newStreams     *rate.Limiter
 	boundsExceeded *prometheus.CounterVec
+	observer       Observer
 
 	idleTTL       time.Duration
 	sweepInterval time.Duration
@@ -125,6 +129,7 @@ func New(opts Options) *Server {
 		auth:           opts.Auth,
 		limits:         opts.Limits.withDefaults(),
 		boundsExceeded: newBoundsCounter(reg),
+		observer:       orNoObserver(opts.Observer),
 		connStreams:    map[string]int{},
 		gatherer:       gatherer,
 		idleTTL:        positiveOr(opts.IdleGroupTTL, DefaultIdleGroupTTL),
@@ -143,6 +148,13 @@ func New(opts Options) *Server {
 	// must be set for delta, which has no default.
 	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s: s}, sotw.WithOrderedADS(), sotw.WithLogger(cplLog))
 	return s
+}
+
+func orNoObserver(o *Observer) Observer {
+	if o == nil {
+		return Observer{}
+	}
+	return *o
 }
 
 // Register serves the Aggregated Discovery Service, state-of-the-world and

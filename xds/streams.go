@@ -141,7 +141,11 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 			}
 			t.acked = ackedVersion
 		}
+		nodeID := st.nodeID
 		s.mu.Unlock()
+		if answersLast && s.observer.Acked != nil {
+			s.observer.Acked(nodeID, typeLabel(typeURL), ackedVersion, time.Now())
+		}
 		return "", false
 	}
 
@@ -166,9 +170,14 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 func (s *Server) recordResponse(key streamKey, typeURL, nonce, version string) {
 	s.metrics.responses.WithLabelValues(typeLabel(typeURL)).Inc()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var nodeID string
 	if st := s.streams[key]; st != nil {
 		t := st.typeState(typeURL)
 		t.sent, t.sentNonce = version, nonce
+		nodeID = st.nodeID
+	}
+	s.mu.Unlock()
+	if s.observer.ResponseSent != nil {
+		s.observer.ResponseSent(nodeID, typeLabel(typeURL), version, time.Now())
 	}
 }

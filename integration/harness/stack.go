@@ -48,6 +48,8 @@ type ControlPlaneOptions struct {
 	MaxConnectionAge time.Duration
 	// Limits override the xDS bounds.
 	Limits xds.Limits
+	// Observer is told of each step of a push, to time its parts.
+	Observer *xds.Observer
 }
 
 // StartControlPlane starts the control plane against kube and waits until
@@ -83,6 +85,7 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 		InsecureXDS:      o.Insecure,
 		MaxConnectionAge: o.MaxConnectionAge,
 		Limits:           o.Limits,
+		XDSObserver:      o.Observer,
 	}
 	if certs != nil {
 		cfg.TLSCertFile, cfg.TLSKeyFile = certs.CertFile, certs.KeyFile

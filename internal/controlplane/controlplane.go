@@ -62,6 +62,8 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// Limits bound each xDS client (zero fields: xds.DefaultLimits).
 	Limits xds.Limits
+	// XDSObserver, when set, is told of each step of a push (benchmarks).
+	XDSObserver *xds.Observer
 }
 
 // DefaultMaxConnectionAge is Config.MaxConnectionAge's default.
@@ -106,6 +108,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Gatherer: registry,
 		Auth:     auth,
 		Limits:   cfg.Limits,
+		Observer: cfg.XDSObserver,
 	})
 	w, err := watcher.New(watcher.Options{
 		Client:       cfg.Client,
