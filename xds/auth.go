@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -64,6 +65,11 @@ func newAuthMetrics(reg prometheus.Registerer, insecure bool) *authMetrics {
 	return m
 }
 
+// identityCheckTimeout bounds each call to the API server that verifies a
+// stream, so a slow API server refuses streams (Unavailable; Envoy retries)
+// instead of piling them up.
+const identityCheckTimeout = 10 * time.Second
+
 type identityKey struct{}
 
 func identityFrom(ctx context.Context) (kubeauth.Identity, bool) {
@@ -81,7 +87,9 @@ func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
 			return handler(srv, ss)
 		}
 		ctx := ss.Context()
-		id, err := s.auth.Authenticate(ctx, bearerToken(ctx))
+		authCtx, cancel := context.WithTimeout(ctx, identityCheckTimeout)
+		id, err := s.auth.Authenticate(authCtx, bearerToken(ctx))
+		cancel()
 		if err != nil {
 			return s.refuse(peerAddress(ctx), "", err)
 		}
@@ -117,7 +125,9 @@ func (s *Server) verifyClaim(ctx context.Context, address string, claim kubeauth
 		// Only reachable if the interceptor was not installed: fail closed.
 		return s.refuse(address, claim.NodeID, kubeauth.ErrUnauthenticated)
 	}
-	if err := s.auth.Verify(ctx, id, claim); err != nil {
+	verifyCtx, cancel := context.WithTimeout(ctx, identityCheckTimeout)
+	defer cancel()
+	if err := s.auth.Verify(verifyCtx, id, claim); err != nil {
 		return s.refuse(address, claim.NodeID, err)
 	}
 	return nil
