@@ -1,13 +1,17 @@
 package watcher
 
 import (
+	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -16,9 +20,7 @@ import (
 
 // scope holds the informers of one namespace, or of all namespaces.
 type scope struct {
-	// factories are started and stopped together; policy ConfigMaps need a
-	// factory of their own because the label selector applies factory-wide.
-	factories  []informers.SharedInformerFactory
+	informers  []cache.SharedIndexInformer
 	services   corelisters.ServiceLister
 	slices     discoverylisters.EndpointSliceLister
 	configMaps corelisters.ConfigMapLister
@@ -27,22 +29,52 @@ type scope struct {
 	handlersSynced []cache.InformerSynced
 }
 
-// newScope sets up the informers of namespace (metav1.NamespaceAll for all)
-// and calls changed(kind) on every relevant event.
-func newScope(client kubernetes.Interface, namespace string, selector labels.Selector, changed func(kind string)) (*scope, error) {
-	objects := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace))
-	policies := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector.String() }))
-
-	services := objects.Core().V1().Services()
-	slices := objects.Discovery().V1().EndpointSlices()
-	configMaps := policies.Core().V1().ConfigMaps()
+// newScope sets up the informers of namespace (metav1.NamespaceAll for all),
+// reports their requests to health and calls changed(kind) on every relevant
+// event.
+func newScope(client kubernetes.Interface, namespace string, selector labels.Selector, health *watchHealth, changed func(kind string)) (*scope, error) {
+	services := client.CoreV1().Services(namespace)
+	slices := client.DiscoveryV1().EndpointSlices(namespace)
+	configMaps := client.CoreV1().ConfigMaps(namespace)
+	// The API server filters policy ConfigMaps by label.
+	policyOptions := func(o metav1.ListOptions) metav1.ListOptions {
+		o.LabelSelector = selector.String()
+		return o
+	}
+	newInformer := func(kind string, object runtime.Object, lw *cache.ListWatch) cache.SharedIndexInformer {
+		return cache.NewSharedIndexInformer(&trackedListWatch{inner: lw, kind: kind, health: health}, object, 0,
+			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}
+	serviceInformer := newInformer(kindService, &corev1.Service{}, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return services.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return services.Watch(ctx, o)
+		},
+	})
+	sliceInformer := newInformer(kindEndpointSlice, &discoveryv1.EndpointSlice{}, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return slices.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return slices.Watch(ctx, o)
+		},
+	})
+	configMapInformer := newInformer(kindConfigMap, &corev1.ConfigMap{}, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return configMaps.List(ctx, policyOptions(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return configMaps.Watch(ctx, policyOptions(o))
+		},
+	})
 
 	s := &scope{
-		factories:  []informers.SharedInformerFactory{objects, policies},
-		services:   services.Lister(),
-		slices:     slices.Lister(),
-		configMaps: configMaps.Lister(),
+		informers:  []cache.SharedIndexInformer{serviceInformer, sliceInformer, configMapInformer},
+		services:   corelisters.NewServiceLister(serviceInformer.GetIndexer()),
+		slices:     discoverylisters.NewEndpointSliceLister(sliceInformer.GetIndexer()),
+		configMaps: corelisters.NewConfigMapLister(configMapInformer.GetIndexer()),
 	}
 	isPolicyConfigMap := func(obj any) bool {
 		cm, ok := obj.(*corev1.ConfigMap)
@@ -53,12 +85,17 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		transform cache.TransformFunc
 		handler   changeHandler
 	}{
-		{services.Informer(), stripService, changeHandler{kind: kindService, changed: changed}},
-		{slices.Informer(), stripEndpointSlice, changeHandler{kind: kindEndpointSlice, changed: changed}},
+		{serviceInformer, stripService, changeHandler{kind: kindService, changed: changed}},
+		{sliceInformer, stripEndpointSlice, changeHandler{kind: kindEndpointSlice, changed: changed}},
 		// The API server filters by label already; checking again keeps the
 		// watcher right with clients that do not (e.g. fakes).
-		{configMaps.Informer(), stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap}},
+		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap}},
 	} {
+		// watchHealth logs a failing watch once, when it goes down; client-go's
+		// default handler would log every retry.
+		if err := inf.informer.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {}); err != nil {
+			return nil, fmt.Errorf("watcher: set %s watch error handler: %w", inf.handler.kind, err)
+		}
 		if err := inf.informer.SetTransform(inf.transform); err != nil {
 			return nil, fmt.Errorf("watcher: set %s informer transform: %w", inf.handler.kind, err)
 		}
@@ -69,6 +106,59 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		s.handlersSynced = append(s.handlersSynced, reg.HasSynced)
 	}
 	return s, nil
+}
+
+// informerSet is one set of scopes, started and stopped together. After an
+// API server outage a fresh set replaces the old one: new informers list at
+// once, while the old ones' reflectors may still wait out a backoff of
+// several seconds.
+type informerSet struct {
+	scopes []*scope
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func newInformerSet(client kubernetes.Interface, namespaces []string, selector labels.Selector, health *watchHealth, changed func(kind string)) (*informerSet, error) {
+	set := &informerSet{}
+	for _, ns := range namespaces {
+		s, err := newScope(client, ns, selector, health, changed)
+		if err != nil {
+			return nil, err
+		}
+		set.scopes = append(set.scopes, s)
+	}
+	return set, nil
+}
+
+// start runs the informers until stop or until ctx is done.
+func (set *informerSet) start(ctx context.Context) {
+	ctx, set.cancel = context.WithCancel(ctx)
+	for _, s := range set.scopes {
+		for _, inf := range s.informers {
+			set.done.Add(1)
+			go func() {
+				defer set.done.Done()
+				inf.RunWithContext(ctx)
+			}()
+		}
+	}
+}
+
+// stop stops the informers and waits for them.
+func (set *informerSet) stop() {
+	if set.cancel != nil {
+		set.cancel()
+	}
+	set.done.Wait()
+}
+
+// synced reports whether every event handler has seen its initial listing.
+func (set *informerSet) synced() []cache.InformerSynced {
+	var synced []cache.InformerSynced
+	for _, s := range set.scopes {
+		synced = append(synced, s.handlersSynced...)
+	}
+	return synced
 }
 
 // changeHandler reports informer events that may change the World.

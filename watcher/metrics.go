@@ -13,6 +13,7 @@ type metrics struct {
 	policies *prometheus.GaugeVec
 	events   *prometheus.CounterVec
 	worlds   prometheus.Counter
+	watchUp  *prometheus.GaugeVec
 }
 
 // Label values of shadowplane_watcher_events_total{kind}.
@@ -21,6 +22,8 @@ const (
 	kindEndpointSlice = "endpointslice"
 	kindConfigMap     = "configmap"
 )
+
+var allKinds = []string{kindService, kindEndpointSlice, kindConfigMap}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -36,20 +39,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shadowplane_worlds_total",
 			Help: "Worlds built and handed on by the watcher.",
 		}),
+		watchUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shadowplane_kube_watch_up",
+			Help: "1 while the watch of this object kind gets data from the API server, 0 while it fails (the last known config is served meanwhile).",
+		}, []string{"kind"}),
 	}
 	// Start every series at zero so dashboards see them before the first
 	// change.
 	for _, state := range []string{"valid", "invalid"} {
 		m.policies.WithLabelValues(state)
 	}
-	for _, kind := range []string{kindService, kindEndpointSlice, kindConfigMap} {
+	for _, kind := range allKinds {
 		m.events.WithLabelValues(kind)
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.policies, m.events, m.worlds} {
+	for _, c := range []prometheus.Collector{m.policies, m.events, m.worlds, m.watchUp} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

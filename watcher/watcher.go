@@ -23,7 +23,12 @@ import (
 type Watcher struct {
 	opts     Options
 	selector labels.Selector
-	scopes   []*scope
+	// informers is the running informer set; the recovery loop replaces it
+	// after an API server outage.
+	informers atomic.Pointer[informerSet]
+	health    *watchHealth
+	// probe asks the API server whether it is serving.
+	probe    func(context.Context) error
 	debounce *debouncer
 	metrics  *metrics
 	reporter *reporter
@@ -54,6 +59,8 @@ func New(opts Options) (*Watcher, error) {
 		selector: selector,
 		debounce: newDebouncer(opts.clock, opts.Debounce, opts.MaxDelay),
 		metrics:  m,
+		health:   newWatchHealth(m.watchUp, opts.Logger, opts.clock),
+		probe:    probeAPIServer(opts.Client),
 		inForce:  map[policyID]*policy.Policy{},
 		parsed:   map[keySource]cachedParse{},
 	}
@@ -64,18 +71,20 @@ func New(opts Options) (*Watcher, error) {
 	}
 	w.reporter = newReporter(recorder, opts.Logger)
 
-	namespaces := opts.Namespaces
+	set, err := w.newInformerSet()
+	if err != nil {
+		return nil, err
+	}
+	w.informers.Store(set)
+	return w, nil
+}
+
+func (w *Watcher) newInformerSet() (*informerSet, error) {
+	namespaces := w.opts.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
-	for _, ns := range namespaces {
-		s, err := newScope(opts.Client, ns, selector, w.changed)
-		if err != nil {
-			return nil, err
-		}
-		w.scopes = append(w.scopes, s)
-	}
-	return w, nil
+	return newInformerSet(w.opts.Client, namespaces, w.selector, w.health, w.changed)
 }
 
 // Run starts the informers, waits for their caches to sync, hands on the
@@ -90,26 +99,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: w.opts.Client.CoreV1().Events("")})
 		defer w.broadcaster.Shutdown()
 	}
-	for _, s := range w.scopes {
-		for _, f := range s.factories {
-			defer f.Shutdown() // waits for the informers, which stop with ctx
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Stop whichever informer set runs last, and wait for it.
+	defer func() { w.informers.Load().stop() }()
 
-	for _, s := range w.scopes {
-		for _, f := range s.factories {
-			f.Start(ctx.Done())
-		}
-	}
-	var synced []cache.InformerSynced
-	for _, s := range w.scopes {
-		synced = append(synced, s.handlersSynced...)
-	}
+	set := w.informers.Load()
+	set.start(ctx)
 	// Waiting for the handlers, not just the caches, means every event of
 	// the initial listings has been counted before the first World.
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if !cache.WaitForCacheSync(ctx.Done(), set.synced()...) {
 		return fmt.Errorf("watcher: informer caches did not sync: %w", context.Cause(ctx))
 	}
 	if len(w.opts.Namespaces) == 0 {
@@ -123,6 +122,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.debounce.reset()
 	w.emit(w.opts.clock.Now())
 	w.synced.Store(true)
+	recovered := make(chan struct{})
+	go func() {
+		defer close(recovered)
+		w.recoverWatches(ctx)
+	}()
+	defer func() { <-recovered }() // before the last informer set is stopped
 	w.debounce.run(ctx, w.emit)
 	return nil
 }
@@ -130,6 +135,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 // Synced reports whether the caches have synced and the first World has been
 // handed on.
 func (w *Watcher) Synced() bool { return w.synced.Load() }
+
+// WatchDown reports since when a Kubernetes watch has been failing; while it
+// does, the last World handed on stays in force.
+func (w *Watcher) WatchDown() (since time.Time, down bool) { return w.health.down() }
 
 // changed is called by the informers for every relevant event.
 func (w *Watcher) changed(kind string) {

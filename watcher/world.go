@@ -31,7 +31,7 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		endpointSlices []*discoveryv1.EndpointSlice
 		configMaps     []*corev1.ConfigMap
 	)
-	for _, s := range w.scopes {
+	for _, s := range w.informers.Load().scopes {
 		svc, err := s.services.List(labels.Everything())
 		if err != nil {
 			return nil, fmt.Errorf("list services: %w", err)
