@@ -11,12 +11,15 @@ import (
 //
 //	/healthz          200 while the process serves HTTP
 //	/readyz           200 when ready() reports true, else 503 with the reason;
-//	                  a nil ready means "once the first World is set"
+//	                  a nil ready means "once the first World is set"; a
+//	                  non-empty detail() is added to the body, never to the
+//	                  status (e.g. a Kubernetes watch down while the last
+//	                  known config is served)
 //	/metrics          Prometheus metrics from Options.Gatherer
 //
 // The debug endpoints are not here but in DebugHandler, for a loopback
 // listener.
-func (s *Server) HTTPHandler(ready func() bool) http.Handler {
+func (s *Server) HTTPHandler(ready func() bool, detail func() string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
@@ -29,6 +32,12 @@ func (s *Server) HTTPHandler(ready func() bool) http.Handler {
 		if ready == nil && !s.hasWorld() {
 			writeText(w, http.StatusServiceUnavailable, "not ready: no World has been set yet")
 			return
+		}
+		if detail != nil {
+			if d := detail(); d != "" {
+				writeText(w, http.StatusOK, "ready ("+d+")")
+				return
+			}
 		}
 		writeText(w, http.StatusOK, "ready")
 	})

@@ -34,23 +34,29 @@ func getWithHeader(t *testing.T, base, path string) (int, string, http.Header) {
 func TestReadyzFollowsReadyFunc(t *testing.T) {
 	h := newHarness(t, nil)
 	var ready atomic.Bool
-	web := httptest.NewServer(h.srv.HTTPHandler(ready.Load))
+	var detail atomic.Value
+	detail.Store("")
+	web := httptest.NewServer(h.srv.HTTPHandler(ready.Load, func() string { return detail.Load().(string) }))
 	defer web.Close()
 
 	tests := []struct {
 		ready    bool
+		detail   string
 		wantCode int
 		wantBody string
 	}{
 		{ready: false, wantCode: http.StatusServiceUnavailable, wantBody: "not ready: the initial sync"},
-		{ready: true, wantCode: http.StatusOK, wantBody: "ready"},
-		{ready: false, wantCode: http.StatusServiceUnavailable, wantBody: "not ready"},
+		{ready: true, wantCode: http.StatusOK, wantBody: "ready\n"},
+		// A detail explains, it never fails the probe.
+		{ready: true, detail: "kubernetes watch down for 3s", wantCode: http.StatusOK, wantBody: "ready (kubernetes watch down for 3s)\n"},
+		{ready: false, detail: "kubernetes watch down for 4s", wantCode: http.StatusServiceUnavailable, wantBody: "not ready"},
 	}
 	for _, tt := range tests {
 		ready.Store(tt.ready)
+		detail.Store(tt.detail)
 		code, body := get(t, web.URL, "/readyz")
 		if code != tt.wantCode || !strings.Contains(body, tt.wantBody) {
-			t.Errorf("ready()=%v: /readyz = %d %q, want %d containing %q", tt.ready, code, body, tt.wantCode, tt.wantBody)
+			t.Errorf("ready()=%v detail %q: /readyz = %d %q, want %d containing %q", tt.ready, tt.detail, code, body, tt.wantCode, tt.wantBody)
 		}
 		// Health does not depend on readiness.
 		if code, body := get(t, web.URL, "/healthz"); code != http.StatusOK || body != "ok\n" {
@@ -61,7 +67,7 @@ func TestReadyzFollowsReadyFunc(t *testing.T) {
 
 func TestReadyzWithoutReadyFuncWaitsForWorld(t *testing.T) {
 	h := newHarness(t, nil)
-	web := httptest.NewServer(h.srv.HTTPHandler(nil))
+	web := httptest.NewServer(h.srv.HTTPHandler(nil, nil))
 	defer web.Close()
 
 	if code, body := get(t, web.URL, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no World") {
@@ -77,7 +83,7 @@ func TestMetricsEndpointAndNoDebug(t *testing.T) {
 	h := newHarness(t, nil)
 	h.srv.SetWorld(testWorld(250000, "10.1.0.1"))
 	syncedSotw(h, "entrance-1")
-	web := httptest.NewServer(h.srv.HTTPHandler(func() bool { return true }))
+	web := httptest.NewServer(h.srv.HTTPHandler(func() bool { return true }, nil))
 	defer web.Close()
 
 	code, metrics := get(t, web.URL, "/metrics")

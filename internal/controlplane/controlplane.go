@@ -162,7 +162,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	}
 	cp.XDS.Register(cp.grpcServer)
 	cp.web = []webServer{
-		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready))},
+		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready, cp.ReadyDetail))},
 		{name: "debug server", listener: listeners[2], server: newHTTPServer(debugHandler(cp.XDS.DebugHandler()))},
 	}
 	return cp, nil
@@ -206,6 +206,18 @@ func isLoopback(addr net.Addr) bool {
 // handed to the xDS server.
 func (cp *ControlPlane) Ready() bool {
 	return !cp.draining.Load() && cp.Watcher.Synced() && cp.firstWorld.Load()
+}
+
+// ReadyDetail explains a degraded but ready state for the /readyz body: a
+// Kubernetes watch that is down while the last known config is served. It
+// never makes the control plane unready, since serving the last config is
+// the right thing to do while the API server is away.
+func (cp *ControlPlane) ReadyDetail() string {
+	since, down := cp.Watcher.WatchDown()
+	if !down {
+		return ""
+	}
+	return fmt.Sprintf("kubernetes watch down for %s: serving the last known config", time.Since(since).Round(time.Second))
 }
 
 // Run serves until ctx is done or a part fails.
