@@ -20,6 +20,7 @@ type mirrorFixture struct {
 	t       *testing.T
 	ctx     context.Context
 	ns      string
+	kube    *harness.Kube
 	cp      *harness.ControlPlane
 	primary *harness.Backend
 	shadow  *harness.Backend
@@ -37,6 +38,9 @@ type fixtureOptions struct {
 	maxConnectionAge time.Duration
 	limits           xds.Limits // xDS bounds; zero fields keep the defaults
 	dnsResolver      string     // the sidecar's only DNS server, host:port (default: the system's)
+	// kube is the API server to use (default: the one the package shares),
+	// for tests that stop it.
+	kube *harness.Kube
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -45,7 +49,14 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	f := &mirrorFixture{t: t, ctx: ctx, delta: o.delta, client: harness.NewKeepAliveClient(32)}
-	f.ns = newNamespace(t, ctx)
+	f.kube = o.kube
+	if f.kube == nil {
+		f.kube = e.kube
+		f.ns = newNamespace(t, ctx)
+	} else {
+		f.ns = fmt.Sprintf("it-own-%d", namespaceSeq.Add(1))
+		must(t, f.kube.EnsureNamespace(ctx, f.ns))
+	}
 
 	var err error
 	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
@@ -61,7 +72,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kube := e.kube
+	kube := f.kube
 	must(t, kube.ApplyService(ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
 	must(t, kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
 	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
@@ -81,7 +92,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		}
 	})
 
-	f.sidecar, err = f.cp.StartSidecar(ctx, e.kube, harness.SidecarOptions{
+	f.sidecar, err = f.cp.StartSidecar(ctx, f.kube, harness.SidecarOptions{
 		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
 		NodeID: "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
@@ -131,12 +142,12 @@ func (f *mirrorFixture) runtimeKey() string {
 // applyPolicy writes the policy ConfigMap.
 func (f *mirrorFixture) applyPolicy(yaml string) {
 	f.t.Helper()
-	must(f.t, env(f.t).kube.ApplyPolicyConfigMap(f.ctx, f.ns, "mirror-policies", "policies.yaml", yaml))
+	must(f.t, f.kube.ApplyPolicyConfigMap(f.ctx, f.ns, "mirror-policies", "policies.yaml", yaml))
 }
 
 // waitRuntime waits until Envoy's /runtime holds the share ppm (parts per
-// million) for key.
-func (f *mirrorFixture) waitRuntime(key string, ppm uint32) {
+// million) for key, and returns when it first saw it.
+func (f *mirrorFixture) waitRuntime(key string, ppm uint32) time.Time {
 	f.t.Helper()
 	var last string
 	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
@@ -147,6 +158,7 @@ func (f *mirrorFixture) waitRuntime(key string, ppm uint32) {
 	if err != nil {
 		f.t.Fatalf("envoy runtime %s never became %d ppm (last %q): %v", key, ppm, last, err)
 	}
+	return time.Now()
 }
 
 // shadowCluster is the Envoy cluster of the standard shadow Service.

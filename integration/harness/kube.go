@@ -30,6 +30,10 @@ type Kube struct {
 	Client         kubernetes.Interface
 	KubeconfigPath string
 	env            *envtest.Environment
+	// apiserverArgv is the kube-apiserver command line, kept by
+	// StopAPIServer; apiserver is the process StartAPIServer started.
+	apiserverArgv []string
+	apiserver     *Process
 }
 
 // StartKube starts kube-apiserver and etcd from binDir the way envtest does
@@ -85,6 +89,9 @@ func StartKube(binDir, dir string) (*Kube, error) {
 func (k *Kube) Stop() error {
 	if k.env == nil {
 		return nil
+	}
+	if k.apiserver != nil {
+		k.apiserver.Stop()
 	}
 	return k.env.Stop()
 }
