@@ -2,11 +2,13 @@ package watcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -91,9 +93,7 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		// watcher right with clients that do not (e.g. fakes).
 		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap}},
 	} {
-		// watchHealth logs a failing watch once, when it goes down; client-go's
-		// default handler would log every retry.
-		if err := inf.informer.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {}); err != nil {
+		if err := inf.informer.SetWatchErrorHandlerWithContext(logAPIErrors); err != nil {
 			return nil, fmt.Errorf("watcher: set %s watch error handler: %w", inf.handler.kind, err)
 		}
 		if err := inf.informer.SetTransform(inf.transform); err != nil {
@@ -159,6 +159,17 @@ func (set *informerSet) synced() []cache.InformerSynced {
 		synced = append(synced, s.handlersSynced...)
 	}
 	return synced
+}
+
+// logAPIErrors passes errors the API server answered (e.g. 403 Forbidden) to
+// client-go's default handler, which logs them. An unreachable API server is
+// not logged on every retry: watchHealth logs once when it goes down and once
+// when it is back.
+func logAPIErrors(ctx context.Context, r *cache.Reflector, err error) {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}
 }
 
 // changeHandler reports informer events that may change the World.
