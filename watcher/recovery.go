@@ -38,10 +38,13 @@ func (w *Watcher) recoverWatches(ctx context.Context) {
 				break // the reflectors recovered by themselves
 			}
 			if err := w.probe(ctx); err == nil {
-				if err := w.replaceInformers(ctx); err != nil {
-					w.opts.Logger.Warn("cannot re-establish kubernetes watches; will retry", "error", err)
+				err := w.replaceInformers(ctx)
+				if err == nil {
+					continue
 				}
-				continue
+				// Wait before the next try, so a failure that returns at
+				// once cannot spin.
+				w.opts.Logger.Warn("cannot re-establish kubernetes watches; will retry", "error", err)
 			}
 			select {
 			case <-ctx.Done():
