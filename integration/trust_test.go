@@ -311,9 +311,9 @@ func TestTrustBoundsWhileEnvoyUpdates(t *testing.T) {
 		median(quiet), median(busy), rounds)
 }
 
-// abuseOnce opens a stream with a valid token, sends req and returns the
-// status the server ends the stream with.
-func abuseOnce(address string, caPEM []byte, token string, node nodemeta.Metadata, req *discoveryv3.DiscoveryRequest) codes.Code {
+// withAbuserConn runs use on a connection of its own, authenticated with
+// token, and returns the status use reports.
+func withAbuserConn(address string, caPEM []byte, token string, use func(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) codes.Code) codes.Code {
 	conn, err := harness.DialXDS(address, caPEM, token)
 	if err != nil {
 		return codes.Unknown
@@ -321,14 +321,11 @@ func abuseOnce(address string, caPEM []byte, token string, node nodemeta.Metadat
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return status.Code(err)
-	}
-	if req.Node == nil {
-		req.Node = node.Node()
-	}
-	_ = stream.Send(req)
+	return use(ctx, discoveryv3.NewAggregatedDiscoveryServiceClient(conn))
+}
+
+// endOf receives until the server ends the stream and returns its status.
+func endOf(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient) codes.Code {
 	for {
 		if _, err := stream.Recv(); err != nil {
 			return status.Code(err)
@@ -336,64 +333,59 @@ func abuseOnce(address string, caPEM []byte, token string, node nodemeta.Metadat
 	}
 }
 
-// floodOnce sends requests on one stream as fast as it can.
-func floodOnce(address string, caPEM []byte, token string, node nodemeta.Metadata) codes.Code {
-	conn, err := harness.DialXDS(address, caPEM, token)
-	if err != nil {
-		return codes.Unknown
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return status.Code(err)
-	}
-	go func() {
-		for i := 0; i < 1000 && ctx.Err() == nil; i++ {
-			req := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.RuntimeType}
-			if i == 0 {
-				req.Node = node.Node()
-			}
-			if stream.Send(req) != nil {
-				return
-			}
-		}
-	}()
-	for {
-		if _, err := stream.Recv(); err != nil {
+// abuseOnce opens a stream with a valid token, sends req and returns the
+// status the server ends the stream with.
+func abuseOnce(address string, caPEM []byte, token string, node nodemeta.Metadata, req *discoveryv3.DiscoveryRequest) codes.Code {
+	return withAbuserConn(address, caPEM, token, func(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) codes.Code {
+		stream, err := ads.StreamAggregatedResources(ctx)
+		if err != nil {
 			return status.Code(err)
 		}
-	}
+		if req.Node == nil {
+			req.Node = node.Node()
+		}
+		_ = stream.Send(req)
+		return endOf(stream)
+	})
+}
+
+// floodOnce sends requests on one stream as fast as it can.
+func floodOnce(address string, caPEM []byte, token string, node nodemeta.Metadata) codes.Code {
+	return withAbuserConn(address, caPEM, token, func(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) codes.Code {
+		stream, err := ads.StreamAggregatedResources(ctx)
+		if err != nil {
+			return status.Code(err)
+		}
+		go func() {
+			for i := 0; i < 1000 && ctx.Err() == nil; i++ {
+				req := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.RuntimeType}
+				if i == 0 {
+					req.Node = node.Node()
+				}
+				if stream.Send(req) != nil {
+					return
+				}
+			}
+		}()
+		return endOf(stream)
+	})
 }
 
 // manyStreamsOnce opens n streams on one connection, each identified, and
 // returns the status of the first that the server ends.
 func manyStreamsOnce(address string, caPEM []byte, token string, node nodemeta.Metadata, n int) codes.Code {
-	conn, err := harness.DialXDS(address, caPEM, token)
-	if err != nil {
-		return codes.Unknown
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ended := make(chan codes.Code, n)
-	for i := 0; i < n; i++ {
-		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return status.Code(err)
-		}
-		_ = stream.Send(&discoveryv3.DiscoveryRequest{Node: node.Node(), TypeUrl: resourcev3.ClusterType})
-		go func() {
-			for {
-				if _, err := stream.Recv(); err != nil {
-					ended <- status.Code(err)
-					return
-				}
+	return withAbuserConn(address, caPEM, token, func(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) codes.Code {
+		ended := make(chan codes.Code, n)
+		for i := 0; i < n; i++ {
+			stream, err := ads.StreamAggregatedResources(ctx)
+			if err != nil {
+				return status.Code(err)
 			}
-		}()
-	}
-	return <-ended
+			_ = stream.Send(&discoveryv3.DiscoveryRequest{Node: node.Node(), TypeUrl: resourcev3.ClusterType})
+			go func() { ended <- endOf(stream) }()
+		}
+		return <-ended
+	})
 }
 
 func median(d []time.Duration) time.Duration {

@@ -1,29 +1,25 @@
 package harness
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/shadowplane/shadowplane/internal/certs"
 )
 
 // StartTLSBackend is StartBackend over HTTPS with a freshly made
-// self-signed certificate for host (as an IP address SAN, or a DNS name):
+// certificate for host from a throwaway CA (as an IP address SAN, or a DNS name):
 // a target no system trust store accepts, to show that copies to an https
 // URL target are verified. Requests are recorded only once a TLS handshake
 // succeeds; failed handshakes are counted by TLSHandshakeErrors.
 func StartTLSBackend(name, host string) (*Backend, error) {
-	cert, err := selfSignedCert(host)
+	cert, err := untrustedCert(host)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}
@@ -46,30 +42,26 @@ func StartTLSBackend(name, host string) (*Backend, error) {
 // client refusing the certificate, for one).
 func (b *Backend) TLSHandshakeErrors() int { return int(b.tlsHandshakeErrors.Load()) }
 
-// selfSignedCert makes a short-lived ECDSA certificate for host.
-func selfSignedCert(host string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// untrustedCert makes a short-lived certificate for host (an IP address
+// SAN, or a DNS name) from a throwaway CA that nothing trusts.
+func untrustedCert(host string) (tls.Certificate, error) {
+	now := time.Now()
+	ca, err := certs.NewAuthority("shadowplane tests", 24*time.Hour, now)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: host, Organization: []string{"shadowplane tests"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	var names []string
+	var ips []net.IP
 	if ip := net.ParseIP(host); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
+		ips = []net.IP{ip}
 	} else {
-		tmpl.DNSNames = []string{host}
+		names = []string{host}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	pair, err := ca.Issue(names, ips, 24*time.Hour, now)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	return tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
 }
 
 // handshakeErrorLog is an http.Server error log that counts failed TLS
