@@ -17,6 +17,7 @@ import (
 	"github.com/shadowplane/shadowplane/internal/controlplane"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/internal/logging"
+	"github.com/shadowplane/shadowplane/xds"
 )
 
 func newServeCommand() *cobra.Command {
@@ -59,6 +60,13 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Verifying a new xDS stream costs up to three API calls (a
+			// TokenReview, a Pod and a Service get), and the new-stream
+			// bucket admits up to its burst at once: client-go's default of
+			// 5 requests/s would keep a reconnecting fleet waiting minutes.
+			limits := xds.DefaultLimits()
+			restConfig.QPS = float32(3 * limits.NewStreamsPerSecond)
+			restConfig.Burst = 3 * limits.NewStreamBurst
 			client, err := kubernetes.NewForConfig(restConfig)
 			if err != nil {
 				return fmt.Errorf("kubernetes client: %w", err)
