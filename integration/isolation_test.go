@@ -89,8 +89,11 @@ func TestIsolationShadowFailures(t *testing.T) {
 				expectStat(t, stats, "circuit_breakers.default.cx_open", exactly(1))
 				expectStat(t, stats, "circuit_breakers.default.rq_pending_open", exactly(1))
 				expectStat(t, stats, "upstream_rq_2xx", exactly(0))
-				if got := f.shadow.MaxInFlight(); got < 32 || got > 64 {
-					t.Errorf("the hanging shadow held %d copies at once, want between 32 and the default maxConnections 64", got)
+				// Envoy's documented connection bound is maxConnections +
+				// endpoints × connection pools: 64 + 1 × 2 worker threads
+				// (seen: 65 once in a CI run).
+				if got := f.shadow.MaxInFlight(); got < 32 || got > 64+2 {
+					t.Errorf("the hanging shadow held %d copies at once, want between 32 and the default maxConnections 64 plus Envoy's per-pool allowance of 2", got)
 				}
 			},
 		},
