@@ -2,7 +2,6 @@ package translator
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -66,7 +65,7 @@ func (t *translation) resolveMirror(p *policy.Policy, m policy.Mirror) mirrorRef
 	ref := mirrorRef{policy: p, mirror: m}
 	if m.URL != nil {
 		target = t.urlTarget(p, m)
-		ref.hostRewrite = hostHeader(m.URL)
+		ref.hostRewrite = m.URL.Authority()
 	} else {
 		target = t.serviceTarget(p, m)
 	}
@@ -134,18 +133,6 @@ func urlPath(raw string) string {
 		return ""
 	}
 	return u.EscapedPath()
-}
-
-// hostHeader is the Host of copies sent to a URL target: the URL's host,
-// with the port when it is not the scheme's default.
-func hostHeader(u *policy.URLTarget) string {
-	if (u.Scheme == "http" && u.Port == 80) || (u.Scheme == "https" && u.Port == 443) || u.Port == 0 {
-		if strings.Contains(u.Host, ":") { // IPv6 literal
-			return "[" + u.Host + "]"
-		}
-		return u.Host
-	}
-	return net.JoinHostPort(u.Host, strconv.Itoa(int(u.Port)))
 }
 
 // tighterGuard returns, field by field, the smaller of two guards, so a
