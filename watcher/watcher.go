@@ -14,6 +14,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	"github.com/shadowplane/shadowplane/policy"
 )
@@ -42,6 +43,8 @@ type Watcher struct {
 	// Owned by the goroutine in Run.
 	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
+	// tlsRecheck fires when a certificate's validity changes.
+	tlsRecheck clock.Timer
 }
 
 // New sets up a Watcher; nothing is watched until Run.

@@ -30,6 +30,8 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		services       []*corev1.Service
 		endpointSlices []*discoveryv1.EndpointSlice
 		configMaps     []*corev1.ConfigMap
+		tlsSecrets     []*corev1.Secret
+		caConfigMaps   []*corev1.ConfigMap
 	)
 	for _, s := range w.informers.Load().scopes {
 		svc, err := s.services.List(labels.Everything())
@@ -44,14 +46,26 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list configmaps: %w", err)
 		}
+		secrets, err := s.tlsSecrets.List(tlsSelector)
+		if err != nil {
+			return nil, fmt.Errorf("list secrets: %w", err)
+		}
+		cas, err := s.caConfigMaps.List(tlsSelector)
+		if err != nil {
+			return nil, fmt.Errorf("list CA configmaps: %w", err)
+		}
 		services = append(services, svc...)
 		endpointSlices = append(endpointSlices, eps...)
 		configMaps = append(configMaps, cms...)
+		tlsSecrets = append(tlsSecrets, secrets...)
+		caConfigMaps = append(caConfigMaps, cas...)
 	}
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
 	w.parsed = parsed
-	world, out := assembleWorld(services, endpointSlices, keys, w.inForce)
+	material := buildTLSMaterial(tlsSecrets, caConfigMaps, w.opts.clock.Now())
+	w.scheduleTLSRecheck(material.recheck)
+	world, out := assembleWorld(services, endpointSlices, keys, w.inForce, material)
 	world.ObservedAt = observedAt
 	w.reporter.report(out, w.inForce, configMapFinder(configMaps))
 	w.metrics.observe(out)
@@ -69,16 +83,29 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 // modifies none of its arguments.
 func BuildWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, configMaps []*corev1.ConfigMap,
 	opts policy.ParseOptions) (*translator.World, []*policy.PolicyError) {
+	return BuildWorldWithTLS(services, endpointSlices, configMaps, nil, nil, opts, time.Time{})
+}
+
+// BuildWorldWithTLS is BuildWorld with the client certificates and CA
+// bundles of mirror targets: the Secrets and ConfigMaps labelled
+// policy.TLSObjectLabel (selecting them is the caller's business), checked
+// for validity at now.
+func BuildWorldWithTLS(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, configMaps []*corev1.ConfigMap,
+	tlsSecrets []*corev1.Secret, caConfigMaps []*corev1.ConfigMap, opts policy.ParseOptions, now time.Time) (*translator.World, []*policy.PolicyError) {
 	keys, _ := parseConfigMaps(configMaps, nil, opts)
-	world, out := assembleWorld(services, endpointSlices, keys, nil)
+	world, out := assembleWorld(services, endpointSlices, keys, nil, buildTLSMaterial(tlsSecrets, caConfigMaps, now))
 	return world, out.problems
 }
 
 // assembleWorld converts the Services and EndpointSlices, then reconciles the
 // parsed policy keys against them and the policies in force so far (prev).
 func assembleWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, keys []parsedKey,
-	prev map[policyID]*policy.Policy) (*translator.World, outcome) {
-	world := &translator.World{Services: buildServices(services, endpointSlices)}
+	prev map[policyID]*policy.Policy, material tlsMaterial) (*translator.World, outcome) {
+	world := &translator.World{
+		Services:           buildServices(services, endpointSlices),
+		ClientCertificates: material.certificates,
+		CABundles:          material.bundles,
+	}
 	out := reconcile(prev, keys, world)
 	world.Policies = sortedPolicies(out.inForce)
 	return world, out
