@@ -77,7 +77,7 @@ type goldenInput struct {
 	tlsSecrets   []*corev1.Secret
 	caConfigMaps []*corev1.ConfigMap
 	node         *corev3.Node
-	opts           policy.ParseOptions
+	opts         policy.ParseOptions
 }
 
 // goldenCase is a case's input run through the production path.

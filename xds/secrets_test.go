@@ -48,8 +48,8 @@ func TestSecretsServedNotDumped(t *testing.T) {
 	w := testWorld(250000, "10.1.0.1")
 	w.Policies[0].Mirrors = append(w.Policies[0].Mirrors, policy.Mirror{
 		Name: "gw", PartsPerMillion: 1000,
-		URL:  &policy.URLTarget{Raw: "https://198.18.0.7:8443", Scheme: "https", Host: "198.18.0.7", Port: 8443},
-		TLS:  &policy.MirrorTLS{SNI: "gw.test.example.com", ClientCertSecret: "copier"},
+		URL: &policy.URLTarget{Raw: "https://198.18.0.7:8443", Scheme: "https", Host: "198.18.0.7", Port: 8443},
+		TLS: &policy.MirrorTLS{SNI: "gw.test.example.com", ClientCertSecret: "copier"},
 	})
 	w.ClientCertificates = map[string]*translator.ClientCertificate{
 		"shop/copier": {CertChain: []byte("CERT"), PrivateKey: []byte(testKeyMaterial)},
