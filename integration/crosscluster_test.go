@@ -80,6 +80,8 @@ func (b *lockedBuffer) String() string {
 //     handshake); naming a Secret or CA ConfigMap that does not exist gets 0
 //     copies and a MirrorTLSInvalid Event; the primary answers every
 //     request;
+//   - a Secret whose key does not match its certificate gets 0 copies and
+//     an Event, until it is fixed;
 //   - rotating the Secret under traffic swaps the certificate in Envoy
 //     without a restart and without touching a cluster or listener: every
 //     request is copied, none of the primary's fails;
@@ -195,6 +197,7 @@ func TestCrossClusterCopies(t *testing.T) {
 		clusters, handshakes, verifyFailures, handshakeFailures, gateway.TLSHandshakeErrors())
 
 	checkRotation(t, f, gateway, clientSecret, pki.client2)
+	checkBrokenSecret(t, f, gateway, clientSecret, pki)
 
 	// Key material: in no log, no /debug dump, no Event; Envoy's own dump
 	// redacts it.
@@ -248,14 +251,14 @@ func waitTLSClusters(t *testing.T, f *mirrorFixture, prefix string, n int) []str
 	t.Helper()
 	var names []string
 	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
-		stats, err := f.sidecar.Stats(f.ctx, "^"+regexp.QuoteMeta("cluster."+prefix)+`[0-9a-f]+\.membership_healthy$`)
+		stats, err := f.sidecar.Stats(f.ctx, "^"+regexp.QuoteMeta("cluster."+prefix)+`[0-9a-f]+\.membership_total$`)
 		if err != nil {
 			return false, err
 		}
 		names = names[:0]
-		for name, healthy := range stats {
-			if healthy == 1 {
-				names = append(names, strings.TrimSuffix(strings.TrimPrefix(name, "cluster."), ".membership_healthy"))
+		for name, hosts := range stats {
+			if hosts == 1 {
+				names = append(names, strings.TrimSuffix(strings.TrimPrefix(name, "cluster."), ".membership_total"))
 			}
 		}
 		return len(names) == n, nil
@@ -331,5 +334,48 @@ func checkRotation(t *testing.T, f *mirrorFixture, gateway *harness.Backend, sec
 		if after[name] != v {
 			t.Errorf("%s went from %d to %d across the rotation, want unchanged", name, v, after[name])
 		}
+	}
+}
+
+// checkBrokenSecret writes a key that does not match the certificate into
+// the Secret: an Event says so, the mirror gets no copies while the
+// primary answers everything, and fixing the Secret brings copies back.
+func checkBrokenSecret(t *testing.T, f *mirrorFixture, gateway *harness.Backend, secret *corev1.Secret, pki crossClusterPKI) {
+	t.Helper()
+	update := func(cert, key []byte) {
+		t.Helper()
+		s := secret.DeepCopy()
+		s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey] = cert, key
+		_, err := env(t).kube.Client.CoreV1().Secrets(f.ns).Update(f.ctx, s, metav1.UpdateOptions{})
+		must(t, err)
+	}
+	send := func(what string) {
+		t.Helper()
+		const n = 20
+		gateway.Reset()
+		before := f.primary.Count()
+		res := harness.SendN(f.ctx, f.client, n, 4, func(ctx context.Context, i int) *http.Request {
+			return f.get(ctx, fmt.Sprintf("/good/%s/%d", what, i))
+		})
+		if res.Errors() != 0 || f.primary.Count()-before != n {
+			t.Errorf("%s: %d primary errors, %d of %d requests reached the primary", what, res.Errors(), f.primary.Count()-before, n)
+		}
+	}
+
+	update(pki.client2.CertPEM, pki.client1.KeyPEM)
+	f.waitWarningEvent("MirrorTLSInvalid", "tls.key does not match the certificate in tls.crt")
+	// good and wrong-ca use the Secret: only no-cert's mirror is left.
+	f.waitRouteMirrors(1)
+	send("broken")
+	if got := gateway.WaitCount(f.ctx, 1, 500*time.Millisecond); got != 0 {
+		t.Errorf("the gateway got %d copies while the Secret was broken, want 0", got)
+	}
+
+	update(pki.client2.CertPEM, pki.client2.KeyPEM)
+	f.waitRouteMirrors(3)
+	waitTLSClusters(t, f, fmt.Sprintf("shadow-url|https|%s|%d|tls-", gateway.Host, gateway.Port), 3)
+	send("fixed")
+	if got := gateway.WaitCount(f.ctx, 20, 500*time.Millisecond); got != 20 {
+		t.Errorf("the gateway got %d copies of 20 once the Secret was fixed", got)
 	}
 }
