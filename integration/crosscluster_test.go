@@ -87,7 +87,15 @@ func (b *lockedBuffer) String() string {
 //     request is copied, none of the primary's fails;
 //   - the private keys appear in no log (control plane, Envoy), no /debug
 //     dump and no Event.
+//
+// It runs over state-of-the-world and over delta xDS.
 func TestCrossClusterCopies(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) { testCrossClusterCopies(t, delta) })
+	}
+}
+
+func testCrossClusterCopies(t *testing.T, delta bool) {
 	e := env(t)
 	const sni, authority = "gateway.test-cluster.example", "entrance.test-cluster.example"
 	pki := newCrossClusterPKI(t, sni)
@@ -97,6 +105,7 @@ func TestCrossClusterCopies(t *testing.T) {
 
 	cpLog := &lockedBuffer{}
 	f := newMirrorFixture(t, fixtureOptions{
+		delta:           delta,
 		allowedURLHosts: []string{e.endpointHost},
 		logger:          hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Debug, Output: io.MultiWriter(cpLog, testWriter{t})}),
 	})
