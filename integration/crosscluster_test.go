@@ -80,6 +80,8 @@ func (b *lockedBuffer) String() string {
 //     handshake); naming a Secret or CA ConfigMap that does not exist gets 0
 //     copies and a MirrorTLSInvalid Event; the primary answers every
 //     request;
+//   - a sidecar of another Service of the namespace, whose policies name
+//     no Secret, gets none;
 //   - a Secret whose key does not match its certificate gets 0 copies and
 //     an Event, until it is fixed;
 //   - rotating the Secret under traffic swaps the certificate in Envoy
@@ -205,6 +207,7 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	t.Logf("TLS clusters %v; Envoy: %d handshakes, %d verification failures, %d connection errors; the gateway refused %d handshakes",
 		clusters, handshakes, verifyFailures, handshakeFailures, gateway.TLSHandshakeErrors())
 
+	checkSecretsOnlyWhereUsed(t, f, e)
 	checkRotation(t, f, gateway, clientSecret, pki.client2)
 	checkBrokenSecret(t, f, gateway, clientSecret, pki)
 
@@ -386,5 +389,34 @@ func checkBrokenSecret(t *testing.T, f *mirrorFixture, gateway *harness.Backend,
 	send("fixed")
 	if got := gateway.WaitCount(f.ctx, 20, 500*time.Millisecond); got != 20 {
 		t.Errorf("the gateway got %d copies of 20 once the Secret was fixed", got)
+	}
+}
+
+// checkSecretsOnlyWhereUsed starts a sidecar of another Service in the
+// namespace, which no policy copies from: Envoy has the client certificate
+// and the CA in the entrance sidecar, and no secret at all in the other.
+func checkSecretsOnlyWhereUsed(t *testing.T, f *mirrorFixture, e *sharedEnv) {
+	t.Helper()
+	listenPort, err := harness.FreePort()
+	must(t, err)
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "checkout", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
+	other, err := f.cp.StartSidecar(f.ctx, f.kube, harness.SidecarOptions{
+		Shadowplane: e.shadowplane, Envoy: e.envoy, Dir: t.TempDir(),
+		NodeID: "checkout-" + f.ns, Namespace: f.ns, Service: "checkout",
+		ListenPort: listenPort, AppPort: uint32(f.primary.Port), Delta: f.delta,
+	})
+	must(t, err)
+	defer other.Stop()
+
+	secretNames := func(s *harness.Sidecar) []string {
+		dump, err := s.ConfigDump(f.ctx, "dynamic_active_secrets")
+		must(t, err)
+		return regexp.MustCompile(`mirror-(?:client|ca)\|[^"]+`).FindAllString(string(dump), -1)
+	}
+	if got := secretNames(f.sidecar); len(got) < 2 {
+		t.Errorf("the entrance sidecar's Envoy has secrets %v, want the client certificate and the CA", got)
+	}
+	if got := secretNames(other); len(got) != 0 {
+		t.Errorf("the checkout sidecar's Envoy has secrets %v, want none: no policy of checkout names them", got)
 	}
 }
