@@ -159,22 +159,35 @@ func TestMirrorTLSUnusable(t *testing.T) {
 	}
 }
 
-// TestSecretRotationChangesOnlySecrets: rotating a certificate re-sends
-// the secret alone; clusters, routes and listeners keep their versions, so
-// Envoy swaps the certificate without rebuilding or draining anything.
+// TestSecretRotationChangesOnlySecrets: rotating a certificate or a CA
+// bundle re-sends the secrets alone; clusters, routes and listeners keep
+// their versions, so Envoy swaps the material without rebuilding or
+// draining anything.
 func TestSecretRotationChangesOnlySecrets(t *testing.T) {
 	before := translateValid(t, tlsWorld(), entranceGroup)
-	w := tlsWorld()
-	w.ClientCertificates["default/copier"] = &ClientCertificate{CertChain: []byte("NEW CERT PEM"), PrivateKey: []byte("NEW KEY PEM")}
-	after := translateValid(t, w, entranceGroup)
-	var changed []string
-	for _, typ := range ResourceTypes {
-		if before.Versions[typ.URL] != after.Versions[typ.URL] {
-			changed = append(changed, typ.URL)
-		}
-	}
-	if !slices.Equal(changed, []string{resourcev3.SecretType}) {
-		t.Errorf("changed types = %v, want only secrets", changed)
+	for _, tt := range []struct {
+		name string
+		edit func(w *World)
+	}{
+		{"client certificate", func(w *World) {
+			w.ClientCertificates["default/copier"] = &ClientCertificate{CertChain: []byte("NEW CERT PEM"), PrivateKey: []byte("NEW KEY PEM")}
+		}},
+		{"CA bundle", func(w *World) { w.CABundles["default/test-ca/ca.crt"] = &CABundle{PEM: []byte("OLD AND NEW CA PEM")} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := tlsWorld()
+			tt.edit(w)
+			after := translateValid(t, w, entranceGroup)
+			var changed []string
+			for _, typ := range ResourceTypes {
+				if before.Versions[typ.URL] != after.Versions[typ.URL] {
+					changed = append(changed, typ.URL)
+				}
+			}
+			if !slices.Equal(changed, []string{resourcev3.SecretType}) {
+				t.Errorf("changed types = %v, want only secrets", changed)
+			}
+		})
 	}
 }
 
