@@ -90,25 +90,61 @@ type tlsMaterial struct {
 	// recheck is the earliest future time a certificate starts or stops
 	// being valid (zero: none), when the material must be checked again.
 	recheck time.Time
+	// checks are the results by object, for the next build to reuse.
+	checks map[string]tlsCheck
+}
+
+// tlsCheck is the checked form of one Secret or CA key: parsing keys and
+// certificates on every World would cost milliseconds per RSA key.
+type tlsCheck struct {
+	resourceVersion string
+	at              time.Time // when it was checked
+	cert            *translator.ClientCertificate
+	bundle          *translator.CABundle
+	// changes are the validity bounds of its certificates.
+	changes []time.Time
+}
+
+// reusable reports whether a check of the object at resourceVersion still
+// holds at now: same object version, and no validity bound crossed since.
+func (c tlsCheck) reusable(resourceVersion string, now time.Time) bool {
+	if resourceVersion == "" || c.resourceVersion != resourceVersion {
+		return false
+	}
+	return !slices.ContainsFunc(c.changes, func(t time.Time) bool { return t.After(c.at) && !t.After(now) })
 }
 
 // buildTLSMaterial checks every labelled Secret and every key of every
-// labelled CA ConfigMap at time now.
-func buildTLSMaterial(secrets []*corev1.Secret, configMaps []*corev1.ConfigMap, now time.Time) tlsMaterial {
+// labelled CA ConfigMap at time now, reusing the checks of objects that
+// did not change (prev; nil checks everything).
+func buildTLSMaterial(secrets []*corev1.Secret, configMaps []*corev1.ConfigMap, now time.Time, prev map[string]tlsCheck) tlsMaterial {
 	m := tlsMaterial{
 		certificates: make(map[string]*translator.ClientCertificate, len(secrets)),
 		bundles:      map[string]*translator.CABundle{},
+		checks:       make(map[string]tlsCheck, len(prev)),
 	}
 	for _, s := range secrets {
-		cert, changes := checkClientCertificate(s, now)
-		m.certificates[translator.ClientCertificateKey(s.Namespace, s.Name)] = cert
-		m.noteChange(changes, now)
+		key := translator.ClientCertificateKey(s.Namespace, s.Name)
+		c, ok := prev["secret|"+key]
+		if !ok || !c.reusable(s.ResourceVersion, now) {
+			c = tlsCheck{resourceVersion: s.ResourceVersion, at: now}
+			c.cert, c.changes = checkClientCertificate(s, now)
+		}
+		m.checks["secret|"+key] = c
+		m.certificates[key] = c.cert
+		m.noteChange(c.changes, now)
 	}
 	for _, cm := range configMaps {
-		for key, data := range cm.Data {
-			bundle, changes := checkCABundle([]byte(data), now)
-			m.bundles[translator.CABundleKey(cm.Namespace, cm.Name, key)] = bundle
-			m.noteChange(changes, now)
+		for dataKey, data := range cm.Data {
+			key := translator.CABundleKey(cm.Namespace, cm.Name, dataKey)
+			c, ok := prev["ca|"+key]
+			if !ok || !c.reusable(cm.ResourceVersion, now) {
+				c = tlsCheck{resourceVersion: cm.ResourceVersion, at: now}
+				c.bundle, c.changes = checkCABundle([]byte(data), now)
+			}
+			m.checks["ca|"+key] = c
+			m.bundles[key] = c.bundle
+			m.noteChange(c.changes, now)
 		}
 	}
 	return m

@@ -127,7 +127,7 @@ func TestTLSMaterialRecheck(t *testing.T) {
 	m := buildTLSMaterial([]*corev1.Secret{
 		tlsSecret("ns", "a", corev1.SecretTypeTLS, pki.client.CertPEM, pki.client.KeyPEM),
 		tlsSecret("ns", "b", corev1.SecretTypeTLS, pki.notYet.CertPEM, pki.notYet.KeyPEM),
-	}, nil, tlsTestNow)
+	}, nil, tlsTestNow, nil)
 	if want := tlsTestNow.Add(24 * time.Hour); !m.recheck.Equal(want) {
 		t.Errorf("recheck at %v, want %v (the client certificate's expiry)", m.recheck, want)
 	}
@@ -241,4 +241,28 @@ func TestWatcherCertificateExpiry(t *testing.T) {
 	h.eventually("an Event says so", func() bool {
 		return len(filterEvents(h.events(), "MirrorTLSInvalid", "expired")) > 0
 	})
+}
+
+// TestTLSChecksReused: an unchanged object is not checked again, unless a
+// validity bound of its certificate has passed since.
+func TestTLSChecksReused(t *testing.T) {
+	pki := newTestPKI(t, tlsTestNow)
+	secret := tlsSecret("ns", "a", corev1.SecretTypeTLS, pki.client.CertPEM, pki.client.KeyPEM)
+	secret.ResourceVersion = "1"
+	first := buildTLSMaterial([]*corev1.Secret{secret}, nil, tlsTestNow, nil)
+
+	// A different object under the same version would only show if the
+	// check were reused; the version says what the watcher knows.
+	same := secret.DeepCopy()
+	same.Data[corev1.TLSPrivateKeyKey] = pki.another.KeyPEM
+	if got := buildTLSMaterial([]*corev1.Secret{same}, nil, tlsTestNow.Add(time.Hour), first.checks); got.certificates["ns/a"] != first.certificates["ns/a"] {
+		t.Error("an unchanged version was checked again")
+	}
+	same.ResourceVersion = "2"
+	if got := buildTLSMaterial([]*corev1.Secret{same}, nil, tlsTestNow.Add(time.Hour), first.checks); !strings.Contains(got.certificates["ns/a"].Problem, "does not match") {
+		t.Errorf("a new version was not checked: %+v", got.certificates["ns/a"])
+	}
+	if got := buildTLSMaterial([]*corev1.Secret{secret}, nil, tlsTestNow.Add(25*time.Hour), first.checks); !strings.Contains(got.certificates["ns/a"].Problem, "expired") {
+		t.Errorf("past its expiry the certificate was not checked again: %+v", got.certificates["ns/a"])
+	}
 }

@@ -45,6 +45,8 @@ type Watcher struct {
 	parsed  map[keySource]cachedParse
 	// tlsRecheck fires when a certificate's validity changes.
 	tlsRecheck clock.Timer
+	// tlsChecks are the last checks of the labelled Secrets and CA keys.
+	tlsChecks map[string]tlsCheck
 }
 
 // New sets up a Watcher; nothing is watched until Run.

@@ -63,7 +63,8 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
 	w.parsed = parsed
-	material := buildTLSMaterial(tlsSecrets, caConfigMaps, w.opts.clock.Now())
+	material := buildTLSMaterial(tlsSecrets, caConfigMaps, w.opts.clock.Now(), w.tlsChecks)
+	w.tlsChecks = material.checks
 	w.scheduleTLSRecheck(material.recheck)
 	world, out := assembleWorld(services, endpointSlices, keys, w.inForce, material)
 	world.ObservedAt = observedAt
@@ -93,7 +94,7 @@ func BuildWorld(services []*corev1.Service, endpointSlices []*discoveryv1.Endpoi
 func BuildWorldWithTLS(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, configMaps []*corev1.ConfigMap,
 	tlsSecrets []*corev1.Secret, caConfigMaps []*corev1.ConfigMap, opts policy.ParseOptions, now time.Time) (*translator.World, []*policy.PolicyError) {
 	keys, _ := parseConfigMaps(configMaps, nil, opts)
-	world, out := assembleWorld(services, endpointSlices, keys, nil, buildTLSMaterial(tlsSecrets, caConfigMaps, now))
+	world, out := assembleWorld(services, endpointSlices, keys, nil, buildTLSMaterial(tlsSecrets, caConfigMaps, now, nil))
 	return world, out.problems
 }
 
