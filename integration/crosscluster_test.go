@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/certs"
+	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/policy"
 )
 
@@ -49,24 +48,6 @@ func newCrossClusterPKI(t *testing.T, sni string) crossClusterPKI {
 	p.client2, err = p.clientCA.IssueClient("copier-2", 24*time.Hour, now)
 	must(t, err)
 	return p
-}
-
-// lockedBuffer collects a log that is written while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestCrossClusterCopies copies to another cluster's gateway (a real HTTPS
@@ -105,7 +86,7 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	must(t, err)
 	t.Cleanup(gateway.Stop)
 
-	cpLog := &lockedBuffer{}
+	cpLog := &testtools.SyncBuffer{}
 	f := newMirrorFixture(t, fixtureOptions{
 		delta:           delta,
 		allowedURLHosts: []string{e.endpointHost},

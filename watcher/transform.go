@@ -56,18 +56,13 @@ func stripEndpointSlice(obj any) (any, error) {
 // stripConfigMap keeps a ConfigMap's identity (Events refer to it), its
 // labels (to re-check the selector) and its policy keys.
 func stripConfigMap(obj any) (any, error) {
-	c, ok := obj.(*corev1.ConfigMap)
-	if !ok {
-		return obj, nil
-	}
-	c.ManagedFields = nil
-	c.Annotations = nil
-	c.OwnerReferences = nil
-	c.BinaryData = nil
-	for key := range c.Data {
-		if !policy.IsPolicyKey(key) {
-			delete(c.Data, key)
+	obj, _ = stripCAConfigMap(obj)
+	if c, ok := obj.(*corev1.ConfigMap); ok {
+		for key := range c.Data {
+			if !policy.IsPolicyKey(key) {
+				delete(c.Data, key)
+			}
 		}
 	}
-	return c, nil
+	return obj, nil
 }

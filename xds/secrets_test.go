@@ -1,17 +1,16 @@
 package xds
 
 import (
-	"bytes"
 	"encoding/base64"
 	"io"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
@@ -20,28 +19,10 @@ import (
 // control plane but on an authenticated xDS stream.
 const testKeyMaterial = "-----BEGIN PRIVATE KEY-----\nTESTKEYMATERIAL0123456789\n-----END PRIVATE KEY-----\n"
 
-// syncBuffer is a log sink tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestSecretsServedNotDumped: the translator's secrets reach the sidecar
 // on its xDS stream, while /debug and the log name them only.
 func TestSecretsServedNotDumped(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testtools.SyncBuffer{}
 	h := newHarness(t, translator.Translate, func(o *Options) {
 		o.Logger = hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Trace, Output: io.MultiWriter(logs, newTestWriter(t))})
 	})
