@@ -3,9 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -290,7 +287,7 @@ func propagationTable(b *testing.B, results map[string]propagationResult) string
 	fmt.Fprintf(&t, "The control plane's times come from its xds.Observer, in process; Envoy's admin is polled every 1 ms,\n")
 	fmt.Fprintf(&t, "and Envoy applies a change before it ACKs, so the last part can be zero or negative.\n")
 	fmt.Fprintf(&t, "Target: percent change p99 ≤ %s.\n\n", percentTarget)
-	fmt.Fprintf(&t, "Machine: %s\n", machineDescription(b))
+	fmt.Fprintf(&t, "Machine: %s\n", harness.MachineDescription(env(b).envoy))
 	return t.String()
 }
 
@@ -299,29 +296,6 @@ func xdsMode(c propagationCase) string {
 		return "delta"
 	}
 	return "SotW"
-}
-
-// machineDescription names the CPU count and model, Go and Envoy versions.
-func machineDescription(b *testing.B) string {
-	model := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if name, ok := strings.CutPrefix(line, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
-				break
-			}
-		}
-	}
-	envoy := "unknown"
-	if out, err := exec.Command(env(b).envoy, "--version").Output(); err == nil {
-		// "<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
-		if _, version, ok := strings.Cut(string(out), "version: "); ok {
-			if parts := strings.Split(strings.TrimSpace(version), "/"); len(parts) > 1 {
-				envoy = parts[1]
-			}
-		}
-	}
-	return fmt.Sprintf("nproc %d, %s, %s, Envoy %s", runtime.NumCPU(), model, runtime.Version(), envoy)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
