@@ -121,7 +121,7 @@ $(BIN)/pilot-discovery: tools/istiod/go.mod tools/istiod/go.sum
 	mkdir -p $(BIN)
 	grep -q 'istio.io/istio $(ISTIO_VERSION)$$' tools/istiod/go.mod || { echo "tools/istiod/go.mod does not pin istio.io/istio $(ISTIO_VERSION)"; exit 1; }
 	cd tools/istiod && $(GO) build -trimpath -ldflags "-s -w" -o $@ istio.io/istio/pilot/cmd/pilot-discovery
-	$@ version --short 2>/dev/null || true
+	test -x $@
 $(TOOLS)/istio/crd-all.gen.yaml: tools/istiod/go.mod tools/istiod/go.sum
 	mkdir -p $(TOOLS)/istio
 	cd tools/istiod && cp "$$($(GO) list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/base/files/crd-all.gen.yaml" $@

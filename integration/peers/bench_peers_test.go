@@ -6,14 +6,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/testtools"
@@ -58,8 +61,12 @@ type peerResult struct {
 	latency        harness.LatencySummary // API write → in force in Envoy
 	bytesPerChange float64                // received by Envoy on its xDS connection
 	cpuPerChange   time.Duration          // control plane user+system CPU
+	idleCPU        float64                // control plane CPU ms per second before the changes
 	rss            int64                  // control plane resident memory after the changes
 	configDump     int                    // bytes of Envoy's /config_dump after the changes
+	// updates is, per Envoy subscription stat prefix (e.g.
+	// listener_manager.lds), how many updates it received per change.
+	updates map[string]float64
 }
 
 // BenchmarkPeers makes the same percent changes (1..99 %, one at a time)
@@ -78,6 +85,7 @@ func BenchmarkPeers(b *testing.B) {
 			b.Fatalf("%s not found in %s: run `make tools`", tool, testtools.BinDir())
 		}
 	}
+	ctrllog.SetLogger(logr.Discard()) // envtest's start-up chatter
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	f := newPeerFixture(b, ctx, istiodBin, crds)
@@ -236,11 +244,17 @@ func measurePeer(b *testing.B, f *peerFixture, run peerRun, n int) peerResult {
 	}
 	waitShare(b, f.ctx, p, 500_000, 60*time.Second)
 	// Let start-up work (first pushes, istiod's CA and status writes) end
-	// before the clock starts.
-	time.Sleep(3 * time.Second)
+	// before the clock starts, and measure the idle CPU meanwhile.
+	time.Sleep(time.Second)
+	idle0, err := ReadProcessUsage(p.cp.PID())
+	must(b, err)
+	const idleWindow = 2 * time.Second
+	time.Sleep(idleWindow)
 
 	rxStat := "cluster." + p.adsCluster + ".upstream_cx_rx_bytes_total"
 	rx0, err := p.envoy.Stat(f.ctx, rxStat)
+	must(b, err)
+	updates0, err := p.envoy.Stats(f.ctx, updateStat)
 	must(b, err)
 	use0, err := ReadProcessUsage(p.cp.PID())
 	must(b, err)
@@ -264,17 +278,32 @@ func measurePeer(b *testing.B, f *peerFixture, run peerRun, n int) peerResult {
 	must(b, err)
 	rx1, err := p.envoy.Stat(f.ctx, rxStat)
 	must(b, err)
+	updates1, err := p.envoy.Stats(f.ctx, updateStat)
+	must(b, err)
 	dump, err := p.envoy.Get(f.ctx, "/config_dump")
 	must(b, err)
+	updates := map[string]float64{}
+	for name, v := range updates1 {
+		if d := v - updates0[name]; d > 0 {
+			updates[strings.TrimSuffix(name, ".update_success")] = float64(d) / float64(n)
+		}
+	}
 	return peerResult{
 		run:            run,
 		latency:        harness.SummarizeLatencies(latencies),
 		bytesPerChange: float64(rx1-rx0) / float64(n),
 		cpuPerChange:   (use1.CPU - use0.CPU) / time.Duration(n),
+		idleCPU:        ms(use0.CPU-idle0.CPU) / idleWindow.Seconds(),
 		rss:            use1.RSS,
 		configDump:     len(dump),
+		updates:        updates,
 	}
 }
+
+// updateStat matches the counters of the xDS updates Envoy accepted, one
+// per subscription (cluster_manager.cds, listener_manager.lds,
+// http.<listener>.rds.<route>, runtime's RTDS layer, EDS per cluster).
+const updateStat = `\.update_success$`
 
 func waitShare(b *testing.B, ctx context.Context, p *runningPeer, ppm uint32, timeout time.Duration) {
 	b.Helper()
@@ -437,12 +466,36 @@ func peersTable(f *peerFixture, results []peerResult) string {
 	}
 	fmt.Fprintf(&t, "\nIn force: Istio's share from the route's request_mirror_policies in Envoy's /config_dump; shadowplane's from its\n")
 	fmt.Fprintf(&t, "RTDS key in Envoy's /runtime (a percent change is an RTDS update only); both polled every 1 ms.\n")
-	fmt.Fprintf(&t, "Bytes: Envoy's cluster.<xDS cluster>.upstream_cx_rx_bytes_total over the changes (TLS records included where TLS is on).\n")
+	fmt.Fprintf(&t, "Bytes: Envoy's cluster.<xDS cluster>.upstream_cx_rx_bytes_total over the changes (HTTP/2 frames, counted after TLS).\n")
 	fmt.Fprintf(&t, "CPU: the control plane's user+system time over the changes (idle work included), per change; RSS after them.\n")
-	fmt.Fprintf(&t, "istiod: %s, plain-text xDS, PILOT_ENABLE_METADATA_EXCHANGE=false, tracing off, stub SDS for the sidecar's certificates,\n", istioModuleVersion())
-	fmt.Fprintf(&t, "PILOT_MAX_REQUESTS_PER_SECOND at its default (one sidecar connects once).\n\n")
+	fmt.Fprintf(&t, "Idle CPU: over 2 s before the changes, in /proc's 10 ms ticks (0.0 means under 5 ms/s).\n\n")
+	fmt.Fprintf(&t, "| control plane | CP CPU when idle, ms/s | xDS updates Envoy accepted per change |\n|---|---:|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&t, "| %s | %.1f | %s |\n", r.run.name, r.idleCPU, formatUpdates(r.updates))
+	}
+	fmt.Fprintln(&t)
+	fmt.Fprintf(&t, "istiod: %s, plain-text xDS, mesh config %q, environment %s;\n", istioModuleVersion(), meshConfig, strings.Join(istiodEnv, " "))
+	fmt.Fprintf(&t, "a stub SDS serves the sidecar's certificates; PILOT_MAX_REQUESTS_PER_SECOND stays at its default (one sidecar connects once).\n\n")
 	fmt.Fprintf(&t, "Machine: %s\n", harness.MachineDescription(f.envoy))
 	return t.String()
+}
+
+// formatUpdates lists updates per change by subscription, e.g.
+// "listener_manager.lds 1.00, cluster_manager.cds 1.00".
+func formatUpdates(updates map[string]float64) string {
+	names := make([]string, 0, len(updates))
+	for name := range updates {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, updates[name]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // istioModuleVersion is the pinned istio.io/istio version from
