@@ -70,10 +70,7 @@ const IstioNamespace = "istio-system"
 // meshConfig is the istiod mesh config of the benchmark. Tracing is off:
 // Istio's tracing references a collector cluster that only Istio's own
 // bootstrap defines. Metrics providers stay at the code default (none).
-const meshConfig = `enableTracing: false
-defaultConfig:
-  discoveryAddress: 127.0.0.1:15010
-`
+const meshConfig = "enableTracing: false\n"
 
 // IstiodOptions describe one istiod run.
 type IstiodOptions struct {
