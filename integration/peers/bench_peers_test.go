@@ -33,8 +33,8 @@ const peerNamespace = "peers"
 // minor release of the pinned istio.io/istio module (its VERSION file).
 const istioVersion = "1.31.0"
 
-// shadowCluster is Istio's name for the mirror target's cluster.
-var istioShadowCluster = "outbound|8080||entrance-shadow." + peerNamespace + ".svc.cluster.local"
+// istioShadowCluster is Istio's name for the mirror target's cluster.
+const istioShadowCluster = "outbound|8080||entrance-shadow." + peerNamespace + ".svc.cluster.local"
 
 // peerRuns are the control planes, in the order they run. Each runs alone,
 // with its own sidecar, against the same API server and objects.
@@ -65,7 +65,7 @@ type peerResult struct {
 	rss            int64                  // control plane resident memory after the changes
 	configDump     int                    // bytes of Envoy's /config_dump after the changes
 	// updates is, per Envoy subscription stat prefix (e.g.
-	// listener_manager.lds), how many updates it received per change.
+	// listener_manager.lds), how many updates Envoy accepted per change.
 	updates map[string]float64
 }
 
@@ -224,8 +224,8 @@ type runningPeer struct {
 	share func() (uint32, bool, error)
 }
 
-// peerPercent is the percent of the i-th change: 1..99, never 50 (the
-// starting value) twice in a row.
+// peerPercent is the percent of the i-th change: 1..99, never the same
+// twice in a row (the first is 2, after the starting 50).
 func peerPercent(i int) int { return i%99 + 1 }
 
 // measurePeer starts one control plane and its sidecar, makes n changes
