@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -141,6 +142,7 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	// mirrors whose Secret or ConfigMap is missing have none.
 	clusters := waitTLSClusters(t, f, fmt.Sprintf("shadow-url|https|%s|%d|tls-", e.endpointHost, gateway.Port), 3)
 	f.waitRouteMirrors(3)
+	waitSecretsActive(t, f, "mirror-client|"+f.ns+"/test-cluster-client", "mirror-ca|"+f.ns+"/test-cluster-ca/ca.crt")
 
 	prefixes := []string{"/good/", "/wrong-ca/", "/no-cert/", "/missing-secret/", "/missing-ca/"}
 	const rounds = 20
@@ -367,6 +369,7 @@ func checkBrokenSecret(t *testing.T, f *mirrorFixture, gateway *harness.Backend,
 	update(pki.client2.CertPEM, pki.client2.KeyPEM)
 	f.waitRouteMirrors(3)
 	waitTLSClusters(t, f, fmt.Sprintf("shadow-url|https|%s|%d|tls-", gateway.Host, gateway.Port), 3)
+	waitSecretsActive(t, f, "mirror-client|"+f.ns+"/test-cluster-client")
 	send("fixed")
 	if got := gateway.WaitCount(f.ctx, 20, 500*time.Millisecond); got != 20 {
 		t.Errorf("the gateway got %d copies of 20 once the Secret was fixed", got)
@@ -399,5 +402,49 @@ func checkSecretsOnlyWhereUsed(t *testing.T, f *mirrorFixture, e *sharedEnv) {
 	}
 	if got := secretNames(other); len(got) != 0 {
 		t.Errorf("the checkout sidecar's Envoy has secrets %v, want none: no policy of checkout names them", got)
+	}
+}
+
+// waitSecretsActive waits until Envoy holds the named secrets as active and
+// none warming. Envoy may activate a new cluster before an SDS secret it
+// shares with another new cluster has arrived (seen once under load: its
+// first copies failed and outlier detection ejected the target), so tests
+// that count copies start once the secrets are in.
+func waitSecretsActive(t *testing.T, f *mirrorFixture, names ...string) {
+	t.Helper()
+	var dump []byte
+	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
+		var err error
+		if dump, err = f.sidecar.ConfigDump(f.ctx, ""); err != nil {
+			return false, err
+		}
+		var doc struct {
+			Configs []struct {
+				DynamicActiveSecrets []struct {
+					Name string `json:"name"`
+				} `json:"dynamic_active_secrets"`
+				DynamicWarmingSecrets []json.RawMessage `json:"dynamic_warming_secrets"`
+			} `json:"configs"`
+		}
+		if err := json.Unmarshal(dump, &doc); err != nil {
+			return false, err
+		}
+		active := map[string]bool{}
+		warming := 0
+		for _, c := range doc.Configs {
+			for _, s := range c.DynamicActiveSecrets {
+				active[s.Name] = true
+			}
+			warming += len(c.DynamicWarmingSecrets)
+		}
+		for _, n := range names {
+			if !active[n] {
+				return false, nil
+			}
+		}
+		return warming == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("Envoy never had the secrets %v active and none warming: %v", names, err)
 	}
 }
