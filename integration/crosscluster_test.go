@@ -406,10 +406,9 @@ func checkSecretsOnlyWhereUsed(t *testing.T, f *mirrorFixture, e *sharedEnv) {
 }
 
 // waitSecretsActive waits until Envoy holds the named secrets as active and
-// none warming. Envoy may activate a new cluster before an SDS secret it
-// shares with another new cluster has arrived (seen once under load: its
-// first copies failed and outlier detection ejected the target), so tests
-// that count copies start once the secrets are in.
+// none warming, so tests that count copies start once the TLS material is
+// in. (Once, under load, the first copies of a new TLS mirror failed and
+// outlier detection ejected the target; the cause is not known.)
 func waitSecretsActive(t *testing.T, f *mirrorFixture, names ...string) {
 	t.Helper()
 	var dump []byte
