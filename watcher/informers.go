@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -91,7 +92,7 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		{sliceInformer, stripEndpointSlice, changeHandler{kind: kindEndpointSlice, changed: changed}},
 		// The API server filters by label already; checking again keeps the
 		// watcher right with clients that do not (e.g. fakes).
-		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap}},
+		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap, changedUpdate: configMapChanged}},
 	} {
 		if err := inf.informer.SetWatchErrorHandlerWithContext(logAPIErrors); err != nil {
 			return nil, fmt.Errorf("watcher: set %s watch error handler: %w", inf.handler.kind, err)
@@ -178,6 +179,9 @@ type changeHandler struct {
 	changed func(kind string)
 	// relevant filters objects; nil means all are.
 	relevant func(obj any) bool
+	// changedUpdate, when set, says whether an update changed anything the
+	// World depends on.
+	changedUpdate func(oldObj, newObj any) bool
 }
 
 func (h changeHandler) OnAdd(obj any, _ bool) {
@@ -189,6 +193,9 @@ func (h changeHandler) OnAdd(obj any, _ bool) {
 func (h changeHandler) OnUpdate(oldObj, newObj any) {
 	if sameResourceVersion(oldObj, newObj) {
 		return // a relist delivers unchanged objects as updates
+	}
+	if h.changedUpdate != nil && !h.changedUpdate(oldObj, newObj) {
+		return
 	}
 	if h.isRelevant(oldObj) || h.isRelevant(newObj) {
 		h.changed(h.kind)
@@ -215,4 +222,17 @@ func sameResourceVersion(a, b any) bool {
 		return false
 	}
 	return ma.GetResourceVersion() != "" && ma.GetResourceVersion() == mb.GetResourceVersion()
+}
+
+// configMapChanged reports whether a policy ConfigMap update changed its
+// labels, policy keys or stored last valid versions: the leader's status
+// writes (sidecar counts) change nothing the World depends on.
+func configMapChanged(oldObj, newObj any) bool {
+	a, okA := oldObj.(*corev1.ConfigMap)
+	b, okB := newObj.(*corev1.ConfigMap)
+	if !okA || !okB {
+		return true
+	}
+	return !maps.Equal(a.Labels, b.Labels) || !maps.Equal(a.Data, b.Data) ||
+		a.Annotations[AnnotationLastValid] != b.Annotations[AnnotationLastValid]
 }

@@ -14,6 +14,10 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	worlds   prometheus.Counter
 	watchUp  *prometheus.GaugeVec
+	// leader is 1 while this replica writes status, Events and the last
+	// valid versions.
+	leader      prometheus.Gauge
+	storeWrites *prometheus.CounterVec
 }
 
 // Label values of shadowplane_watcher_events_total{kind}.
@@ -43,6 +47,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shadowplane_kube_watch_up",
 			Help: "1 while the watch of this object kind gets data from the API server, 0 while it fails (the last known config is served meanwhile).",
 		}, []string{"kind"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shadowplane_leader",
+			Help: "1 while this replica is the leader: it records Events and writes each policy ConfigMap's status and last valid versions; every replica serves xDS.",
+		}),
+		storeWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowplane_policy_store_writes_total",
+			Help: "Patches of the status and last-valid annotations of policy ConfigMaps by the leader, by result (ok, error).",
+		}, []string{"result"}),
 	}
 	// Start every series at zero so dashboards see them before the first
 	// change.
@@ -56,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.policies, m.events, m.worlds, m.watchUp} {
+	for _, c := range []prometheus.Collector{m.policies, m.events, m.worlds, m.watchUp, m.leader, m.storeWrites} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

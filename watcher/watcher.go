@@ -38,10 +38,17 @@ type Watcher struct {
 
 	started atomic.Bool
 	synced  atomic.Bool
+	// leader is true while this replica records Events and writes the
+	// annotations; promoted asks the next build to read what the previous
+	// leader recorded first.
+	leader   atomic.Bool
+	promoted atomic.Bool
+	store    *storeWriter
 
 	// Owned by the goroutine in Run.
 	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
+	stored  map[configMapRef]storedPolicies
 }
 
 // New sets up a Watcher; nothing is watched until Run.
@@ -63,6 +70,22 @@ func New(opts Options) (*Watcher, error) {
 		probe:    probeAPIServer(opts.Client),
 		inForce:  map[policyID]*policy.Policy{},
 		parsed:   map[keySource]cachedParse{},
+		stored:   map[configMapRef]storedPolicies{},
+	}
+	w.store = &storeWriter{
+		client:   opts.Client,
+		log:      opts.Logger,
+		clock:    opts.clock,
+		identity: opts.Identity,
+		acked:    opts.SidecarsAcked,
+		cached:   w.cachedConfigMap,
+		isLeader: w.leader.Load,
+		disabled: opts.noStoreWrites,
+		metrics:  m,
+		kick:     make(chan struct{}, 1),
+	}
+	if !opts.LeaderElected {
+		w.SetLeader(true)
 	}
 	recorder := opts.Recorder
 	if recorder == nil {
@@ -122,6 +145,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.debounce.reset()
 	w.emit(w.opts.clock.Now())
 	w.synced.Store(true)
+	stored := make(chan struct{})
+	go func() {
+		defer close(stored)
+		w.store.run(ctx)
+	}()
+	defer func() { <-stored }()
 	recovered := make(chan struct{})
 	go func() {
 		defer close(recovered)
@@ -135,6 +164,38 @@ func (w *Watcher) Run(ctx context.Context) error {
 // Synced reports whether the caches have synced and the first World has been
 // handed on.
 func (w *Watcher) Synced() bool { return w.synced.Load() }
+
+// SetLeader tells the watcher whether this replica leads. A new leader
+// first reads the verdicts its predecessor recorded from the status
+// annotations, then records only what changed since, and writes the status
+// and last valid versions from then on.
+func (w *Watcher) SetLeader(leader bool) {
+	if w.leader.Swap(leader) == leader {
+		return
+	}
+	if leader {
+		w.promoted.Store(true)
+		w.metrics.leader.Set(1)
+		w.opts.Logger.Info("leading: recording Events and writing policy status", "identity", w.opts.Identity)
+		w.debounce.mark() // rebuild, to report and write as the leader
+		return
+	}
+	w.metrics.leader.Set(0)
+	w.opts.Logger.Info("following: serving xDS; the leader records Events and writes policy status", "identity", w.opts.Identity)
+}
+
+// Leader reports whether this replica leads.
+func (w *Watcher) Leader() bool { return w.leader.Load() }
+
+// cachedConfigMap finds a policy ConfigMap in the informer cache.
+func (w *Watcher) cachedConfigMap(ref configMapRef) *corev1.ConfigMap {
+	for _, s := range w.informers.Load().scopes {
+		if cm, err := s.configMaps.ConfigMaps(ref.Namespace).Get(ref.Name); err == nil {
+			return cm
+		}
+	}
+	return nil
+}
 
 // WatchDown reports since when a Kubernetes watch has been failing; while it
 // does, the last World handed on stays in force.

@@ -51,12 +51,74 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
 	w.parsed = parsed
-	world, out := assembleWorld(services, endpointSlices, keys, w.inForce)
+	// The stored last valid versions, which every replica reads alike, take
+	// precedence over this replica's memory: replicas that started at
+	// different times then keep the same version of an invalid policy.
+	world, out := assembleWorld(services, endpointSlices, keys, w.lastValid(configMaps))
 	world.ObservedAt = observedAt
-	w.reporter.report(out, w.inForce, configMapFinder(configMaps))
+	leader := w.leader.Load()
+	if leader && w.promoted.CompareAndSwap(true, false) {
+		w.reporter.seed(recordedSubjects(configMaps))
+	}
+	w.reporter.report(out, w.inForce, configMapFinder(configMaps), leader)
 	w.metrics.observe(out)
 	w.inForce = out.inForce
+	desired, err := desiredFrom(out, w.reporter.recorded, configMaps)
+	if err != nil {
+		return nil, err
+	}
+	w.store.set(desired)
 	return world, nil
+}
+
+// storedPolicies caches the decoding of one ConfigMap's last-valid
+// annotation.
+type storedPolicies struct {
+	raw      string
+	policies []*policy.Policy
+}
+
+// lastValid merges the policies in force in memory with the stored last
+// valid versions of configMaps, which win.
+func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy.Policy {
+	merged := make(map[policyID]*policy.Policy, len(w.inForce))
+	for id, p := range w.inForce {
+		merged[id] = p
+	}
+	next := make(map[configMapRef]storedPolicies, len(configMaps))
+	for _, cm := range configMaps {
+		ref := configMapRef{cm.Namespace, cm.Name}
+		raw := cm.Annotations[AnnotationLastValid]
+		entry, ok := w.stored[ref]
+		if !ok || entry.raw != raw {
+			policies, err := decodeLastValid(cm)
+			if err != nil {
+				w.opts.Logger.Warn("ignoring unreadable last valid versions; the leader rewrites them", "error", err)
+			}
+			entry = storedPolicies{raw: raw, policies: policies}
+		}
+		next[ref] = entry
+		for _, p := range entry.policies {
+			merged[policyID{Namespace: p.Namespace, Name: p.Name}] = p
+		}
+	}
+	w.stored = next
+	return merged
+}
+
+// recordedSubjects reads the verdicts recorded as Events from the status
+// annotations of configMaps.
+func recordedSubjects(configMaps []*corev1.ConfigMap) map[subject]string {
+	out := map[subject]string{}
+	for _, cm := range configMaps {
+		ref := configMapRef{cm.Namespace, cm.Name}
+		for name, fp := range recordedVerdicts(cm) {
+			if s, ok := parseSubjectName(ref, name); ok {
+				out[s] = fp
+			}
+		}
+	}
+	return out
 }
 
 // BuildWorld converts Kubernetes objects into the World the watcher hands on
