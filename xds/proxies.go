@@ -152,3 +152,30 @@ func (s *Server) Proxies() []ProxyStatus {
 	})
 	return out
 }
+
+// SyncedProxies counts the connected proxy streams of the Service
+// namespace/name that have acknowledged their group's current version of
+// every type they requested: the sidecars that run the configuration in
+// force.
+func (s *Server) SyncedProxies(namespace, service string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, st := range s.streams {
+		g := s.groups[st.groupKey]
+		if st.groupKey == "" || g == nil || g.snapshot == nil || g.group.Namespace != namespace || g.group.Service != service || len(st.types) == 0 {
+			continue
+		}
+		synced := true
+		for typeURL, t := range st.types {
+			if t.status(g.snapshot.versions[typeURL]) != StatusSynced {
+				synced = false
+				break
+			}
+		}
+		if synced {
+			n++
+		}
+	}
+	return n
+}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -38,6 +41,8 @@ func newServeCommand() *cobra.Command {
 		drainDelay       time.Duration
 		logFormat        string
 		logLevel         string
+		leaderElect      bool
+		election         controlplane.LeaderElection
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -80,7 +85,20 @@ func newServeCommand() *cobra.Command {
 					tlsKeyFile = ""
 				}
 			}
+			var leaderElection *controlplane.LeaderElection
+			if leaderElect {
+				if election.Namespace == "" {
+					if election.Namespace = ownNamespace(); election.Namespace == "" {
+						return errors.New("--leader-election-namespace is needed outside a pod (or --leader-elect=false for a single replica)")
+					}
+				}
+				if election.Identity == "" {
+					election.Identity = replicaIdentity()
+				}
+				leaderElection = &election
+			}
 			cp, err := controlplane.New(controlplane.Config{
+				LeaderElection:   leaderElection,
 				Client:           client,
 				Namespaces:       namespaces,
 				XDSAddress:       xdsAddress,
@@ -128,9 +146,38 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
 	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
 	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
+	f.BoolVar(&leaderElect, "leader-elect", true, "elect one replica with a coordination.k8s.io Lease to record Events and write each policy ConfigMap's status and last valid versions (every replica serves xDS); false: this replica does it alone")
+	f.StringVar(&election.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's own namespace)")
+	f.StringVar(&election.Name, "leader-election-lease", controlplane.DefaultLeaseName, "name of the Lease")
+	f.StringVar(&election.Identity, "leader-election-identity", "", "this replica's name in the Lease (default: host name plus a random suffix)")
+	f.DurationVar(&election.LeaseDuration, "leader-election-lease-duration", controlplane.DefaultLeaseDuration, "how long a leader that stopped renewing keeps the Lease; a leader that stops cleanly gives it up at once")
+	f.DurationVar(&election.RenewDeadline, "leader-election-renew-deadline", controlplane.DefaultRenewDeadline, "how long the leader tries to renew before it stops leading")
+	f.DurationVar(&election.RetryPeriod, "leader-election-retry-period", controlplane.DefaultRetryPeriod, "how often replicas try to take or renew the Lease")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd
+}
+
+// ownNamespace is the pod's namespace, from the ServiceAccount mount or
+// POD_NAMESPACE; "" outside a pod.
+func ownNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// replicaIdentity is the host name (the pod name) plus a random suffix, so
+// that two processes on one host never share an identity.
+func replicaIdentity() string {
+	host, _ := os.Hostname()
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	return host + "_" + hex.EncodeToString(suffix[:])
 }
 
 func orAll(namespaces []string) []string {
