@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -86,12 +85,15 @@ func newServeCommand() *cobra.Command {
 				}
 			}
 			var leaderElection *controlplane.LeaderElection
-			if leaderElect {
-				if election.Namespace == "" {
-					if election.Namespace = ownNamespace(); election.Namespace == "" {
-						return errors.New("--leader-election-namespace is needed outside a pod (or --leader-elect=false for a single replica)")
-					}
-				}
+			if election.Namespace == "" {
+				election.Namespace = ownNamespace()
+			}
+			switch {
+			case !leaderElect:
+				logger.Info("leader election off (--leader-elect=false): this replica records Events and writes policy status alone; run one replica only")
+			case election.Namespace == "":
+				logger.Warn("leader election off: not in a pod and no --leader-election-namespace, so this replica records Events and writes policy status alone; give a namespace to run several replicas")
+			default:
 				if election.Identity == "" {
 					election.Identity = replicaIdentity()
 				}
@@ -146,8 +148,8 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
 	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
 	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
-	f.BoolVar(&leaderElect, "leader-elect", true, "elect one replica with a coordination.k8s.io Lease to record Events and write each policy ConfigMap's status and last valid versions (every replica serves xDS); false: this replica does it alone")
-	f.StringVar(&election.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's own namespace)")
+	f.BoolVar(&leaderElect, "leader-elect", true, "elect one replica with a coordination.k8s.io Lease in --leader-election-namespace to record Events and write each policy ConfigMap's status and last valid versions (every replica serves xDS); false, or outside a pod with no namespace given: this replica does it alone")
+	f.StringVar(&election.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's own namespace, from POD_NAMESPACE or the ServiceAccount mount)")
 	f.StringVar(&election.Name, "leader-election-lease", controlplane.DefaultLeaseName, "name of the Lease")
 	f.StringVar(&election.Identity, "leader-election-identity", "", "this replica's name in the Lease (default: host name plus a random suffix)")
 	f.DurationVar(&election.LeaseDuration, "leader-election-lease-duration", controlplane.DefaultLeaseDuration, "how long a leader that stopped renewing keeps the Lease; a leader that stops cleanly gives it up at once")
