@@ -33,9 +33,9 @@ type scope struct {
 }
 
 // newScope sets up the informers of namespace (metav1.NamespaceAll for all),
-// reports their requests to health and calls changed(kind) on every relevant
-// event.
-func newScope(client kubernetes.Interface, namespace string, selector labels.Selector, health *watchHealth, changed func(kind string)) (*scope, error) {
+// reports their requests to health and calls changed(kind, objects) on every
+// relevant event.
+func newScope(client kubernetes.Interface, namespace string, selector labels.Selector, health *watchHealth, changed func(kind string, objs ...any)) (*scope, error) {
 	services := client.CoreV1().Services(namespace)
 	slices := client.DiscoveryV1().EndpointSlices(namespace)
 	configMaps := client.CoreV1().ConfigMaps(namespace)
@@ -119,7 +119,7 @@ type informerSet struct {
 	done   sync.WaitGroup
 }
 
-func newInformerSet(client kubernetes.Interface, namespaces []string, selector labels.Selector, health *watchHealth, changed func(kind string)) (*informerSet, error) {
+func newInformerSet(client kubernetes.Interface, namespaces []string, selector labels.Selector, health *watchHealth, changed func(kind string, objs ...any)) (*informerSet, error) {
 	set := &informerSet{}
 	for _, ns := range namespaces {
 		s, err := newScope(client, ns, selector, health, changed)
@@ -176,7 +176,7 @@ func logAPIErrors(ctx context.Context, r *cache.Reflector, err error) {
 // changeHandler reports informer events that may change the World.
 type changeHandler struct {
 	kind    string
-	changed func(kind string)
+	changed func(kind string, objs ...any)
 	// relevant filters objects; nil means all are.
 	relevant func(obj any) bool
 	// changedUpdate, when set, says whether an update changed anything the
@@ -186,7 +186,7 @@ type changeHandler struct {
 
 func (h changeHandler) OnAdd(obj any, _ bool) {
 	if h.isRelevant(obj) {
-		h.changed(h.kind)
+		h.changed(h.kind, obj)
 	}
 }
 
@@ -198,7 +198,7 @@ func (h changeHandler) OnUpdate(oldObj, newObj any) {
 		return
 	}
 	if h.isRelevant(oldObj) || h.isRelevant(newObj) {
-		h.changed(h.kind)
+		h.changed(h.kind, oldObj, newObj)
 	}
 }
 
@@ -207,7 +207,7 @@ func (h changeHandler) OnDelete(obj any) {
 		obj = tombstone.Obj
 	}
 	if h.isRelevant(obj) {
-		h.changed(h.kind)
+		h.changed(h.kind, obj)
 	}
 }
 

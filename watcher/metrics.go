@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	policies *prometheus.GaugeVec
 	events   *prometheus.CounterVec
+	ignored  *prometheus.CounterVec
 	worlds   prometheus.Counter
 	watchUp  *prometheus.GaugeVec
 	// leader is 1 while this replica writes status, Events and the last
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shadowplane_watcher_events_total",
 			Help: "Kubernetes informer events seen by the watcher, by object kind.",
 		}, []string{"kind"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowplane_watcher_ignored_events_total",
+			Help: "Service and EndpointSlice events of Services no policy names, by object kind: they cost no World and no translation.",
+		}, []string{"kind"}),
 		worlds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shadowplane_worlds_total",
 			Help: "Worlds built and handed on by the watcher.",
@@ -64,11 +69,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, kind := range allKinds {
 		m.events.WithLabelValues(kind)
 	}
+	for _, kind := range []string{kindService, kindEndpointSlice} {
+		m.ignored.WithLabelValues(kind)
+	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.policies, m.events, m.worlds, m.watchUp, m.leader, m.storeWrites} {
+	for _, c := range []prometheus.Collector{m.policies, m.events, m.ignored, m.worlds, m.watchUp, m.leader, m.storeWrites} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -46,6 +47,10 @@ type Watcher struct {
 	store    *storeWriter
 
 	// Owned by the goroutine in Run.
+	// references holds "namespace/name" of every Service some policy
+	// (valid or not) names; nil until the first World.
+	references atomic.Pointer[map[string]bool]
+
 	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
 	stored  map[configMapRef]storedPolicies
@@ -201,10 +206,47 @@ func (w *Watcher) cachedConfigMap(ref configMapRef) *corev1.ConfigMap {
 // does, the last World handed on stays in force.
 func (w *Watcher) WatchDown() (since time.Time, down bool) { return w.health.down() }
 
-// changed is called by the informers for every relevant event.
-func (w *Watcher) changed(kind string) {
+// changed is called by the informers for every relevant event. A Service or
+// EndpointSlice of a Service no policy names cannot change any
+// translation, so it is counted and dropped: no World, no translation.
+func (w *Watcher) changed(kind string, objs ...any) {
 	w.metrics.events.WithLabelValues(kind).Inc()
+	if !w.referenced(kind, objs) {
+		w.metrics.ignored.WithLabelValues(kind).Inc()
+		return
+	}
 	w.debounce.mark()
+}
+
+// referenced reports whether any of objs may matter to a translation.
+func (w *Watcher) referenced(kind string, objs []any) bool {
+	refs := w.references.Load()
+	if refs == nil || kind == kindConfigMap {
+		return true // before the first World, everything counts
+	}
+	for _, obj := range objs {
+		if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tombstone.Obj
+		}
+		key, ok := serviceKeyOf(obj)
+		if !ok || (*refs)[key] {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceKeyOf is "namespace/name" of the Service a Service or EndpointSlice
+// belongs to.
+func serviceKeyOf(obj any) (string, bool) {
+	switch o := obj.(type) {
+	case *corev1.Service:
+		return o.Namespace + "/" + o.Name, true
+	case *discoveryv1.EndpointSlice:
+		name, ok := o.Labels[discoveryv1.LabelServiceName]
+		return o.Namespace + "/" + name, ok
+	}
+	return "", false
 }
 
 // emit builds a World and hands it on.

@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/shadowplane/shadowplane/internal/policyrefs"
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
@@ -68,7 +69,29 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		return nil, err
 	}
 	w.store.set(desired)
+	w.references.Store(referencedServices(keys, out.inForce))
 	return world, nil
+}
+
+// referencedServices is every Service named by a policy in force or by a
+// current definition, valid or not: a Service appearing can make an
+// invalid definition valid.
+func referencedServices(keys []parsedKey, inForce map[policyID]*policy.Policy) *map[string]bool {
+	refs := map[string]bool{}
+	add := func(p *policy.Policy) {
+		for _, s := range policyrefs.Services(p) {
+			refs[s] = true
+		}
+	}
+	for _, k := range keys {
+		for _, p := range k.policies {
+			add(p)
+		}
+	}
+	for _, p := range inForce {
+		add(p)
+	}
+	return &refs
 }
 
 // storedPolicies caches the decoding of one ConfigMap's last-valid
@@ -165,6 +188,7 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 			}
 		}
 		slices.Sort(keys)
+		parsed := make([]parsedKey, 0, len(keys))
 		for _, key := range keys {
 			src := keySource{Namespace: cm.Namespace, ConfigMap: cm.Name, Key: key}
 			data := cm.Data[key]
@@ -174,8 +198,10 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 				c = cachedParse{data: data, policies: policies, errs: errs}
 			}
 			next[src] = c
-			out = append(out, parsedKey{source: src, policies: c.policies, errs: c.errs})
+			parsed = append(parsed, parsedKey{source: src, policies: c.policies, errs: c.errs})
 		}
+		applyCaps(parsed)
+		out = append(out, parsed...)
 	}
 	return out, next
 }
