@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -214,4 +215,20 @@ func desiredFrom(o outcome, recorded map[subject]string, configMaps []*corev1.Co
 		out[ref] = desiredAnnotations{lastValid: lastValid, status: st, inForce: inForce}
 	}
 	return out, nil
+}
+
+// echoes reports whether a ConfigMap update changed only the last-valid
+// annotation, to what this replica would write itself: the leader's write
+// of the policies every replica already has in force, which needs no
+// World.
+func (s *storeWriter) echoes(oldObj, newObj any) bool {
+	a, okA := oldObj.(*corev1.ConfigMap)
+	b, okB := newObj.(*corev1.ConfigMap)
+	if !okA || !okB || !maps.Equal(a.Labels, b.Labels) || !maps.Equal(a.Data, b.Data) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.desired[configMapRef{b.Namespace, b.Name}]
+	return ok && b.Annotations[AnnotationLastValid] == d.lastValid
 }

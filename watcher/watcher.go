@@ -54,6 +54,7 @@ type Watcher struct {
 	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
 	stored  map[configMapRef]storedPolicies
+	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
 }
 
 // New sets up a Watcher; nothing is watched until Run.
@@ -211,6 +212,9 @@ func (w *Watcher) WatchDown() (since time.Time, down bool) { return w.health.dow
 // translation, so it is counted and dropped: no World, no translation.
 func (w *Watcher) changed(kind string, objs ...any) {
 	w.metrics.events.WithLabelValues(kind).Inc()
+	if kind == kindConfigMap && len(objs) == 2 && w.store.echoes(objs[0], objs[1]) {
+		return // the leader's own write of what this replica has in force
+	}
 	if !w.referenced(kind, objs) {
 		w.metrics.ignored.WithLabelValues(kind).Inc()
 		return

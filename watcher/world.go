@@ -69,17 +69,24 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		return nil, err
 	}
 	w.store.set(desired)
-	w.references.Store(referencedServices(keys, out.inForce))
+	w.references.Store(w.referencedServices(keys, out.inForce))
 	return world, nil
 }
 
 // referencedServices is every Service named by a policy in force or by a
 // current definition, valid or not: a Service appearing can make an
-// invalid definition valid.
-func referencedServices(keys []parsedKey, inForce map[policyID]*policy.Policy) *map[string]bool {
+// invalid definition valid. Policies are immutable and the parse cache
+// keeps them, so each one's references are worked out once.
+func (w *Watcher) referencedServices(keys []parsedKey, inForce map[policyID]*policy.Policy) *map[string]bool {
 	refs := map[string]bool{}
+	next := make(map[*policy.Policy][]string, len(w.refs))
 	add := func(p *policy.Policy) {
-		for _, s := range policyrefs.Services(p) {
+		services, ok := w.refs[p]
+		if !ok {
+			services = policyrefs.Services(p)
+		}
+		next[p] = services
+		for _, s := range services {
 			refs[s] = true
 		}
 	}
@@ -91,6 +98,7 @@ func referencedServices(keys []parsedKey, inForce map[policyID]*policy.Policy) *
 	for _, p := range inForce {
 		add(p)
 	}
+	w.refs = next
 	return &refs
 }
 

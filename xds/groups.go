@@ -57,7 +57,7 @@ func (s *Server) SetWorld(w *translator.World) {
 	sort.Slice(groups, func(i, j int) bool { return groups[i].Key() < groups[j].Key() })
 	byService := policiesByService(w)
 	for _, g := range groups {
-		inputs := groupInputs(w, g, byService)
+		inputs := groupInputs(w, g, byService, &s.inputs)
 		s.mu.Lock()
 		state := s.groups[g.Key()]
 		unchanged := state != nil && state.snapshot != nil && state.inputs == inputs
@@ -70,6 +70,7 @@ func (s *Server) SetWorld(w *translator.World) {
 		}
 		s.refreshGroup(w, g, true, inputs)
 	}
+	s.inputs.sweep()
 }
 
 // ensureGroupSnapshot gives a group its first snapshot from the latest
@@ -91,7 +92,7 @@ func (s *Server) ensureGroupSnapshot(key string) {
 	s.mu.Unlock()
 
 	if needed {
-		s.refreshGroup(w, group, false, groupInputs(w, group, policiesByService(w)))
+		s.refreshGroup(w, group, false, groupInputs(w, group, policiesByService(w), &s.inputs))
 	}
 }
 

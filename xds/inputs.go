@@ -31,12 +31,13 @@ func policiesByService(w *translator.World) map[string][]*policy.Policy {
 // endpoints) gives the same fingerprint, so SetWorld leaves the group
 // alone. Marshalling cannot fail for these plain structs; were it to, the
 // error text still moves the hash.
-func groupInputs(w *translator.World, g nodemeta.NodeGroup, byService map[string][]*policy.Policy) string {
+func groupInputs(w *translator.World, g nodemeta.NodeGroup, byService map[string][]*policy.Policy, cache *inputCache) string {
 	parts := [][]byte{[]byte(g.Key())}
 	refs := []string{g.Namespace + "/" + g.Service}
 	for _, p := range byService[g.Namespace+"/"+g.Service] {
-		parts = append(parts, marshal(p))
-		refs = append(refs, policyrefs.Services(p)...)
+		c := cache.of(p)
+		parts = append(parts, c.json)
+		refs = append(refs, c.services...)
 	}
 	slices.Sort(refs)
 	for _, ref := range slices.Compact(refs) {
@@ -51,4 +52,39 @@ func marshal(v any) []byte {
 		return []byte(err.Error())
 	}
 	return b
+}
+
+// inputCache remembers each policy's encoding and references: policies are
+// immutable, and a World shares the unchanged ones with the previous World,
+// so each is worked out once rather than once per group and World.
+type inputCache struct {
+	entries map[*policy.Policy]policyInputs
+	// used are the entries the current World needed; the rest are dropped
+	// by sweep.
+	used map[*policy.Policy]policyInputs
+}
+
+type policyInputs struct {
+	json     []byte
+	services []string
+}
+
+func (c *inputCache) of(p *policy.Policy) policyInputs {
+	in, ok := c.used[p]
+	if ok {
+		return in
+	}
+	if in, ok = c.entries[p]; !ok {
+		in = policyInputs{json: marshal(p), services: policyrefs.Services(p)}
+	}
+	if c.used == nil {
+		c.used = map[*policy.Policy]policyInputs{}
+	}
+	c.used[p] = in
+	return in
+}
+
+// sweep keeps only what the last World used.
+func (c *inputCache) sweep() {
+	c.entries, c.used = c.used, nil
 }

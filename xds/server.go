@@ -88,6 +88,9 @@ type Server struct {
 	// Lock order: translateMu before mu. Never hold mu across SetSnapshot:
 	// the cache pushes into streams whose goroutines take mu in callbacks.
 	translateMu sync.Mutex
+	// inputs caches what groupInputs reads of each policy; guarded by
+	// translateMu.
+	inputs inputCache
 
 	mu         sync.Mutex
 	world      *translator.World
