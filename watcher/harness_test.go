@@ -219,7 +219,7 @@ next:
 }
 
 // metricValue reads a counter or gauge.
-func metricValue(t *testing.T, m prometheus.Metric) float64 {
+func metricValue(t testing.TB, m prometheus.Metric) float64 {
 	t.Helper()
 	var out dto.Metric
 	if err := m.Write(&out); err != nil {
