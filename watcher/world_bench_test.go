@@ -33,12 +33,14 @@ func largeWorld() []runtime.Object {
 	for i := range worldServices {
 		name := fmt.Sprintf("svc-%d", i)
 		objects = append(objects, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, ResourceVersion: "1"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
 		})
 		for j := range worldSlicesPerSvc {
-			objects = append(objects, slice("default", fmt.Sprintf("%s-%d", name, j), name, discoveryv1.AddressTypeIPv4,
-				[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint(fmt.Sprintf("10.%d.%d.%d", i/250, i%250, j+1))))
+			sl := slice("default", fmt.Sprintf("%s-%d", name, j), name, discoveryv1.AddressTypeIPv4,
+				[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint(fmt.Sprintf("10.%d.%d.%d", i/250, i%250, j+1)))
+			sl.ResourceVersion = "1" // as the API server sets it; the fake does not
+			objects = append(objects, sl)
 		}
 	}
 	for cm := range worldPolicies / worldPoliciesPerKey {
@@ -75,8 +77,10 @@ func BenchmarkWorldEvent(b *testing.B) {
 	group := nodemeta.NodeGroup{Namespace: "default", Service: "svc-0", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}
 	updateSlice := func(svc, n int) {
 		name := fmt.Sprintf("svc-%d", svc)
-		_, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice("default", name+"-0", name, discoveryv1.AddressTypeIPv4,
-			[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint(fmt.Sprintf("10.200.%d.%d", n/250, n%250+1))), metav1.UpdateOptions{})
+		sl := slice("default", name+"-0", name, discoveryv1.AddressTypeIPv4,
+			[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint(fmt.Sprintf("10.200.%d.%d", n/250, n%250+1)))
+		sl.ResourceVersion = fmt.Sprint(n + 2)
+		_, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
