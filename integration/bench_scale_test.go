@@ -41,6 +41,8 @@ type scaleWorld struct {
 	host string
 	// percent is the share every policy copies, changed by the benchmark.
 	percent map[int]int
+	// churns counts endpoint churns, so each one moves to new addresses.
+	churns int
 }
 
 func (w *scaleWorld) configMaps() int { return scaleGroups / watcher.MaxPoliciesPerKey }
@@ -90,6 +92,7 @@ type scaleResult struct {
 	onePolicy, allPolicies, endpointChurn time.Duration
 	cpuConnect, cpuOne, cpuAll, cpuChurn  time.Duration
 	goroutines                            float64
+	heapInuse, stackInuse                 float64 // bytes, when connected
 	nacks                                 int
 	unreferencedTranslations              float64
 }
@@ -235,6 +238,8 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	time.Sleep(2 * time.Second) // let the heap settle
 	connected := usage()
 	r.rssConnected, r.cpuConnect = connected.RSSBytes, connected.CPU-idle.CPU
+	mem := scrapeMetrics(b, httpURL)
+	r.heapInuse, r.stackInuse = mem["go_memstats_heap_inuse_bytes"], mem["go_memstats_stack_inuse_bytes"]
 	saveProfiles(b, ctx, debug, out, n)
 
 	// One policy: group 0's share, ACKed by group 0's sidecars.
@@ -260,10 +265,11 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	// Shadow-endpoint churn: a second endpoint for every connected group's
 	// shadow Service, ACKed (EDS) by every sidecar.
 	before = after
+	world.churns++
 	r.endpointChurn = timeChange(b, ctx, sidecars, resource.EndpointType, func(int) bool { return true }, func() {
 		must(b, parallel(groups, 32, func(i int) error {
 			return world.kube.ApplyEndpointSlice(ctx, world.ns, fmt.Sprintf("app-%d-shadow", i), "http", 8080,
-				harness.SliceEndpoint{Address: world.host, Ready: true}, harness.SliceEndpoint{Address: fmt.Sprintf("198.18.%d.%d", 1+n%200, 1+i%250), Ready: true})
+				harness.SliceEndpoint{Address: world.host, Ready: true}, harness.SliceEndpoint{Address: fmt.Sprintf("198.18.%d.%d", world.churns, 1+i%250), Ready: true})
 		}))
 	})
 	after = usage()
@@ -340,12 +346,13 @@ func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
 
 func scaleTable(results []scaleResult) string {
 	var b strings.Builder
-	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | goroutines | converge p50 / p99 | one policy | all policies | endpoint churn | CPU s (connect / one / all / churn) | NACKs | translations for an unreferenced slice |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy | all policies | endpoint churn | CPU s (connect / one / all / churn) | NACKs | translations for an unreferenced slice |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		perSidecar := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f | %.0f / %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.1f / %.2f / %.1f / %.1f | %d | %.0f |\n",
-			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0), r.goroutines,
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.1f / %.2f / %.1f / %.1f | %d | %.0f |\n",
+			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0),
+			r.heapInuse/(1<<20), r.stackInuse/(1<<20), r.goroutines,
 			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.allPolicies), ms(r.endpointChurn),
 			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.unreferencedTranslations)
 	}

@@ -55,6 +55,8 @@ type Watcher struct {
 	parsed  map[keySource]cachedParse
 	stored  map[configMapRef]storedPolicies
 	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
+	// converted are the Services of the last World, by key.
+	converted map[string]convertedService
 }
 
 // New sets up a Watcher; nothing is watched until Run.

@@ -165,7 +165,7 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 // gRPC transport buffers per connection; see ServerOptions.
 const (
 	readBufferBytes  = 4 << 10
-	writeBufferBytes = 32 << 10
+	writeBufferBytes = 16 << 10
 )
 
 // ServerOptions are the gRPC server options that enforce the transport
@@ -178,8 +178,8 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		// Per connection gRPC keeps a read and a write buffer, 32 KiB each
 		// by default: 64 KiB per sidecar, most of the memory of an idle
 		// stream. Requests are small, so a 4 KiB read buffer does; the
-		// write buffer is taken from a pool for each flush and given back
-		// (see docs/benchmarks.md, "Memory per stream").
+		// write buffer, one HTTP/2 frame, is taken from a pool for each
+		// flush and given back (docs/benchmarks.md, "Memory per stream").
 		grpc.ReadBufferSize(readBufferBytes),
 		grpc.WriteBufferSize(writeBufferBytes),
 		grpc.SharedWriteBuffer(true),
