@@ -56,6 +56,7 @@ func (s *Server) SetWorld(w *translator.World) {
 
 	sort.Slice(groups, func(i, j int) bool { return groups[i].Key() < groups[j].Key() })
 	byService := policiesByService(w)
+	s.byService = byService
 	for _, g := range groups {
 		inputs := groupInputs(w, g, byService, &s.inputs)
 		s.mu.Lock()
@@ -92,7 +93,10 @@ func (s *Server) ensureGroupSnapshot(key string) {
 	s.mu.Unlock()
 
 	if needed {
-		s.refreshGroup(w, group, false, groupInputs(w, group, policiesByService(w), &s.inputs))
+		if s.byService == nil {
+			s.byService = policiesByService(w)
+		}
+		s.refreshGroup(w, group, false, groupInputs(w, group, s.byService, &s.inputs))
 	}
 }
 
