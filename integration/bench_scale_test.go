@@ -93,7 +93,8 @@ type scaleResult struct {
 	cpuConnect, cpuOne, cpuAll, cpuChurn  time.Duration
 	goroutines                            float64
 	heapInuse, stackInuse                 float64 // bytes, when connected
-	nacks                                 int
+	nacks, streamFailures                 int
+	lastStreamError                       string
 	unreferencedTranslations              float64
 }
 
@@ -218,11 +219,11 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = s.Run(runCtx, conns[i])
+			s.Run(runCtx, conns[i])
 		}()
 	}
 	var times []time.Duration
-	if err := harness.WaitUntil(ctx, 5*time.Minute, func() (bool, error) {
+	if err := harness.WaitUntil(ctx, 10*time.Minute, func() (bool, error) {
 		times = times[:0]
 		for _, s := range sidecars {
 			if d, ok := s.Convergence(); ok {
@@ -231,7 +232,15 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		}
 		return len(times) == n, nil
 	}); err != nil {
-		b.Fatalf("%d of %d sidecars synced after %s: %v\n%s", len(times), n, time.Since(start), err, proc.LogTail(20))
+		failures, last := 0, error(nil)
+		for _, s := range sidecars {
+			f, err := s.Failures()
+			failures += f
+			if err != nil {
+				last = err
+			}
+		}
+		b.Fatalf("%d of %d sidecars synced after %s (%d failed streams, the last: %v): %v\n%s", len(times), n, time.Since(start), failures, last, err, proc.LogTail(20))
 	}
 	slices.Sort(times)
 	r.convergeP50, r.convergeP99 = times[len(times)/2], times[len(times)*99/100]
@@ -294,6 +303,11 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	r.rssChurn = usage().RSSBytes
 	for _, s := range sidecars {
 		r.nacks += s.Nacks()
+		failures, err := s.Failures()
+		r.streamFailures += failures
+		if err != nil {
+			r.lastStreamError = err.Error()
+		}
 	}
 	return r
 }
@@ -346,15 +360,15 @@ func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
 
 func scaleTable(results []scaleResult) string {
 	var b strings.Builder
-	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy | all policies | endpoint churn | CPU s (connect / one / all / churn) | NACKs | translations for an unreferenced slice |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy | all policies | endpoint churn | CPU s (connect / one / all / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		perSidecar := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.1f / %.2f / %.1f / %.1f | %d | %.0f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.1f / %.2f / %.1f / %.1f | %d | %d | %.0f |\n",
 			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0),
 			r.heapInuse/(1<<20), r.stackInuse/(1<<20), r.goroutines,
 			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.allPolicies), ms(r.endpointChurn),
-			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.unreferencedTranslations)
+			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.streamFailures, r.unreferencedTranslations)
 	}
 	return b.String()
 }

@@ -14,6 +14,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -50,7 +51,8 @@ type Sidecar struct {
 	nacks      int
 	started    time.Time
 	synced     time.Time // when every type was first acknowledged
-	err        error
+	err        error     // of the last failed stream
+	failures   int
 }
 
 // New makes a sidecar with the node identity `shadowplane bootstrap`
@@ -59,25 +61,43 @@ func New(node *corev3.Node, delta bool) *Sidecar {
 	return &Sidecar{Node: node, Delta: delta, acked: map[string]Acked{}, subscribed: map[string]bool{}}
 }
 
-// Run speaks ADS on conn until ctx ends or the stream fails.
-func (s *Sidecar) Run(ctx context.Context, conn grpc.ClientConnInterface) error {
+// Run speaks ADS on conn until ctx ends. Like Envoy, it opens a new
+// stream after one fails, after a jittered backoff (0.5 s doubling to 8 s),
+// and counts the failures.
+func (s *Sidecar) Run(ctx context.Context, conn grpc.ClientConnInterface) {
 	s.mu.Lock()
 	s.started = time.Now()
 	s.mu.Unlock()
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	var err error
-	if s.Delta {
-		err = s.runDelta(ctx, client)
-	} else {
-		err = s.runSotW(ctx, client)
+	backoff := 500 * time.Millisecond
+	for {
+		var err error
+		if s.Delta {
+			err = s.runDelta(ctx, client)
+		} else {
+			err = s.runSotW(ctx, client)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		s.err, s.failures = err, s.failures+1
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)))):
+		}
+		backoff = min(2*backoff, 8*time.Second)
 	}
-	if ctx.Err() != nil {
-		err = nil
-	}
+}
+
+// Failures counts the streams that ended in an error, and returns the
+// last error.
+func (s *Sidecar) Failures() (int, error) {
 	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
-	return err
+	defer s.mu.Unlock()
+	return s.failures, s.err
 }
 
 // AckedOf returns what the sidecar last acknowledged of a type.
@@ -103,13 +123,6 @@ func (s *Sidecar) Nacks() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.nacks
-}
-
-// Err is the error Run ended with.
-func (s *Sidecar) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
 }
 
 func (s *Sidecar) ack(typeURL, version string) {
