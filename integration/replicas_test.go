@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -166,27 +163,7 @@ func TestReplicasAgree(t *testing.T) {
 	})
 
 	// Traffic throughout; every request must be copied.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var sent, failed atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			res := harness.RunAtRate(ctx, f.client, 40, time.Second, func(ctx context.Context, j int) *http.Request {
-				return f.get(ctx, fmt.Sprintf("/entrance/replicas/%d/%d", i, j))
-			})
-			sent.Add(int64(len(res.All)))
-			failed.Add(int64(res.Errors()))
-		}
-	}()
-	stopTraffic := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopTraffic)
+	traffic := f.startTraffic(40, "entrance/replicas")
 
 	// An invalid edit: both replicas keep the last valid version; the
 	// leader says so once.
@@ -213,12 +190,12 @@ func TestReplicasAgree(t *testing.T) {
 	forwarder.Switch(leader.xds)
 	waitSynced(t, ctx, leader, 1)
 	time.Sleep(time.Second) // traffic on the restarted replica
-	stopTraffic()
+	traffic.Stop()
 
 	f.checkRuntime(f.runtimeKey(), 1_000_000)
-	n := int(sent.Load())
-	if failed.Load() != 0 || primary.Count() != n {
-		t.Errorf("%d of %d requests failed; primary got %d", failed.Load(), n, primary.Count())
+	n := int(traffic.sent.Load())
+	if traffic.failed.Load() != 0 || primary.Count() != n {
+		t.Errorf("%d of %d requests failed (first: %v); primary got %d", traffic.failed.Load(), n, traffic.firstFailure.Load(), primary.Count())
 	}
 	copies := shadow.WaitCount(ctx, n, 500*time.Millisecond)
 	marked := shadow.CountWhere(func(r harness.Request) bool { return r.Header.Get("x-shadowplane-copy") == ns+"/entrance-to-staging" })
