@@ -65,10 +65,11 @@ type Options struct {
 	// Identity names this replica in the status it writes (default: the
 	// host name).
 	Identity string
-	// SidecarsAcked counts the connected sidecars that have acknowledged
-	// the configuration holding a policy in force, for its status; nil
-	// counts none.
-	SidecarsAcked func(*policy.Policy) int
+	// SidecarsAcked counts, by "namespace/name" of the Service they front,
+	// the connected sidecars that have acknowledged their current
+	// configuration, for the status of the policies of that Service; nil
+	// counts none. It is called once per status refresh.
+	SidecarsAcked func() map[string]int
 	// OnWorld receives each new World. It is called from one goroutine, never
 	// concurrently, and must not modify the World. Required.
 	OnWorld func(*translator.World)

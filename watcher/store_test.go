@@ -115,7 +115,7 @@ func TestWatcherLeaderWritesStatusOnce(t *testing.T) {
 	objects := append(baseObjects("default"), policyConfigMap("default", "mirrors", map[string]string{
 		"policies.yaml": policiesYAML(mirrorEntry("p1", "web-shadow", "40")),
 	}))
-	h := newStoreHarness(t, Options{SidecarsAcked: func(*policy.Policy) int { return 3 }, Identity: "replica-a"}, objects...)
+	h := newStoreHarness(t, Options{SidecarsAcked: func() map[string]int { return map[string]int{"default/web": 3, "default/other": 5} }, Identity: "replica-a"}, objects...)
 	h.start(3)
 	h.world("first", func(*translator.World) bool { return true })
 	wantEvents(t, h.events(), []string{"Normal PolicyApplied policy p1 applied"})

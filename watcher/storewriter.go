@@ -58,9 +58,9 @@ type storeWriter struct {
 	log      hclog.Logger
 	clock    clock.Clock
 	identity string
-	// acked counts the connected sidecars that acknowledged a policy; nil
+	// acked counts the synced sidecars by the Service they front; nil
 	// counts none.
-	acked func(*policy.Policy) int
+	acked func() map[string]int
 	// cached returns a ConfigMap from the informer cache, nil when absent.
 	cached   func(configMapRef) *corev1.ConfigMap
 	isLeader func() bool
@@ -125,12 +125,16 @@ func (s *storeWriter) writeAll(ctx context.Context) {
 			delete(s.written, ref)
 		}
 	}
+	var acked map[string]int
+	if s.acked != nil {
+		acked = s.acked()
+	}
 	for _, ref := range refs {
 		if ctx.Err() != nil {
 			return
 		}
 		d := desired[ref]
-		status, err := s.encodeStatus(d)
+		status, err := s.encodeStatus(d, acked)
 		if err != nil {
 			s.log.Error("cannot encode policy status", "namespace", ref.Namespace, "configmap", ref.Name, "error", err)
 			continue
@@ -156,15 +160,16 @@ func (s *storeWriter) writeAll(ctx context.Context) {
 	}
 }
 
-// encodeStatus fills in the sidecar counts and renders the status.
-func (s *storeWriter) encodeStatus(d desiredAnnotations) (string, error) {
+// encodeStatus fills in the sidecar counts (by Service) and renders the
+// status.
+func (s *storeWriter) encodeStatus(d desiredAnnotations, acked map[string]int) (string, error) {
 	st := *d.status
 	st.CountedBy = s.identity
 	st.Policies = slices.Clone(st.Policies)
 	for i := range st.Policies {
 		p := d.inForce[[2]string{st.Policies[i].Key, st.Policies[i].Name}]
-		if p != nil && s.acked != nil && st.Policies[i].AppliedVersion != "" {
-			st.Policies[i].SidecarsAcked = s.acked(p)
+		if p != nil && st.Policies[i].AppliedVersion != "" {
+			st.Policies[i].SidecarsAcked = acked[p.Namespace+"/"+p.Service]
 		}
 	}
 	b, err := json.Marshal(st)

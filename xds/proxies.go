@@ -153,17 +153,18 @@ func (s *Server) Proxies() []ProxyStatus {
 	return out
 }
 
-// SyncedProxies counts the connected proxy streams of the Service
-// namespace/name that have acknowledged their group's current version of
-// every type they requested: the sidecars that run the configuration in
-// force.
-func (s *Server) SyncedProxies(namespace, service string) int {
+// SyncedProxies counts, by "namespace/name" of the Service they front, the
+// connected proxy streams that have acknowledged their group's current
+// version of every type they requested: the sidecars that run the
+// configuration in force. One pass over the streams, however many
+// Services.
+func (s *Server) SyncedProxies() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	out := map[string]int{}
 	for _, st := range s.streams {
 		g := s.groups[st.groupKey]
-		if st.groupKey == "" || g == nil || g.snapshot == nil || g.group.Namespace != namespace || g.group.Service != service || len(st.types) == 0 {
+		if st.groupKey == "" || g == nil || g.snapshot == nil || len(st.types) == 0 {
 			continue
 		}
 		synced := true
@@ -174,8 +175,8 @@ func (s *Server) SyncedProxies(namespace, service string) int {
 			}
 		}
 		if synced {
-			n++
+			out[g.group.Namespace+"/"+g.group.Service]++
 		}
 	}
-	return n
+	return out
 }

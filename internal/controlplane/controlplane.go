@@ -24,7 +24,6 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
-	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 	"github.com/shadowplane/shadowplane/watcher"
 	"github.com/shadowplane/shadowplane/xds"
@@ -129,7 +128,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		// Followers serve as usual; the leader alone writes status.
 		LeaderElected: cfg.LeaderElection != nil,
 		Identity:      identityOf(cfg.LeaderElection),
-		SidecarsAcked: func(p *policy.Policy) int { return cp.XDS.SyncedProxies(p.Namespace, p.Service) },
+		SidecarsAcked: func() map[string]int { return cp.XDS.SyncedProxies() },
 		OnWorld: func(world *translator.World) {
 			cp.XDS.SetWorld(world)
 			cp.firstWorld.Store(true)
