@@ -41,6 +41,8 @@ func newServeCommand() *cobra.Command {
 		logFormat        string
 		logLevel         string
 		leaderElect      bool
+		newStreamsPerSec float64
+		newStreamBurst   int
 		election         controlplane.LeaderElection
 	)
 	cmd := &cobra.Command{
@@ -69,6 +71,7 @@ func newServeCommand() *cobra.Command {
 			// bucket admits up to its burst at once: client-go's default of
 			// 5 requests/s would keep a reconnecting fleet waiting minutes.
 			limits := xds.DefaultLimits()
+			limits.NewStreamsPerSecond, limits.NewStreamBurst = newStreamsPerSec, newStreamBurst
 			restConfig.QPS = float32(3 * limits.NewStreamsPerSecond)
 			restConfig.Burst = 3 * limits.NewStreamBurst
 			client, err := kubernetes.NewForConfig(restConfig)
@@ -116,6 +119,7 @@ func newServeCommand() *cobra.Command {
 				InsecureXDS:      insecureXDS,
 				TokenAudience:    tokenAudience,
 				MaxConnectionAge: maxConnectionAge,
+				Limits:           limits,
 			})
 			if err != nil {
 				return err
@@ -148,6 +152,8 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
 	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
 	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
+	f.Float64Var(&newStreamsPerSec, "xds-new-streams-per-second", xds.DefaultLimits().NewStreamsPerSecond, "new xDS streams admitted per second (each costs up to three API calls to verify); a reconnecting fleet is spread out at this rate")
+	f.IntVar(&newStreamBurst, "xds-new-stream-burst", xds.DefaultLimits().NewStreamBurst, "new xDS streams admitted at once beyond --xds-new-streams-per-second")
 	f.BoolVar(&leaderElect, "leader-elect", true, "elect one replica with a coordination.k8s.io Lease in --leader-election-namespace to record Events and write each policy ConfigMap's status and last valid versions (every replica serves xDS); false, or outside a pod with no namespace given: this replica does it alone")
 	f.StringVar(&election.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's own namespace, from POD_NAMESPACE or the ServiceAccount mount)")
 	f.StringVar(&election.Name, "leader-election-lease", controlplane.DefaultLeaseName, "name of the Lease")
