@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -593,11 +594,17 @@ func repeatTargetMissing(t *testing.T, ctx context.Context, c kubernetes.Interfa
 	}
 	setTarget := func(from, to string) {
 		t.Helper()
-		cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		must(t, err)
-		cm.Data["policies.yaml"] = strings.Replace(cm.Data["policies.yaml"], "namespace: "+from, "namespace: "+to, 1)
-		_, err = c.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
-		must(t, err)
+		// The leader patches the status annotation meanwhile: retry a lost
+		// race, as kubectl edit would.
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cm.Data["policies.yaml"] = strings.Replace(cm.Data["policies.yaml"], "namespace: "+from, "namespace: "+to, 1)
+			_, err = c.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+			return err
+		}))
 	}
 	waitEvent("staging/entrance", 1)
 	setTarget("staging", "qa")
