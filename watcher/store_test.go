@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -136,6 +137,16 @@ func TestWatcherLeaderWritesStatusOnce(t *testing.T) {
 	got.Message, got.AppliedVersion = "", ""
 	if got != want[0] || status.Policies[0].AppliedVersion == "" {
 		t.Errorf("policy status = %+v, want %+v with a version", status.Policies[0], want[0])
+	}
+	// The leader's own write reaches its informer, and builds no World:
+	// it stores what every replica already has in force.
+	h.eventually("own write in the informer cache", func() bool {
+		cm := h.watcher.cachedConfigMap(configMapRef{"default", "mirrors"})
+		return cm != nil && cm.Annotations[AnnotationLastValid] == storedVersion(t, "40")
+	})
+	time.Sleep(100 * time.Millisecond)
+	if got := metricValue(t, h.watcher.metrics.worlds); got != 1 {
+		t.Errorf("shadowplane_worlds_total = %v after the leader's own write, want 1", got)
 	}
 	stored, err := h.client.CoreV1().ConfigMaps("default").Get(context.Background(), "mirrors", metav1.GetOptions{})
 	if err != nil {
