@@ -107,8 +107,9 @@ type scaleResult struct {
 // initial convergence, a one-policy change, an all-policies change and a
 // shadow-endpoint change until ACKed by every affected sidecar, the CPU
 // time of each, and that an EndpointSlice of a Service no policy names
-// costs no translation. It writes a table and an SVG plot to SCALE_OUT
-// (default: a temporary directory) and logs both.
+// costs no translation. It writes a table and an SVG plot to SCALE_OUT, and
+// heap and goroutine profiles of the connected fleet to SCALE_PROFILES
+// (each by default a temporary directory), and logs the table.
 //
 // xDS runs with --insecure-xds: ten thousand TokenReviews would measure the
 // API server, not the control plane; identity checks are covered by the
@@ -131,10 +132,15 @@ func BenchmarkScale(b *testing.B) {
 	if out == "" {
 		out = b.TempDir()
 	}
+	profiles := os.Getenv("SCALE_PROFILES")
+	if profiles == "" {
+		profiles = b.TempDir()
+	}
+	must(b, os.MkdirAll(profiles, 0o755))
 	world := newScaleWorld(b, ctx)
 	var results []scaleResult
 	for _, n := range sizes {
-		r := runScale(b, ctx, e, world, n, out)
+		r := runScale(b, ctx, e, world, n, profiles)
 		results = append(results, r)
 		b.Logf("%d sidecars: %+v", n, r)
 	}
@@ -157,7 +163,7 @@ func BenchmarkScale(b *testing.B) {
 }
 
 // runScale measures one fleet size against a fresh control plane process.
-func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld, n int, out string) scaleResult {
+func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld, n int, profiles string) scaleResult {
 	groups := max(1, n/10)
 	r := scaleResult{sidecars: n, groups: groups}
 	xdsPort, err := harness.FreePort()
@@ -249,7 +255,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	r.rssConnected, r.cpuConnect = connected.RSSBytes, connected.CPU-idle.CPU
 	mem := scrapeMetrics(b, httpURL)
 	r.heapInuse, r.stackInuse = mem["go_memstats_heap_inuse_bytes"], mem["go_memstats_stack_inuse_bytes"]
-	saveProfiles(b, ctx, debug, out, n)
+	saveProfiles(b, ctx, debug, profiles, n)
 
 	// One policy: group 0's share, ACKed by group 0's sidecars.
 	before := usage()
