@@ -52,6 +52,21 @@ func TestSecretsServedNotDumped(t *testing.T) {
 		t.Errorf("secret %s does not carry the key", secret.GetName())
 	}
 
+	// A rotated certificate re-translates the group: only the secret's
+	// version moves.
+	before := h.groupVersions()
+	rotated := *w
+	rotated.ClientCertificates = map[string]*translator.ClientCertificate{
+		"shop/copier": {CertChain: []byte("CERT 2"), PrivateKey: []byte(testKeyMaterial + "2")},
+	}
+	h.srv.SetWorld(&rotated)
+	after := h.groupVersions()
+	for typ, v := range after {
+		if changed := v != before[typ]; changed != (typ == "secret") {
+			t.Errorf("after the rotation %s version %q → %q; want only the secret's to change", typ, before[typ], v)
+		}
+	}
+
 	web := httptest.NewServer(h.srv.DebugHandler())
 	defer web.Close()
 	var dumps strings.Builder
