@@ -266,3 +266,28 @@ func TestTLSChecksReused(t *testing.T) {
 		t.Errorf("past its expiry the certificate was not checked again: %+v", got.certificates["ns/a"])
 	}
 }
+
+// TestLastValidKeepsMirrorTLS: the stored last valid version of a policy
+// keeps its mirrors' TLS settings and Host, so every replica translates it
+// alike.
+func TestLastValidKeepsMirrorTLS(t *testing.T) {
+	policies, errs := policy.ParsePolicies("default", "mirrors", "policies.yaml", []byte(tlsPolicyYAML),
+		policy.ParseOptions{AllowedURLHosts: []string{"gw.example.com"}})
+	if len(errs) > 0 || len(policies) != 1 {
+		t.Fatalf("parse: %v", errs)
+	}
+	raw, err := encodeLastValid(policies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := decodeLastValid(&corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "mirrors", Annotations: map[string]string{AnnotationLastValid: raw}},
+	})
+	if err != nil || len(decoded) != 1 {
+		t.Fatalf("decode: %v, %d policies", err, len(decoded))
+	}
+	got, want := decoded[0].Mirrors[0], policies[0].Mirrors[0]
+	if got.TLS == nil || *got.TLS != *want.TLS || got.Host != want.Host {
+		t.Errorf("stored mirror TLS %+v host %q, want %+v %q", got.TLS, got.Host, want.TLS, want.Host)
+	}
+}
