@@ -142,4 +142,3 @@ func stringMatches(t *testing.T, sm *matcherv3.StringMatcher, v string) bool {
 	t.Fatalf("unsupported string matcher %v", sm)
 	return false
 }
-
