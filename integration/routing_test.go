@@ -1,0 +1,457 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/internal/testtools"
+)
+
+// routingFixture is the mirror fixture plus Services that routing rules
+// send real requests to: entrance-edge (the gray version), entrance-v2 (the
+// canary) and entrance-v3 (a second canary), each its own backend; and
+// entrance-empty, a Service without any ready endpoint.
+type routingFixture struct {
+	*mirrorFixture
+	edge, v2, v3 *harness.Backend
+}
+
+func newRoutingFixture(t *testing.T, o fixtureOptions) *routingFixture {
+	t.Helper()
+	f := &routingFixture{mirrorFixture: newMirrorFixture(t, o)}
+	host := env(t).endpointHost
+	for _, b := range []struct {
+		name string
+		dst  **harness.Backend
+	}{{"entrance-edge", &f.edge}, {"entrance-v2", &f.v2}, {"entrance-v3", &f.v3}} {
+		backend, err := harness.StartBackend(b.name, host)
+		must(t, err)
+		t.Cleanup(backend.Stop)
+		*b.dst = backend
+		must(t, f.kube.ApplyService(f.ctx, f.ns, b.name, harness.ServicePort{Name: "http", Port: 80, TargetPort: backend.Port}))
+		must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, b.name, "http", backend.Port, harness.SliceEndpoint{Address: host, Ready: true}))
+	}
+	port, err := harness.ClosedPort(host)
+	must(t, err)
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance-empty", harness.ServicePort{Name: "http", Port: 80, TargetPort: port}))
+	must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-empty", "http", port, harness.SliceEndpoint{Address: host, Ready: false}))
+	return f
+}
+
+// weightKey is the runtime key of one weight of a rule: the stable version
+// ("app") or a routeTo Service.
+func (f *routingFixture) weightKey(rule, service string) string {
+	prefix := "shadowplane." + f.ns + "." + rule + ".routeTo."
+	if service == "app" {
+		return fmt.Sprintf("%sapp|%d", prefix, f.primary.Port)
+	}
+	return prefix + "route|" + f.ns + "|" + service + "|80"
+}
+
+// waitWeight waits until Envoy has the weight (parts per million) in force.
+func (f *routingFixture) waitWeight(rule, service string, ppm uint32) {
+	f.t.Helper()
+	key := f.weightKey(rule, service)
+	var last string
+	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
+		v, ok, err := f.sidecar.RuntimeValue(f.ctx, key)
+		last = v
+		got, parseErr := strconv.ParseFloat(v, 64)
+		return ok && parseErr == nil && got == float64(ppm), err
+	})
+	if err != nil {
+		f.t.Fatalf("envoy runtime %s never became %d (last %q): %v", key, ppm, last, err)
+	}
+}
+
+// waitRoutes waits until Envoy's route configuration names exactly these
+// routing rules (by their runtime key prefixes).
+func (f *routingFixture) waitRoutes(rules ...string) {
+	f.t.Helper()
+	re := regexp.MustCompile(`"runtime_key_prefix": "shadowplane\.[^.]+\.([^.]+)\.routeTo"`)
+	var last []string
+	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
+		dump, err := f.sidecar.ConfigDump(f.ctx, "dynamic_route_configs")
+		if err != nil {
+			return false, err
+		}
+		last = nil
+		for _, m := range re.FindAllStringSubmatch(string(dump), -1) {
+			if !slices.Contains(last, m[1]) {
+				last = append(last, m[1])
+			}
+		}
+		slices.Sort(last)
+		want := slices.Sorted(slices.Values(rules))
+		return slices.Equal(last, want), nil
+	})
+	if err != nil {
+		f.t.Fatalf("route config never routed by exactly %v (last %v): %v", rules, last, err)
+	}
+}
+
+func (f *routingFixture) resetBackends() {
+	for _, b := range []*harness.Backend{f.primary, f.shadow, f.edge, f.v2, f.v3} {
+		b.Reset()
+	}
+}
+
+const grayPolicies = `policies:
+- name: gray-header
+  service: entrance
+  match:
+    headers: [{name: x-gray, exact: "1"}]
+  routeTo: [{service: entrance-edge}]
+- name: gray-cookie
+  service: entrance
+  match:
+    cookies: [{name: gray, exact: "1"}]
+  routeTo: [{service: entrance-edge}]
+- name: gray-ticket
+  service: entrance
+  match:
+    query: [{name: ticket, present: true}]
+  routeTo: [{service: entrance-edge}]
+`
+
+// TestRoutingMarkers: requests with a marker (header, cookie or query
+// parameter) reach the edge Service, every other request the stable
+// version, near misses included.
+func TestRoutingMarkers(t *testing.T) {
+	for _, mode := range xdsModes {
+		t.Run(mode.name, func(t *testing.T) {
+			f := newRoutingFixture(t, fixtureOptions{delta: mode.delta})
+			f.applyPolicy(grayPolicies)
+			f.waitRoutes("gray-cookie", "gray-header", "gray-ticket")
+			f.waitWeight("gray-ticket", "entrance-edge", 1_000_000)
+
+			type variant struct {
+				path    string
+				headers map[string]string
+				edge    bool
+			}
+			variants := []variant{
+				{"/a", map[string]string{"x-gray": "1"}, true},
+				{"/a", map[string]string{"cookie": "session=x; gray=1"}, true},
+				{"/a?ticket=T-1", nil, true},
+				{"/a?x=1&ticket", nil, true},
+				{"/a", nil, false},
+				{"/a", map[string]string{"x-gray": "0"}, false},
+				{"/a", map[string]string{"x-gray": "11"}, false},
+				{"/a", map[string]string{"cookie": "gray=10; x=1"}, false},
+				{"/a", map[string]string{"cookie": "xgray=1"}, false},
+				{"/a?tickets=1", nil, false},
+				{"/a?x=ticket", nil, false},
+			}
+			const rounds = 20
+			n := rounds * len(variants)
+			res := harness.SendN(f.ctx, f.client, n, 8, func(ctx context.Context, i int) *http.Request {
+				v := variants[i%len(variants)]
+				req := f.get(ctx, v.path)
+				for k, val := range v.headers {
+					req.Header.Set(k, val)
+				}
+				req.Header.Set("x-variant", fmt.Sprint(i%len(variants)))
+				return req
+			})
+			if res.Errors() != 0 {
+				t.Fatalf("%d of %d requests failed; first: %s", res.Errors(), n, res.FirstError())
+			}
+			for i, v := range variants {
+				tag := fmt.Sprint(i)
+				onEdge := f.edge.CountWhere(func(r harness.Request) bool { return r.Header.Get("x-variant") == tag })
+				onStable := f.primary.CountWhere(func(r harness.Request) bool { return r.Header.Get("x-variant") == tag })
+				wantEdge, wantStable := 0, rounds
+				if v.edge {
+					wantEdge, wantStable = rounds, 0
+				}
+				if onEdge != wantEdge || onStable != wantStable {
+					t.Errorf("%s %v: %d on edge, %d on stable; want %d and %d", v.path, v.headers, onEdge, onStable, wantEdge, wantStable)
+				}
+			}
+		})
+	}
+}
+
+func canaryPolicy(weight string) string {
+	return "policies:\n- name: canary\n  service: entrance\n  routeTo:\n  - {service: entrance-v2, name: canary, weight: " + weight + "}\n"
+}
+
+// TestRoutingCanaryShare: a 5 % canary gets a share of 4,000 requests
+// within the binomial 99.9 % interval; the rest reach the stable version.
+func TestRoutingCanaryShare(t *testing.T) {
+	f := newRoutingFixture(t, fixtureOptions{})
+	f.applyPolicy(canaryPolicy("5"))
+	f.waitRoutes("canary")
+	f.waitWeight("canary", "entrance-v2", 50_000)
+	f.waitWeight("canary", "app", 950_000)
+
+	const n = 4000
+	res := harness.SendN(f.ctx, f.client, n, 16, func(ctx context.Context, i int) *http.Request {
+		return f.get(ctx, fmt.Sprintf("/canary/%d", i))
+	})
+	if res.Errors() != 0 {
+		t.Fatalf("%d requests failed; first: %s", res.Errors(), res.FirstError())
+	}
+	lo, hi := harness.BinomialBounds(n, 0.05, 0.001)
+	got := f.v2.Count()
+	t.Logf("canary: %d of %d (%.2f %%), 99.9 %% interval [%d, %d]", got, n, 100*float64(got)/n, lo, hi)
+	if got < lo || got > hi {
+		t.Errorf("canary got %d requests, outside the binomial 99.9%% interval [%d, %d] for 5%% of %d", got, lo, hi, n)
+	}
+	if stable := f.primary.Count(); stable+got != n {
+		t.Errorf("stable %d + canary %d = %d, want %d", stable, got, stable+got, n)
+	}
+}
+
+// resetStats are Envoy's counters of reset or broken downstream and
+// upstream streams; a zero-loss change leaves them all unchanged.
+const resetStats = `^(http\.ingress_[0-9]+\.downstream_(rq_rx_reset|rq_tx_reset|cx_destroy_remote_active_rq|cx_destroy_local_active_rq|rq_5xx)|cluster\.(app|route)\|.*\.(upstream_rq_5xx|upstream_cx_none_healthy|upstream_rq_tx_reset|upstream_rq_rx_reset|upstream_cx_destroy_with_active_rq))$`
+
+// TestRoutingZeroLoss: under 200 requests/s on keep-alive connections,
+// stepping a canary 5 → 25 → 100 → 0, a blue-green flip and back, and
+// adding and removing a marker rule fail no request and reset no
+// connection, in the client or in Envoy; weight steps are RTDS updates
+// alone.
+func TestRoutingZeroLoss(t *testing.T) {
+	for _, mode := range xdsModes {
+		t.Run(mode.name, func(t *testing.T) {
+			f := newRoutingFixture(t, fixtureOptions{delta: mode.delta})
+			f.applyPolicy(canaryPolicy("0"))
+			f.waitRoutes("canary")
+			f.waitWeight("canary", "app", 1_000_000)
+			resetsBefore, err := f.sidecar.Stats(f.ctx, resetStats)
+			must(t, err)
+			pushesBefore := f.cp.XDS.Pushes()
+
+			steps := []struct {
+				what   string
+				policy string
+				wait   func()
+			}{}
+			for _, w := range []string{"5", "25", "100", "0"} {
+				steps = append(steps, struct {
+					what   string
+					policy string
+					wait   func()
+				}{"weight " + w, canaryPolicy(w), func() { f.waitWeight("canary", "entrance-v2", percentPPM(t, w)) }})
+			}
+			blueGreen := func(green string) string {
+				blue := "100"
+				if green == "100" {
+					blue = "0"
+				}
+				return "policies:\n- name: canary\n  service: entrance\n  routeTo:\n  - {service: entrance-v2, name: blue, weight: " + blue + "}\n  - {service: entrance-v3, name: green, weight: " + green + "}\n"
+			}
+			add := func(what, policy string, wait func()) {
+				steps = append(steps, struct {
+					what   string
+					policy string
+					wait   func()
+				}{what, policy, wait})
+			}
+			add("blue-green: blue", blueGreen("0"), func() { f.waitWeight("canary", "entrance-v2", 1_000_000); f.waitWeight("canary", "app", 0) })
+			add("blue-green: flip to green", blueGreen("100"), func() { f.waitWeight("canary", "entrance-v3", 1_000_000) })
+			add("blue-green: flip back", blueGreen("0"), func() { f.waitWeight("canary", "entrance-v2", 1_000_000) })
+			withMarker := blueGreen("0") + strings.TrimPrefix(grayPolicies, "policies:\n")
+			add("add marker rules", withMarker, func() { f.waitRoutes("canary", "gray-cookie", "gray-header", "gray-ticket") })
+			add("remove marker rules", blueGreen("0"), func() { f.waitRoutes("canary") })
+			add("back to stable", canaryPolicy("0"), func() { f.waitWeight("canary", "app", 1_000_000) })
+
+			stepTime := 1500 * time.Millisecond
+			load := make(chan harness.Results, 1)
+			start := time.Now()
+			go func() {
+				load <- harness.RunAtRate(f.ctx, f.client, liveRate, time.Duration(len(steps)+1)*stepTime,
+					func(ctx context.Context, i int) *http.Request {
+						req := f.get(ctx, fmt.Sprintf("/zero-loss/%d", i))
+						if i%4 == 0 {
+							req.Header.Set("x-gray", "1")
+						}
+						return req
+					})
+			}()
+			for i, s := range steps {
+				time.Sleep(time.Until(start.Add(time.Duration(i+1) * stepTime)))
+				f.applyPolicy(s.policy)
+				s.wait()
+				t.Logf("%s: in force after %v", s.what, time.Since(start.Add(time.Duration(i+1)*stepTime)).Round(time.Millisecond))
+			}
+			res := <-load
+			if res.Errors() != 0 {
+				t.Errorf("%d of %d requests failed; first: %s", res.Errors(), len(res.All), res.FirstError())
+			}
+			served := f.primary.Count() + f.v2.Count() + f.v3.Count() + f.edge.Count()
+			if served != len(res.All) {
+				t.Errorf("backends served %d requests, the client sent %d", served, len(res.All))
+			}
+			if f.v2.Count() == 0 || f.v3.Count() == 0 || f.edge.Count() == 0 {
+				t.Errorf("every version must have served: v2 %d, v3 %d, edge %d", f.v2.Count(), f.v3.Count(), f.edge.Count())
+			}
+			t.Logf("%d requests: stable %d, v2 %d, v3 %d, edge %d", len(res.All), f.primary.Count(), f.v2.Count(), f.v3.Count(), f.edge.Count())
+			resetsAfter, err := f.sidecar.Stats(f.ctx, resetStats)
+			must(t, err)
+			for name, after := range resetsAfter {
+				if after != resetsBefore[name] {
+					t.Errorf("Envoy %s went from %d to %d", name, resetsBefore[name], after)
+				}
+			}
+			if len(resetsAfter) == 0 {
+				t.Errorf("Envoy has none of the reset stats %s: the check proves nothing", resetStats)
+			}
+			// The four weight steps (and the flips) changed RTDS; only adding
+			// and removing rules, and changing backends, touched routes and
+			// clusters.
+			pushes := f.cp.XDS.Pushes()
+			if got := pushes["runtime"] - pushesBefore["runtime"]; got < 8 {
+				t.Errorf("runtime pushed %d times, want one per weight change (at least 8)", got)
+			}
+		})
+	}
+}
+
+// TestRoutingWeightIsRTDSOnly: a weight change re-sends RTDS alone: no
+// listener, route, cluster or endpoint is pushed or rebuilt.
+func TestRoutingWeightIsRTDSOnly(t *testing.T) {
+	f := newRoutingFixture(t, fixtureOptions{})
+	f.applyPolicy(canaryPolicy("5"))
+	f.waitRoutes("canary")
+	f.waitWeight("canary", "entrance-v2", 50_000)
+	envoyBefore := configCounters(t, f.mirrorFixture)
+	pushesBefore := f.cp.XDS.Pushes()
+	for _, w := range []string{"25", "100", "0", "12.5"} {
+		f.applyPolicy(canaryPolicy(w))
+		f.waitWeight("canary", "entrance-v2", percentPPM(t, w))
+	}
+	checkCounterDeltas(t, "control-plane pushes", pushesBefore, f.cp.XDS.Pushes(), map[string]uint64{"runtime": 4})
+	checkOnlyChanged(t, envoyBefore, configCounters(t, f.mirrorFixture), regexp.MustCompile(`^runtime\.(update_attempt|update_success|load_success|override_dir_not_exists)$`))
+}
+
+// TestRoutingBackendWithoutEndpoints: a canary whose Service has no ready
+// endpoint gets no request and causes no error: its share stays on the
+// stable version. When an endpoint turns ready, the canary gets its share.
+func TestRoutingBackendWithoutEndpoints(t *testing.T) {
+	f := newRoutingFixture(t, fixtureOptions{})
+	f.applyPolicy("policies:\n- name: canary\n  service: entrance\n  routeTo:\n  - {service: entrance-empty, weight: 50}\n")
+	f.waitRoutes("canary")
+	f.waitWeight("canary", "entrance-empty", 0)
+	f.waitWeight("canary", "app", 1_000_000)
+
+	const n = 400
+	res := harness.SendN(f.ctx, f.client, n, 8, func(ctx context.Context, i int) *http.Request {
+		return f.get(ctx, fmt.Sprintf("/empty/%d", i))
+	})
+	if res.Errors() != 0 {
+		t.Fatalf("%d of %d requests failed; first: %s", res.Errors(), n, res.FirstError())
+	}
+	if got := f.primary.Count(); got != n {
+		t.Errorf("stable got %d of %d requests", got, n)
+	}
+	stats, err := f.sidecar.Stats(f.ctx, `^cluster\.route\|.*\.(upstream_rq_total|upstream_cx_none_healthy)$`)
+	must(t, err)
+	for name, v := range stats {
+		if v != 0 {
+			t.Errorf("Envoy %s = %d, want 0", name, v)
+		}
+	}
+	if len(stats) == 0 {
+		t.Error("Envoy has no stats of the routeTo cluster: the check proves nothing")
+	}
+}
+
+// TestRoutingPartialOverlaps: the request table of the golden case
+// routing-partial-overlaps, on the real Envoy: each request is copied by
+// exactly the policies whose matches it satisfies (told apart by the copy
+// marker each policy sets) and routed by the most specific rule.
+func TestRoutingPartialOverlaps(t *testing.T) {
+	f := newRoutingFixture(t, fixtureOptions{})
+	f.applyPolicy(`policies:
+- name: api
+  service: entrance
+  match: {pathPrefix: /api/}
+  mirrors: [{service: entrance-shadow, percent: 100}]
+- name: tenant-beta
+  service: entrance
+  match:
+    headers: [{name: tenant, exact: beta}]
+  mirrors: [{service: entrance-shadow, percent: 100}]
+- name: get
+  service: entrance
+  match: {methods: [GET]}
+  mirrors: [{service: entrance-shadow, percent: 100}]
+- name: beta-to-v2
+  service: entrance
+  match:
+    headers: [{name: tenant, exact: beta}]
+  routeTo: [{service: entrance-v2}]
+- name: api-canary
+  service: entrance
+  match: {pathPrefix: /api/}
+  routeTo: [{service: entrance-v3, weight: 100}]
+`)
+	f.waitRoutes("api-canary", "beta-to-v2")
+	f.waitWeight("api-canary", "entrance-v3", 1_000_000)
+	f.waitClusterHosts("shadow|"+f.ns+"|entrance-shadow|8080", 1)
+
+	data, err := os.ReadFile(filepath.Join(testtools.RepoRoot(), "translator", "testdata", "routing-partial-overlaps", "requests.yaml"))
+	must(t, err)
+	var rows []struct {
+		Request struct {
+			Method  string            `json:"method"`
+			Path    string            `json:"path"`
+			Headers map[string]string `json:"headers"`
+		} `json:"request"`
+		CopiedBy []string `json:"copiedBy"`
+		RoutedBy string   `json:"routedBy"`
+	}
+	must(t, yaml.UnmarshalStrict(data, &rows))
+	backendOf := map[string]*harness.Backend{"": f.primary, "beta-to-v2": f.v2, "api-canary": f.v3}
+	for i, row := range rows {
+		req, _ := http.NewRequestWithContext(f.ctx, row.Request.Method, f.sidecar.URL+row.Request.Path, nil)
+		for k, v := range row.Request.Headers {
+			req.Header.Set(k, v)
+		}
+		seq := fmt.Sprint(i)
+		req.Header.Set("x-request-seq", seq)
+		if r := harness.Do(f.client, req); r.Err != nil || r.Status != http.StatusOK {
+			t.Fatalf("%s %s: %v %d", row.Request.Method, row.Request.Path, r.Err, r.Status)
+		}
+		for rule, b := range backendOf {
+			got := b.CountWhere(func(r harness.Request) bool { return r.Header.Get("x-request-seq") == seq })
+			want := 0
+			if rule == row.RoutedBy {
+				want = 1
+			}
+			if got != want {
+				t.Errorf("%s %s %v: %d at the backend of %q, want %d", row.Request.Method, row.Request.Path, row.Request.Headers, got, rule, want)
+			}
+		}
+	}
+	f.shadow.WaitCount(f.ctx, 1<<30, 500*time.Millisecond)
+	for i, row := range rows {
+		seq := fmt.Sprint(i)
+		var copiedBy []string
+		for _, c := range f.shadow.Requests() {
+			if c.Header.Get("x-request-seq") == seq {
+				copiedBy = append(copiedBy, strings.TrimPrefix(c.Header.Get("x-shadowplane-copy"), f.ns+"/"))
+			}
+		}
+		slices.Sort(copiedBy)
+		want := slices.Sorted(slices.Values(row.CopiedBy))
+		if !slices.Equal(copiedBy, want) {
+			t.Errorf("%s %s %v: copied by %v, want %v", row.Request.Method, row.Request.Path, row.Request.Headers, copiedBy, want)
+		}
+	}
+}
