@@ -1,0 +1,85 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/shadowplane/shadowplane/policy"
+)
+
+const setTestKey = `# Release of entrance: keep this comment.
+policies:
+- name: copy
+  service: entrance
+  mirrors:
+  - {service: entrance-shadow, name: staging, percent: 10}   # ten percent
+- name: canary
+  service: entrance
+  routeTo:
+  - service: entrance-v2
+    name: canary
+    weight:   5     # step by step
+  - service: entrance-v3
+    weight: 0
+`
+
+// TestEditShares: an edit changes only the numbers, so every comment and
+// the layout survive, and the result parses to the new shares.
+func TestEditShares(t *testing.T) {
+	tests := []struct {
+		policy string
+		edits  []shareEdit
+		want   string // the key's text after the edit
+		err    string
+	}{
+		{"canary", []shareEdit{{name: "canary", text: "25"}},
+			strings.Replace(setTestKey, "weight:   5     # step", "weight:   25     # step", 1), ""},
+		{"canary", []shareEdit{{name: "canary", text: "0"}, {name: "entrance-v3", text: "100"}},
+			strings.Replace(strings.Replace(setTestKey, "weight:   5 ", "weight:   0 ", 1), "weight: 0\n", "weight: 100\n", 1), ""},
+		{"copy", []shareEdit{{name: "staging", text: "1.5"}},
+			strings.Replace(setTestKey, "percent: 10}", "percent: 1.5}", 1), ""},
+		{"canary", []shareEdit{{name: "nope", text: "1"}}, "", `has no mirror or routeTo backend named "nope"; its names are: canary, entrance-v3`},
+	}
+	for _, tt := range tests {
+		policies, errs := policy.ParsePolicies("shop", "release", "policies.yaml", []byte(setTestKey), policy.ParseOptions{})
+		if len(errs) != 0 {
+			t.Fatalf("test key invalid: %v", errs)
+		}
+		var p *policy.Policy
+		for _, candidate := range policies {
+			if candidate.Name == tt.policy {
+				p = candidate
+			}
+		}
+		got, _, err := editShares(setTestKey, p, tt.edits)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%v: error %v, want %q", tt.edits, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tt.edits, err)
+		}
+		if got != tt.want {
+			t.Errorf("%v: got\n%s\nwant\n%s", tt.edits, got, tt.want)
+		}
+	}
+}
+
+func TestPromotedBackend(t *testing.T) {
+	two := &policy.Policy{Name: "p", RouteTo: []policy.RouteBackend{{Name: "a"}, {Name: "b"}}}
+	one := &policy.Policy{Name: "p", RouteTo: []policy.RouteBackend{{Name: "a"}}}
+	if got, err := promotedBackend(one, nil); got != "a" || err != nil {
+		t.Errorf("one backend: %q %v", got, err)
+	}
+	if got, err := promotedBackend(two, []string{"b"}); got != "b" || err != nil {
+		t.Errorf("named: %q %v", got, err)
+	}
+	if _, err := promotedBackend(two, nil); err == nil || !strings.Contains(err.Error(), "name the one to promote") {
+		t.Errorf("two unnamed: %v", err)
+	}
+	if _, err := promotedBackend(two, []string{"c"}); err == nil {
+		t.Error("unknown backend accepted")
+	}
+}
