@@ -24,6 +24,10 @@ type routeBackendRef struct {
 	ready bool
 }
 
+// RouteClusterPrefix starts the name of every cluster that routing rules
+// send real requests to: "route|<namespace>|<service>|<port>".
+const RouteClusterPrefix = "route|"
+
 // routeTarget is the cluster of one Service that routing rules send real
 // traffic to.
 type routeTarget struct {
@@ -55,7 +59,7 @@ func (t *translation) resolveRouteBackend(p *policy.Policy, b policy.RouteBacken
 			portName = strconv.Itoa(int(sp.Port))
 		}
 	}
-	ref.cluster = "route|" + p.Namespace + "|" + b.Service + "|" + portName
+	ref.cluster = RouteClusterPrefix + p.Namespace + "|" + b.Service + "|" + portName
 	target := t.routeTargets[ref.cluster]
 	if target == nil {
 		target = &routeTarget{cluster: ref.cluster}

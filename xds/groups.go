@@ -22,6 +22,11 @@ type groupState struct {
 	// snapshot describes what the cache holds for the group; nil until the
 	// first snapshot is set.
 	snapshot *groupSnapshot
+	// lastTranslated is the latest translator output, and retiring the
+	// routeTo clusters it dropped that are kept a while (see retire.go).
+	// Guarded by translateMu.
+	lastTranslated *translator.Output
+	retiring       map[string]retiringCluster
 }
 
 type groupSnapshot struct {
@@ -90,6 +95,15 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	out, ok := s.translateGroup(w, group)
 	if !ok {
 		return
+	}
+	s.mu.Lock()
+	state := s.groups[key]
+	s.mu.Unlock()
+	if state != nil {
+		var again time.Time
+		if out, again = state.retainRouteClusters(out, time.Now()); !again.IsZero() {
+			s.refreshGroupAt(key, again)
+		}
 	}
 	built, err := buildSnapshot(out)
 	if err != nil {
