@@ -341,7 +341,9 @@ func TestRoutingWeightIsRTDSOnly(t *testing.T) {
 
 // TestRoutingBackendWithoutEndpoints: a canary whose Service has no ready
 // endpoint gets no request and causes no error: its share stays on the
-// stable version. When an endpoint turns ready, the canary gets its share.
+// stable version, and the condition shows as a BackendNotReady Event on
+// the ConfigMap and as shadowplane_route_backends_unready. When an endpoint
+// turns ready, the canary gets its share and the metric drops to 0.
 func TestRoutingBackendWithoutEndpoints(t *testing.T) {
 	f := newRoutingFixture(t, fixtureOptions{})
 	f.applyPolicy("policies:\n- name: canary\n  service: entrance\n  routeTo:\n  - {service: entrance-empty, weight: 50}\n")
@@ -368,6 +370,36 @@ func TestRoutingBackendWithoutEndpoints(t *testing.T) {
 	}
 	if len(stats) == 0 {
 		t.Error("Envoy has no stats of the routeTo cluster: the check proves nothing")
+	}
+	msg := f.waitWarningEvent("BackendNotReady", "entrance-empty")
+	t.Logf("event: %s", msg)
+	unready := `shadowplane_route_backends_unready`
+	if got := scrapeMetrics(t, f.cp.HTTPURL())[unready]; got != 1 {
+		t.Errorf("%s = %v, want 1", unready, got)
+	}
+
+	// The endpoint turns ready: the backend gets its share.
+	backend, err := harness.StartBackend("entrance-empty", env(t).endpointHost)
+	must(t, err)
+	t.Cleanup(backend.Stop)
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance-empty", harness.ServicePort{Name: "http", Port: 80, TargetPort: backend.Port}))
+	must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-empty", "http", backend.Port, harness.SliceEndpoint{Address: env(t).endpointHost, Ready: true}))
+	f.waitWeight("canary", "entrance-empty", 500_000)
+	res = harness.SendN(f.ctx, f.client, n, 8, func(ctx context.Context, i int) *http.Request {
+		return f.get(ctx, fmt.Sprintf("/ready/%d", i))
+	})
+	if res.Errors() != 0 {
+		t.Fatalf("%d of %d requests failed once ready; first: %s", res.Errors(), n, res.FirstError())
+	}
+	lo, hi := harness.BinomialBounds(n, 0.5, 0.001)
+	if got := backend.Count(); got < lo || got > hi {
+		t.Errorf("the backend got %d of %d requests once ready, outside [%d, %d]", got, n, lo, hi)
+	}
+	err = harness.WaitUntil(f.ctx, 10*time.Second, func() (bool, error) {
+		return scrapeMetrics(t, f.cp.HTTPURL())[unready] == 0, nil
+	})
+	if err != nil {
+		t.Errorf("%s never dropped to 0 once the endpoint was ready", unready)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
@@ -135,7 +136,7 @@ func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Polic
 	}
 	if c.policy != nil && !hasError(c.errs) && !hasError(refs) {
 		// CheckReferences' warnings already say the policy stays in force.
-		v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, ""), errorNotes(refs, ReasonTargetMissing, "")...)
+		v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, ""), referenceNotes(refs, "")...)
 		if len(refs) == 0 {
 			v.notes = append(v.notes, note{eventType: eventNormal, reason: ReasonPolicyApplied, message: appliedMessage(c.policy)})
 		}
@@ -145,7 +146,7 @@ func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Polic
 	if last != nil {
 		suffix = "; the last valid version stays in force"
 	}
-	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), errorNotes(refs, ReasonTargetMissing, suffix)...)
+	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), referenceNotes(refs, suffix)...)
 	return last, v, refs
 }
 
@@ -166,6 +167,23 @@ func duplicateError(dup, winner claim) *policy.PolicyError {
 // hasError reports whether errs holds anything but warnings.
 func hasError(errs []*policy.PolicyError) bool {
 	return slices.ContainsFunc(errs, func(e *policy.PolicyError) bool { return !e.Warning })
+}
+
+// referenceNotes turns the problems CheckReferences found into Event notes:
+// a routeTo backend without ready endpoints is BackendNotReady, other
+// warnings TargetMissing.
+func referenceNotes(refs []*policy.PolicyError, errorSuffix string) []note {
+	notes := errorNotes(refs, ReasonTargetMissing, errorSuffix)
+	for i, e := range refs {
+		if isUnreadyBackend(e) {
+			notes[i].reason = ReasonBackendNotReady
+		}
+	}
+	return notes
+}
+
+func isUnreadyBackend(e *policy.PolicyError) bool {
+	return e.Warning && strings.Contains(e.Message, translator.NoReadyEndpoints)
 }
 
 // errorNotes turns policy errors into Event notes: errors are rejections,

@@ -28,6 +28,9 @@ const (
 	ReasonPolicyWarning = "PolicyWarning"
 	// ReasonPolicyRemoved: a policy is no longer defined and is out of force.
 	ReasonPolicyRemoved = "PolicyRemoved"
+	// ReasonBackendNotReady: a routeTo Service has no ready endpoint, so its
+	// share of the requests stays on the stable version.
+	ReasonBackendNotReady = "BackendNotReady"
 )
 
 const (
