@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -79,17 +80,7 @@ func policyNames(policies []*policy.Policy, sep string) string {
 // Policies are added in name order; one whose routes would take the
 // listener past MaxRoutesPerListener is left out, and reported.
 func routeEntries(policies []*policy.Policy, mirrors map[*policy.Policy][]mirrorRef, backends map[*policy.Policy][]routeBackendRef, report func(p *policy.Policy, routes int)) []*routeEntry {
-	var kept []*policy.Policy
-	var matches []policy.Match
-	for _, p := range policies {
-		next := addIntersections(matches, canonicalMatch(p.Match))
-		if len(next) > MaxRoutesPerListener {
-			report(p, len(next))
-			continue
-		}
-		matches = next
-		kept = append(kept, p)
-	}
+	kept, matches := capRoutes(policies, report)
 
 	entries := make([]*routeEntry, 0, len(matches))
 	for _, m := range matches {
@@ -120,6 +111,53 @@ func routeEntries(policies []*policy.Policy, mirrors map[*policy.Policy][]mirror
 		return moreSpecific(entries[i], entries[j])
 	})
 	return entries
+}
+
+// capRoutes adds the policies' matches and their intersections in the
+// given order, leaving out (and reporting) each policy that would take
+// the count past MaxRoutesPerListener.
+func capRoutes(policies []*policy.Policy, report func(p *policy.Policy, routes int)) (kept []*policy.Policy, matches []policy.Match) {
+	for _, p := range policies {
+		next := addIntersections(matches, canonicalMatch(p.Match))
+		if len(next) > MaxRoutesPerListener {
+			report(p, len(next))
+			continue
+		}
+		matches = next
+		kept = append(kept, p)
+	}
+	return kept, matches
+}
+
+// CheckRouteCap finds the policies that the route cap keeps out of force,
+// as a sidecar would: policies of one Service and port share a listener
+// and are added in name order. It backs `shadowplane validate`, so the
+// error shows before the policies are applied.
+func CheckRouteCap(policies []*policy.Policy) []*policy.PolicyError {
+	type listenerKey struct{ namespace, service, port string }
+	byListener := map[listenerKey][]*policy.Policy{}
+	var keys []listenerKey
+	for _, p := range policies {
+		k := listenerKey{p.Namespace, p.Service, p.Port.String()}
+		if byListener[k] == nil {
+			keys = append(keys, k)
+		}
+		byListener[k] = append(byListener[k], p)
+	}
+	var errs []*policy.PolicyError
+	for _, k := range keys {
+		group := byListener[k]
+		sort.SliceStable(group, func(i, j int) bool { return group[i].Name < group[j].Name })
+		capRoutes(group, func(p *policy.Policy, routes int) {
+			errs = append(errs, &policy.PolicyError{
+				Namespace: p.Namespace, ConfigMap: p.Source.ConfigMap, Key: p.Source.Key, Policy: p.Name, Index: p.Source.Index,
+				Field: "match",
+				Message: fmt.Sprintf("with this policy, the policies of Service %s port %q would need %d routes to honour every overlap of their matches, more than the limit of %d per listener, so it is not put in force: narrow or merge the matches of the Service's policies",
+					ServiceKey(p.Namespace, p.Service), k.port, routes, MaxRoutesPerListener),
+			})
+		})
+	}
+	return errs
 }
 
 // addIntersections returns matches plus m and m's intersection with each

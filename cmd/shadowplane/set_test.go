@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -81,5 +82,22 @@ func TestPromotedBackend(t *testing.T) {
 	}
 	if _, err := promotedBackend(two, []string{"c"}); err == nil {
 		t.Error("unknown backend accepted")
+	}
+}
+
+// TestValidateRouteCap: `validate` reports a policy the route cap keeps out
+// of force, as an error naming it, before anything is applied.
+func TestValidateRouteCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("policies:\n")
+	for i := 0; i < 8; i++ {
+		fmt.Fprintf(&b, "- name: p%d\n  service: entrance\n  match: {headers: [{name: x-%d, present: true}]}\n  mirrors: [{service: shadow, percent: 1}]\n", i, i)
+	}
+	stdout, _, code := runCLI(t, []byte(b.String()), "validate", "-f", "-")
+	if code != 1 || !strings.Contains(stdout, `error: configmap "default/stdin" key "stdin" policy "p7": match: with this policy, the policies of Service default/entrance port "" would need 255 routes`) {
+		t.Errorf("exit %d, output:\n%s", code, stdout)
+	}
+	if strings.Contains(stdout, `policy "default/p7" is valid`) || !strings.Contains(stdout, `policy "default/p6" is valid`) {
+		t.Errorf("p0..p6 must be valid and p7 not:\n%s", stdout)
 	}
 }
