@@ -199,18 +199,9 @@ func TestRoutingCanaryShare(t *testing.T) {
 	f.waitWeight("canary", "app", 950_000)
 
 	const n = 4000
-	res := harness.SendN(f.ctx, f.client, n, 16, func(ctx context.Context, i int) *http.Request {
-		return f.get(ctx, fmt.Sprintf("/canary/%d", i))
-	})
-	if res.Errors() != 0 {
-		t.Fatalf("%d requests failed; first: %s", res.Errors(), res.FirstError())
-	}
-	lo, hi := harness.BinomialBounds(n, 0.05, 0.001)
+	f.sendCounting(n, 0, "", "")
 	got := f.v2.Count()
-	t.Logf("canary: %d of %d (%.2f %%), 99.9 %% interval [%d, %d]", got, n, 100*float64(got)/n, lo, hi)
-	if got < lo || got > hi {
-		t.Errorf("canary got %d requests, outside the binomial 99.9%% interval [%d, %d] for 5%% of %d", got, lo, hi, n)
-	}
+	checkShare(t, "canary at 5 %", got, n, 0.05)
 	if stable := f.primary.Count(); stable+got != n {
 		t.Errorf("stable %d + canary %d = %d, want %d", stable, got, stable+got, n)
 	}
@@ -352,12 +343,7 @@ func TestRoutingBackendWithoutEndpoints(t *testing.T) {
 	f.waitWeight("canary", "app", 1_000_000)
 
 	const n = 400
-	res := harness.SendN(f.ctx, f.client, n, 8, func(ctx context.Context, i int) *http.Request {
-		return f.get(ctx, fmt.Sprintf("/empty/%d", i))
-	})
-	if res.Errors() != 0 {
-		t.Fatalf("%d of %d requests failed; first: %s", res.Errors(), n, res.FirstError())
-	}
+	f.sendCounting(n, 0, "", "")
 	if got := f.primary.Count(); got != n {
 		t.Errorf("stable got %d of %d requests", got, n)
 	}
@@ -385,16 +371,8 @@ func TestRoutingBackendWithoutEndpoints(t *testing.T) {
 	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance-empty", harness.ServicePort{Name: "http", Port: 80, TargetPort: backend.Port}))
 	must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-empty", "http", backend.Port, harness.SliceEndpoint{Address: env(t).endpointHost, Ready: true}))
 	f.waitWeight("canary", "entrance-empty", 500_000)
-	res = harness.SendN(f.ctx, f.client, n, 8, func(ctx context.Context, i int) *http.Request {
-		return f.get(ctx, fmt.Sprintf("/ready/%d", i))
-	})
-	if res.Errors() != 0 {
-		t.Fatalf("%d of %d requests failed once ready; first: %s", res.Errors(), n, res.FirstError())
-	}
-	lo, hi := harness.BinomialBounds(n, 0.5, 0.001)
-	if got := backend.Count(); got < lo || got > hi {
-		t.Errorf("the backend got %d of %d requests once ready, outside [%d, %d]", got, n, lo, hi)
-	}
+	f.sendCounting(n, 0, "", "")
+	checkShare(t, "the backend once ready, at 50 %", backend.Count(), n, 0.5)
 	err = harness.WaitUntil(f.ctx, 10*time.Second, func() (bool, error) {
 		return scrapeMetrics(t, f.cp.HTTPURL())[unready] == 0, nil
 	})

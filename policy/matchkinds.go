@@ -41,13 +41,20 @@ var (
 
 // parseCookieName reads a cookie name: an RFC 6265 token, case-sensitive.
 func parseCookieName(r reporter, path string, n *yaml.Node) (string, bool) {
+	return parseMatchName(r, path, n, isHTTPToken,
+		"must be a cookie name (letters, digits and !#$%%&'*+-.^_`|~)")
+}
+
+// parseMatchName reads the name of a cookie or query parameter, as
+// written: it must be valid and at most maxHeaderNameBytes long.
+func parseMatchName(r reporter, path string, n *yaml.Node, valid func(string) bool, rule string) (string, bool) {
 	s, ok := stringValue(r, path, n)
 	if !ok {
 		return "", false
 	}
 	switch {
-	case s == "" || !isHTTPToken(s):
-		r.fail(path, n, "must be a cookie name (letters, digits and !#$%%&'*+-.^_`|~), got %s", quoteShort(s))
+	case s == "" || !valid(s):
+		r.fail(path, n, rule+", got %s", quoteShort(s))
 		return "", false
 	case len(s) > maxHeaderNameBytes:
 		r.fail(path, n, "is %d bytes long, more than the limit of %d", len(s), maxHeaderNameBytes)
@@ -71,19 +78,8 @@ func cookieValueProblem(condition, s string) string {
 // parseQueryName reads a query parameter name, matched as written
 // (case-sensitive, not URL-decoded).
 func parseQueryName(r reporter, path string, n *yaml.Node) (string, bool) {
-	s, ok := stringValue(r, path, n)
-	if !ok {
-		return "", false
-	}
-	switch {
-	case s == "" || strings.ContainsAny(s, "&=#?% \t\r\n\x00"):
-		r.fail(path, n, "must be a query parameter name as it appears in URLs, without \"&\", \"=\", \"#\", \"?\", \"%%\" or spaces, got %s", quoteShort(s))
-		return "", false
-	case len(s) > maxHeaderNameBytes:
-		r.fail(path, n, "is %d bytes long, more than the limit of %d", len(s), maxHeaderNameBytes)
-		return "", false
-	}
-	return s, true
+	return parseMatchName(r, path, n, func(s string) bool { return !strings.ContainsAny(s, "&=#?% \t\r\n\x00") },
+		"must be a query parameter name as it appears in URLs, without \"&\", \"=\", \"#\", \"?\", \"%%\" or spaces")
 }
 
 // CookieRegex is the regex the translator has Envoy match the whole Cookie

@@ -223,20 +223,25 @@ func headerMatcher(h policy.HeaderMatch) *routev3.HeaderMatcher {
 		name = ":authority"
 	}
 	hm := &routev3.HeaderMatcher{Name: name}
-	var sm *matcherv3.StringMatcher
-	switch {
-	case h.Present:
+	if h.Present {
 		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
 		return hm
-	case h.Regex != "":
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Regex}}}
-	case h.Prefix != "":
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.Prefix}}
-	default:
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact}}
 	}
-	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: sm}
+	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(h)}
 	return hm
+}
+
+// stringMatcher renders the value condition of a header or query
+// parameter match that is not present: true.
+func stringMatcher(h policy.HeaderMatch) *matcherv3.StringMatcher {
+	switch {
+	case h.Regex != "":
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Regex}}}
+	case h.Prefix != "":
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.Prefix}}
+	default:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact}}
+	}
 }
 
 // cookieMatcher finds one cookie in the Cookie header with one regex
@@ -254,18 +259,10 @@ func cookieMatcher(c policy.HeaderMatch) *routev3.HeaderMatcher {
 // parameter's value as it appears in the URL (not decoded).
 func queryMatcher(q policy.HeaderMatch) *routev3.QueryParameterMatcher {
 	qm := &routev3.QueryParameterMatcher{Name: q.Name}
-	var sm *matcherv3.StringMatcher
-	switch {
-	case q.Present:
+	if q.Present {
 		qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}
 		return qm
-	case q.Regex != "":
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: q.Regex}}}
-	case q.Prefix != "":
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: q.Prefix}}
-	default:
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: q.Exact}}
 	}
-	qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm}
+	qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatcher(q)}
 	return qm
 }

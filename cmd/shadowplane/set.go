@@ -50,8 +50,7 @@ changed the ConfigMap in between, the edit is re-applied to their version, never
 			return runShareEdit(cmd, kubeconfig, args[0], func(*policy.Policy) ([]shareEdit, error) { return edits, nil })
 		},
 	}
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
-	return cmd
+	return withKubeconfigFlag(cmd, &kubeconfig)
 }
 
 func newPromoteCommand() *cobra.Command {
@@ -78,8 +77,7 @@ func newPromoteCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
-	return cmd
+	return withKubeconfigFlag(cmd, &kubeconfig)
 }
 
 func newRollbackCommand() *cobra.Command {
@@ -101,8 +99,26 @@ func newRollbackCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
+	return withKubeconfigFlag(cmd, &kubeconfig)
+}
+
+// withKubeconfigFlag adds the --kubeconfig flag the API-writing verbs share.
+func withKubeconfigFlag(cmd *cobra.Command, kubeconfig *string) *cobra.Command {
+	cmd.Flags().StringVar(kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
 	return cmd
+}
+
+// kubeClient connects to the API server loadKubeconfig picks.
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	restConfig, _, err := loadKubeconfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, nil
 }
 
 // promotedBackend picks the backend promote moves everything to.
@@ -151,13 +167,9 @@ func runShareEdit(cmd *cobra.Command, kubeconfig, ref string, plan func(*policy.
 	if !ok || namespace == "" || name == "" {
 		return fmt.Errorf("%q: name the policy as NAMESPACE/POLICY", ref)
 	}
-	restConfig, _, err := loadKubeconfig(kubeconfig)
+	client, err := kubeClient(kubeconfig)
 	if err != nil {
 		return err
-	}
-	client, err := kubernetes.NewForConfig(restConfig)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	ctx := cmd.Context()
 	for attempt := 1; ; attempt++ {
