@@ -314,7 +314,9 @@ func TestRoutingZeroLoss(t *testing.T) {
 }
 
 // TestRoutingWeightIsRTDSOnly: a weight change re-sends RTDS alone: no
-// listener, route, cluster or endpoint is pushed or rebuilt.
+// listener, route, cluster or endpoint is pushed or rebuilt. An invalid
+// weight is rejected with an Event naming the field, and the last valid
+// weight stays in force.
 func TestRoutingWeightIsRTDSOnly(t *testing.T) {
 	f := newRoutingFixture(t, fixtureOptions{})
 	f.applyPolicy(canaryPolicy("5"))
@@ -326,6 +328,9 @@ func TestRoutingWeightIsRTDSOnly(t *testing.T) {
 		f.applyPolicy(canaryPolicy(w))
 		f.waitWeight("canary", "entrance-v2", percentPPM(t, w))
 	}
+	f.applyPolicy(canaryPolicy("101"))
+	t.Logf("event: %s", f.waitWarningEvent("PolicyRejected", "routeTo[0].weight: must be a number from 0 to 100"))
+	f.waitWeight("canary", "entrance-v2", 125_000)
 	checkCounterDeltas(t, "control-plane pushes", pushesBefore, f.cp.XDS.Pushes(), map[string]uint64{"runtime": 4})
 	checkOnlyChanged(t, envoyBefore, configCounters(t, f.mirrorFixture), regexp.MustCompile(`^runtime\.(update_attempt|update_success|load_success|override_dir_not_exists)$`))
 }
