@@ -470,3 +470,44 @@ func TestRoutingPartialOverlaps(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutingBackendLosesEndpointsUnderLoad: under 200 requests/s, the
+// canary's only endpoint turning unready and ready again fails no request:
+// its share moves to the stable version and back.
+func TestRoutingBackendLosesEndpointsUnderLoad(t *testing.T) {
+	for _, mode := range xdsModes {
+		t.Run(mode.name, func(t *testing.T) {
+			f := newRoutingFixture(t, fixtureOptions{delta: mode.delta})
+			f.applyPolicy(canaryPolicy("50"))
+			f.waitRoutes("canary")
+			f.waitWeight("canary", "entrance-v2", 500_000)
+			host := env(t).endpointHost
+			setReady := func(ready bool) {
+				must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-v2", "http", f.v2.Port, harness.SliceEndpoint{Address: host, Ready: ready}))
+			}
+
+			load := make(chan harness.Results, 1)
+			start := time.Now()
+			go func() {
+				load <- harness.RunAtRate(f.ctx, f.client, liveRate, 4*time.Second, func(ctx context.Context, i int) *http.Request {
+					return f.get(ctx, fmt.Sprintf("/unready/%d", i))
+				})
+			}()
+			time.Sleep(time.Until(start.Add(time.Second)))
+			setReady(false)
+			f.waitWeight("canary", "entrance-v2", 0)
+			f.waitWeight("canary", "app", 1_000_000)
+			time.Sleep(time.Until(start.Add(2500 * time.Millisecond)))
+			setReady(true)
+			f.waitWeight("canary", "entrance-v2", 500_000)
+			res := <-load
+			if res.Errors() != 0 {
+				t.Errorf("%d of %d requests failed; first: %s", res.Errors(), len(res.All), res.FirstError())
+			}
+			if served := f.primary.Count() + f.v2.Count(); served != len(res.All) {
+				t.Errorf("backends served %d, the client sent %d", served, len(res.All))
+			}
+			t.Logf("%d requests: stable %d, canary %d", len(res.All), f.primary.Count(), f.v2.Count())
+		})
+	}
+}

@@ -12,16 +12,18 @@ import (
 	"github.com/shadowplane/shadowplane/translator"
 )
 
-// routeClusterGrace is how long a routeTo cluster outlives the routes that
-// sent real requests to it.
+// routeClusterGrace is how long a routeTo cluster outlives the routes and
+// weights that sent real requests to it.
 //
-// Why: ADS delivers clusters before routes, so when a routing rule (or one
-// of its backends) goes away, Envoy would drop the backend's cluster while
-// the old route still sends requests to it, and answer those with 503 until
-// the new route arrives. Kept for this long, the cluster stays until Envoy
-// has long applied the routes and weights that no longer use it. (Copies to
-// a removed shadow cluster are only dropped, so shadow clusters need no
-// grace.)
+// Why: ADS delivers clusters before routes and runtime, so when a routing
+// rule (or one of its backends) goes away, Envoy would drop the backend's
+// cluster while the old route still sends requests to it, and answer those
+// with 503 until the new route arrives. Likewise when a backend loses its
+// last ready endpoint: the emptied cluster would arrive before the weight 0
+// that moves its share to the stable version. Kept as it was for this long,
+// the cluster stays usable until Envoy has long applied the routes and
+// weights that no longer use it. (Copies to a removed shadow cluster are
+// only dropped, so shadow clusters need no grace.)
 const routeClusterGrace = 2 * time.Second
 
 // retiringCluster is a routeTo cluster that the latest translation no
@@ -31,37 +33,39 @@ type retiringCluster struct {
 	deadline time.Time
 }
 
-// retainRouteClusters adds to out the routeTo clusters that the previous
-// translation had and out lacks, for routeClusterGrace. It updates the
-// group's retiring set and returns the output to serve and, when it keeps
-// any cluster, when to translate again to let them go.
+// retainRouteClusters keeps in the output to serve, for routeClusterGrace,
+// each routeTo cluster that the previous translation had with endpoints and
+// out lacks or has without any, as the previous translation had it. It
+// updates the group's retiring set and returns the output to serve and,
+// when it keeps any cluster, when to translate again to let them go.
 func (g *groupState) retainRouteClusters(out *translator.Output, now time.Time) (*translator.Output, time.Time) {
-	have := map[string]bool{}
+	usable := map[string]bool{}
 	for _, c := range out.Clusters {
-		have[c.GetName()] = true
+		usable[c.GetName()] = hasEndpoints(c)
 	}
 	if g.retiring == nil {
 		g.retiring = map[string]retiringCluster{}
 	}
 	if g.lastTranslated != nil {
 		for _, c := range g.lastTranslated.Clusters {
-			if strings.HasPrefix(c.GetName(), translator.RouteClusterPrefix) && !have[c.GetName()] {
-				if _, already := g.retiring[c.GetName()]; !already {
-					g.retiring[c.GetName()] = retiringCluster{cluster: c, deadline: now.Add(routeClusterGrace)}
+			name := c.GetName()
+			if strings.HasPrefix(name, translator.RouteClusterPrefix) && hasEndpoints(c) && !usable[name] {
+				if _, already := g.retiring[name]; !already {
+					g.retiring[name] = retiringCluster{cluster: c, deadline: now.Add(routeClusterGrace)}
 				}
 			}
 		}
 	}
 	g.lastTranslated = out
 
-	var kept []*clusterv3.Cluster
+	kept := map[string]*clusterv3.Cluster{}
 	var next time.Time
 	for name, r := range g.retiring {
-		if have[name] || !now.Before(r.deadline) {
+		if usable[name] || !now.Before(r.deadline) {
 			delete(g.retiring, name)
 			continue
 		}
-		kept = append(kept, r.cluster)
+		kept[name] = r.cluster
 		if next.IsZero() || r.deadline.Before(next) {
 			next = r.deadline
 		}
@@ -70,7 +74,15 @@ func (g *groupState) retainRouteClusters(out *translator.Output, now time.Time) 
 		return out, time.Time{}
 	}
 	served := *out
-	served.Clusters = append(append([]*clusterv3.Cluster(nil), out.Clusters...), kept...)
+	served.Clusters = nil
+	for _, c := range out.Clusters {
+		if _, replaced := kept[c.GetName()]; !replaced {
+			served.Clusters = append(served.Clusters, c)
+		}
+	}
+	for _, c := range kept {
+		served.Clusters = append(served.Clusters, c)
+	}
 	sort.Slice(served.Clusters, func(i, j int) bool { return served.Clusters[i].GetName() < served.Clusters[j].GetName() })
 	served.Versions = make(map[string]string, len(out.Versions))
 	for url, v := range out.Versions {
@@ -96,4 +108,14 @@ func (s *Server) refreshGroupAt(key string, t time.Time) {
 			s.refreshGroup(w, g.group, false)
 		}
 	})
+}
+
+// hasEndpoints reports whether a cluster's inline endpoints hold a host.
+func hasEndpoints(c *clusterv3.Cluster) bool {
+	for _, l := range c.GetLoadAssignment().GetEndpoints() {
+		if len(l.GetLbEndpoints()) > 0 {
+			return true
+		}
+	}
+	return false
 }
