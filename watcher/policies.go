@@ -103,9 +103,29 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 			})
 		}
 	}
+	out.reportRouteCap()
 	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
 	slices.SortStableFunc(out.verdicts, func(a, b verdict) int { return compareSubjects(a.subject, b.subject) })
 	return out
+}
+
+// reportRouteCap adds a RouteCapExceeded note to the verdict of each policy
+// in force that sidecars leave out because its routes would pass the
+// translator's cap (see translator.CheckRouteCap).
+func (o *outcome) reportRouteCap() {
+	policies := make([]*policy.Policy, 0, len(o.inForce))
+	for _, id := range sortedIDs(o.inForce) {
+		policies = append(policies, o.inForce[id])
+	}
+	for _, e := range translator.CheckRouteCap(policies) {
+		o.problems = append(o.problems, e)
+		for i := range o.verdicts {
+			s := o.verdicts[i].subject
+			if s.source.Namespace == e.Namespace && s.source.ConfigMap == e.ConfigMap && s.source.Key == e.Key && s.policy == e.Policy {
+				o.verdicts[i].notes = append(o.verdicts[i].notes, note{eventType: eventWarning, reason: ReasonRouteCapExceeded, message: e.Error()})
+			}
+		}
+	}
 }
 
 // compareSubjects orders by key, then the key itself, unnamed entries and

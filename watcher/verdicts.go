@@ -31,6 +31,10 @@ const (
 	// ReasonBackendNotReady: a routeTo Service has no ready endpoint, so its
 	// share of the requests stays on the stable version.
 	ReasonBackendNotReady = "BackendNotReady"
+	// ReasonRouteCapExceeded: with this policy, the policies of its Service
+	// and port would need more routes than a listener may have, so
+	// sidecars leave it out.
+	ReasonRouteCapExceeded = "RouteCapExceeded"
 )
 
 const (
