@@ -511,3 +511,34 @@ func TestRoutingBackendLosesEndpointsUnderLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutingRouteCap: eight copy policies whose matches all overlap would
+// need 255 routes; the eighth by name is left out of Envoy's routes and
+// named in a RouteCapExceeded Event, and the other seven copy.
+func TestRoutingRouteCap(t *testing.T) {
+	f := newRoutingFixture(t, fixtureOptions{})
+	var b strings.Builder
+	b.WriteString("policies:\n")
+	for i := 0; i < 8; i++ {
+		fmt.Fprintf(&b, "- name: p%d\n  service: entrance\n  match: {headers: [{name: x-%d, present: true}]}\n  mirrors: [{service: entrance-shadow, name: m, percent: 100}]\n", i, i)
+	}
+	f.applyPolicy(b.String())
+	t.Logf("event: %s", f.waitWarningEvent("RouteCapExceeded", `policy "p7": match: with this policy, the policies of Service `+f.ns+`/entrance port "" would need 255 routes`))
+	f.waitRouteMirrors(7 * 64) // each of p0..p6 is on the 64 of the 127 routes that contain its match
+	dump, err := f.sidecar.ConfigDump(f.ctx, "dynamic_route_configs")
+	must(t, err)
+	if strings.Contains(string(dump), "shadowplane."+f.ns+".p7.") {
+		t.Error("p7 is in Envoy's routes although it is over the cap")
+	}
+	f.waitClusterHosts(f.shadowCluster(), 1)
+	req := f.get(f.ctx, "/capped")
+	for i := 0; i < 8; i++ {
+		req.Header.Set(fmt.Sprintf("x-%d", i), "1")
+	}
+	if r := harness.Do(f.client, req); r.Err != nil || r.Status != http.StatusOK {
+		t.Fatalf("request: %v %d", r.Err, r.Status)
+	}
+	if got := f.shadow.WaitCount(f.ctx, 7, 500*time.Millisecond); got != 7 {
+		t.Errorf("a request matching all eight was copied %d times, want 7 (p0..p6)", got)
+	}
+}
