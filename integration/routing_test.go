@@ -211,6 +211,23 @@ func TestRoutingCanaryShare(t *testing.T) {
 // upstream streams; a zero-loss change leaves them all unchanged.
 const resetStats = `^(http\.inbound_[0-9]+\.downstream_(rq_rx_reset|rq_tx_reset|cx_destroy_remote_active_rq|cx_destroy_local_active_rq|rq_5xx)|cluster\.(app|route)\|.*\.(upstream_rq_5xx|upstream_cx_none_healthy|upstream_rq_tx_reset|upstream_rq_rx_reset|upstream_cx_destroy_with_active_rq))$`
 
+// checkNoResets fails when any of Envoy's resetStats moved since before,
+// and when the listener's counters are missing (the check would prove
+// nothing).
+func (f *routingFixture) checkNoResets(before map[string]uint64) {
+	f.t.Helper()
+	after, err := f.sidecar.Stats(f.ctx, resetStats)
+	must(f.t, err)
+	for name, n := range after {
+		if n != before[name] {
+			f.t.Errorf("Envoy %s went from %d to %d", name, before[name], n)
+		}
+	}
+	if _, ok := after[fmt.Sprintf("http.inbound_%d.downstream_rq_5xx", f.sidecar.ListenPort)]; !ok {
+		f.t.Errorf("Envoy lacks the listener's reset and 5xx stats (%s): the check proves nothing; got %v", resetStats, after)
+	}
+}
+
 // TestRoutingZeroLoss: under 200 requests/s on keep-alive connections,
 // stepping a canary 5 → 25 → 100 → 0, a blue-green flip and back, and
 // adding and removing a marker rule fail no request and reset no
@@ -292,16 +309,7 @@ func TestRoutingZeroLoss(t *testing.T) {
 				t.Errorf("every version must have served: v2 %d, v3 %d, edge %d", f.v2.Count(), f.v3.Count(), f.edge.Count())
 			}
 			t.Logf("%d requests: stable %d, v2 %d, v3 %d, edge %d", len(res.All), f.primary.Count(), f.v2.Count(), f.v3.Count(), f.edge.Count())
-			resetsAfter, err := f.sidecar.Stats(f.ctx, resetStats)
-			must(t, err)
-			for name, after := range resetsAfter {
-				if after != resetsBefore[name] {
-					t.Errorf("Envoy %s went from %d to %d", name, resetsBefore[name], after)
-				}
-			}
-			if _, ok := resetsAfter[fmt.Sprintf("http.inbound_%d.downstream_rq_5xx", f.sidecar.ListenPort)]; !ok {
-				t.Errorf("Envoy lacks the listener's reset and 5xx stats (%s): the check proves nothing; got %v", resetStats, resetsAfter)
-			}
+			f.checkNoResets(resetsBefore)
 			// The four weight steps (and the flips) changed RTDS; only adding
 			// and removing rules, and changing backends, touched routes and
 			// clusters.
@@ -481,6 +489,8 @@ func TestRoutingBackendLosesEndpointsUnderLoad(t *testing.T) {
 			f.applyPolicy(canaryPolicy("50"))
 			f.waitRoutes("canary")
 			f.waitWeight("canary", "entrance-v2", 500_000)
+			resetsBefore, err := f.sidecar.Stats(f.ctx, resetStats)
+			must(t, err)
 			host := env(t).endpointHost
 			setReady := func(ready bool) {
 				must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-v2", "http", f.v2.Port, harness.SliceEndpoint{Address: host, Ready: ready}))
@@ -507,6 +517,7 @@ func TestRoutingBackendLosesEndpointsUnderLoad(t *testing.T) {
 			if served := f.primary.Count() + f.v2.Count(); served != len(res.All) {
 				t.Errorf("backends served %d, the client sent %d", served, len(res.All))
 			}
+			f.checkNoResets(resetsBefore)
 			t.Logf("%d requests: stable %d, canary %d", len(res.All), f.primary.Count(), f.v2.Count())
 		})
 	}
