@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,19 @@ func TestReleaseExamples(t *testing.T) {
 		must(t, harness.Do(f.client, f.get(f.ctx, "/a?ticket=T-7")).Err)
 		if f.edge.Count() != 1 {
 			t.Errorf("a request with ?ticket did not reach the edge version")
+		}
+
+		// Rolling a marker rule back writes the weight it left out.
+		out, err := exec.CommandContext(f.ctx, env(t).shadowplane, "rollback", f.ns+"/gray-header", "--kubeconfig", f.kube.KubeconfigPath).CombinedOutput()
+		if err != nil {
+			t.Fatalf("shadowplane rollback: %v\n%s", err, out)
+		}
+		t.Logf("%s", strings.TrimSpace(string(out)))
+		f.waitWeight("gray-header", "entrance-edge", 0)
+		f.resetBackends()
+		f.sendCounting(100, 2, "x-gray", "1")
+		if f.edge.Count() != 0 || f.primary.Count() != 100 {
+			t.Errorf("after rollback: edge %d, stable %d; want 0 and 100", f.edge.Count(), f.primary.Count())
 		}
 	})
 	t.Run("canary", func(t *testing.T) {

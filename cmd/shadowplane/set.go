@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -270,7 +271,7 @@ func findPolicy(ctx context.Context, client kubernetes.Interface, namespace, nam
 // and the weight of each named routeTo backend. Only the characters of the
 // number change, so comments, quoting and layout stay as the user wrote
 // them. It returns the new text and a description of each change.
-func editShares(text string, p *policy.Policy, edits []shareEdit) (string, []string, error) {
+func editShares(text string, p *policy.Policy, shareEdits []shareEdit) (string, []string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		return "", nil, err
@@ -279,13 +280,9 @@ func editShares(text string, p *policy.Policy, edits []shareEdit) (string, []str
 	if err != nil {
 		return "", nil, err
 	}
-	type replacement struct {
-		node  *yaml.Node
-		value string
-	}
-	var replacements []replacement
+	var edits []textEdit
 	var changes []string
-	for _, e := range edits {
+	for _, e := range shareEdits {
 		list, field, index := "mirrors", "percent", -1
 		for i, m := range p.Mirrors {
 			if m.Name == e.name {
@@ -309,40 +306,90 @@ func editShares(text string, p *policy.Policy, edits []shareEdit) (string, []str
 		}
 		value := fieldNode(entry.Content[index], field)
 		if value == nil {
-			return "", nil, fmt.Errorf("%s[%d] (%s) has no %s field to change: add \"%s: ...\" to it once by hand", list, index, e.name, field, field)
+			// A lone backend may leave its weight out (100): write one.
+			insert, ok := fieldInsertion(entry.Content[index], field, e.text)
+			if !ok {
+				return "", nil, fmt.Errorf("%s[%d] (%s) has no %s field to change: add \"%s: ...\" to it once by hand", list, index, e.name, field, field)
+			}
+			edits = append(edits, insert)
+			changes = append(changes, fmt.Sprintf("%s (unwritten, 100) → %s", e.name, e.text))
+			continue
 		}
 		if value.Kind != yaml.ScalarNode || value.Style != 0 {
 			return "", nil, fmt.Errorf("%s[%d].%s is not a plain number", list, index, field)
 		}
-		replacements = append(replacements, replacement{value, e.text})
+		edits = append(edits, textEdit{line: value.Line, column: value.Column, old: value.Value, text: e.text})
 		changes = append(changes, fmt.Sprintf("%s %s → %s", e.name, value.Value, e.text))
 	}
 	lines := strings.SplitAfter(text, "\n")
-	// Replace from the end, so earlier positions stay valid.
-	sort.Slice(replacements, func(i, j int) bool {
-		a, b := replacements[i].node, replacements[j].node
-		return a.Line > b.Line || (a.Line == b.Line && a.Column > b.Column)
+	// Edit from the end, so earlier positions stay valid.
+	sort.Slice(edits, func(i, j int) bool {
+		a, b := edits[i], edits[j]
+		return a.line > b.line || (a.line == b.line && a.column > b.column)
 	})
-	for _, r := range replacements {
-		line := lines[r.node.Line-1]
-		start := columnOffset(line, r.node.Column)
-		if start < 0 || !strings.HasPrefix(line[start:], r.node.Value) {
+	for _, ed := range edits {
+		if ed.line > len(lines) {
+			if len(lines) > 0 && !strings.HasSuffix(lines[len(lines)-1], "\n") {
+				lines[len(lines)-1] += "\n"
+			}
+			lines = append(lines, ed.text)
+			continue
+		}
+		line := lines[ed.line-1]
+		start := columnOffset(line, ed.column)
+		if start < 0 || !strings.HasPrefix(line[start:], ed.old) {
 			return "", nil, errors.New("could not locate the number in the text")
 		}
-		lines[r.node.Line-1] = line[:start] + r.value + line[start+len(r.node.Value):]
+		lines[ed.line-1] = line[:start] + ed.text + line[start+len(ed.old):]
 	}
 	return strings.Join(lines, ""), changes, nil
 }
 
+// textEdit replaces old, found at a 1-based line and column (in
+// characters), with text; a column past the line's end inserts there, and a
+// line past the end appends.
+type textEdit struct {
+	line, column int
+	old, text    string
+}
+
+// fieldInsertion writes "field: value" into a mapping that lacks it, after
+// its last value, in the mapping's own style: ", field: value" in a flow
+// mapping ({service: x}), a line with the keys' indentation in a block one.
+// ok is false when the last value is not a plain one-line scalar, whose end
+// the node positions cannot tell.
+func fieldInsertion(m *yaml.Node, field, value string) (textEdit, bool) {
+	if m.Kind != yaml.MappingNode || len(m.Content) < 2 {
+		return textEdit{}, false
+	}
+	last := m.Content[len(m.Content)-1]
+	if last.Kind != yaml.ScalarNode || last.Style != 0 || strings.Contains(last.Value, "\n") {
+		return textEdit{}, false
+	}
+	if m.Style&yaml.FlowStyle != 0 {
+		end := last.Column + utf8.RuneCountInString(last.Value)
+		return textEdit{line: last.Line, column: end, text: ", " + field + ": " + value}, true
+	}
+	indent := strings.Repeat(" ", m.Content[0].Column-1)
+	return textEdit{line: last.Line + 1, column: 1, text: indent + field + ": " + value + "\n"}, true
+}
+
 // columnOffset turns yaml's 1-based column (in characters) into a byte
-// offset in line.
+// offset in line; the column just past the line's text (before its
+// newline) is its end.
 func columnOffset(line string, column int) int {
 	n := 1
-	for i := range line {
+	for i, r := range line {
 		if n == column {
 			return i
 		}
+		if r == '\n' {
+			break
+		}
 		n++
+	}
+	if n == column {
+		return len(strings.TrimSuffix(line, "\n"))
 	}
 	return -1
 }

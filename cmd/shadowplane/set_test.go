@@ -24,6 +24,35 @@ policies:
     weight: 0
 `
 
+// TestEditSharesWritesAMissingWeight: a lone backend written without a
+// weight (100) gets one, in the mapping's own style, and nothing else moves.
+func TestEditSharesWritesAMissingWeight(t *testing.T) {
+	tests := []struct{ name, key, want string }{
+		{"flow", "policies:\n- name: gray  # marker\n  service: entrance\n  routeTo: [{service: entrance-edge}]   # edge\n",
+			"policies:\n- name: gray  # marker\n  service: entrance\n  routeTo: [{service: entrance-edge, weight: 0}]   # edge\n"},
+		{"block", "policies:\n- name: gray\n  service: entrance\n  routeTo:\n  - service: entrance-edge\n    name: edge   # the edge build\n# end\n",
+			"policies:\n- name: gray\n  service: entrance\n  routeTo:\n  - service: entrance-edge\n    name: edge   # the edge build\n    weight: 0\n# end\n"},
+		{"block at the end without a newline", "policies:\n- name: gray\n  service: entrance\n  routeTo:\n  - service: entrance-edge",
+			"policies:\n- name: gray\n  service: entrance\n  routeTo:\n  - service: entrance-edge\n    weight: 0\n"},
+	}
+	for _, tt := range tests {
+		policies, errs := policy.ParsePolicies("shop", "release", "policies.yaml", []byte(tt.key), policy.ParseOptions{})
+		if len(errs) != 0 || len(policies) != 1 {
+			t.Fatalf("%s: test key invalid: %v", tt.name, errs)
+		}
+		got, _, err := editShares(tt.key, policies[0], []shareEdit{{name: policies[0].RouteTo[0].Name, text: "0"}})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got != tt.want {
+			t.Errorf("%s: got\n%s\nwant\n%s", tt.name, got, tt.want)
+		}
+		if edited, errs := policy.ParsePolicies("shop", "release", "policies.yaml", []byte(got), policy.ParseOptions{}); len(errs) != 0 || edited[0].RouteTo[0].PartsPerMillion != 0 {
+			t.Errorf("%s: the edit does not parse to weight 0: %v", tt.name, errs)
+		}
+	}
+}
+
 // TestEditShares: an edit changes only the numbers, so every comment and
 // the layout survive, and the result parses to the new shares.
 func TestEditShares(t *testing.T) {
