@@ -104,8 +104,10 @@ func (s *Server) refreshGroupAt(key string, t time.Time) {
 		s.mu.Lock()
 		g, w := s.groups[key], s.world
 		s.mu.Unlock()
-		if g != nil && w != nil {
-			s.refreshGroup(w, g.group, false)
+		if g != nil && w != nil && s.byService != nil {
+			// Translated again even though its inputs did not change: the
+			// retiring clusters are what changes.
+			s.refreshGroup(w, g.group, false, groupInputs(w, g.group, s.byService, &s.inputs))
 		}
 	})
 }
