@@ -67,6 +67,8 @@ func changeSteps(start time.Time, cp harness.PushSteps, seen time.Time) []time.D
 var propagationCases = []propagationCase{
 	{name: "percent-sotw", what: "percent (RTDS)", change: changePercent, seen: percentSeen, pushType: "runtime"},
 	{name: "percent-delta", what: "percent (RTDS)", delta: true, change: changePercent, seen: percentSeen, pushType: "runtime"},
+	{name: "weight-sotw", what: "split weight (RTDS)", change: changeWeight, seen: weightSeen, pushType: "runtime"},
+	{name: "weight-delta", what: "split weight (RTDS)", delta: true, change: changeWeight, seen: weightSeen, pushType: "runtime"},
 	{name: "route-sotw", what: "route match (RDS)", change: changeRoute, seen: routeSeen, pushType: "route"},
 	{name: "endpoint-sotw", what: "shadow endpoint (EDS)", change: changeEndpoint, seen: endpointSeen, pushType: "endpoint"},
 }
@@ -74,7 +76,8 @@ var propagationCases = []propagationCase{
 // BenchmarkPropagation times how long a change written to the Kubernetes
 // API takes to be in force in a real Envoy: from just before the Update
 // call to Envoy's admin interface showing it (polled every millisecond),
-// for a percent edit (RTDS), a route-structure edit (RDS) and an
+// for a percent edit (RTDS), a routeTo weight edit (RTDS, see
+// bench_weight_test.go), a route-structure edit (RDS) and an
 // EndpointSlice edit (EDS). It prints a markdown table; `make
 // bench-propagation` runs it.
 func BenchmarkPropagation(b *testing.B) {

@@ -7,7 +7,7 @@ import (
 )
 
 // policyFields are the fields of one policy, in the order the docs list them.
-var policyFields = []string{"name", "service", "port", "match", "mirrors", "copyHeaders", "markCopies", "hostSuffix", "guard"}
+var policyFields = []string{"name", "service", "port", "match", "mirrors", "routeTo", "copyHeaders", "markCopies", "hostSuffix", "guard"}
 
 // policyParser parses one entry of the policies list. It keeps going after
 // a problem so that one pass reports every problem of the policy.
@@ -76,7 +76,12 @@ func (p *policyParser) parse() *Policy {
 	// A mirror onto the policy's own Service and port is only detectable
 	// once both are known to be valid.
 	ownTargetKnown := pol.Service != "" && portOK
-	pol.Mirrors = p.parseMirrors("mirrors", fields["mirrors"], pol, ownTargetKnown)
+	if absentNode(fields["mirrors"]) && absentNode(fields["routeTo"]) {
+		p.fail("mirrors", p.node, "is required unless the policy routes: list at least one copy target, e.g. - {service: entrance-shadow, percent: 10}, or route with routeTo: - {service: entrance-v2, weight: 5}")
+	} else if !absentNode(fields["mirrors"]) {
+		pol.Mirrors = p.parseMirrors("mirrors", fields["mirrors"], pol, ownTargetKnown)
+	}
+	pol.RouteTo = p.parseRouteTo("routeTo", fields["routeTo"], pol, ownTargetKnown)
 	pol.CopyHeaders = p.parseCopyHeaders("copyHeaders", fields["copyHeaders"])
 	if n := fields["markCopies"]; !absentNode(n) {
 		pol.MarkCopies, _ = boolValue(p, "markCopies", n)

@@ -82,8 +82,20 @@ func checkParseInvariants(t *testing.T, policies []*policy.Policy, errs []*polic
 		if len(validation.IsDNS1123Label(p.Name)) != 0 || len(validation.IsDNS1035Label(p.Service)) != 0 || len(validation.IsDNS1123Label(p.Namespace)) != 0 {
 			t.Fatalf("invalid names in policy %+v", p)
 		}
-		if len(p.Mirrors) == 0 || len(p.Mirrors) > policy.MaxMirrorsPerPolicy {
-			t.Fatalf("policy %q has %d mirrors", p.Name, len(p.Mirrors))
+		if (len(p.Mirrors) == 0 && len(p.RouteTo) == 0) || len(p.Mirrors) > policy.MaxMirrorsPerPolicy || len(p.RouteTo) > policy.MaxRouteBackendsPerPolicy {
+			t.Fatalf("policy %q has %d mirrors and %d routeTo backends", p.Name, len(p.Mirrors), len(p.RouteTo))
+		}
+		var routed uint64
+		backends := map[string]bool{}
+		for _, b := range p.RouteTo {
+			routed += uint64(b.PartsPerMillion)
+			if b.Name == "" || backends[b.Name] || len(validation.IsDNS1035Label(b.Service)) != 0 {
+				t.Fatalf("policy %q has a bad or repeated routeTo backend %+v", p.Name, b)
+			}
+			backends[b.Name] = true
+		}
+		if routed > 1_000_000 {
+			t.Fatalf("policy %q routes %d parts per million", p.Name, routed)
 		}
 		names := map[string]bool{}
 		for _, m := range p.Mirrors {

@@ -20,7 +20,7 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		msg   string // substring of the message
 	}{
 		// policy fields
-		{"unknown policy field", entranceHead + shadowMirrorYAML + "mirror: x\n", "mirror", `unknown field "mirror"; valid fields are: name, service, port, match, mirrors, copyHeaders, markCopies, hostSuffix, guard (did you mean "mirrors"?)`},
+		{"unknown policy field", entranceHead + shadowMirrorYAML + "mirror: x\n", "mirror", `unknown field "mirror"; valid fields are: name, service, port, match, mirrors, routeTo, copyHeaders, markCopies, hostSuffix, guard (did you mean "mirrors"?)`},
 		{"misspelt field suggestion", entranceHead + shadowMirrorYAML + "mark_copies: true\n", "mark_copies", `did you mean "markCopies"?`},
 		{"field given twice", entranceHead + "service: checkout\n" + shadowMirrorYAML, "service", "is given twice (first on line 3)"},
 		{"merge key", entranceHead + shadowMirrorYAML + "<<: {port: http}\n", "<<", "merge keys (<<) are not supported"},

@@ -12,7 +12,7 @@ import (
 )
 
 var (
-	matchFields       = []string{"pathPrefix", "methods", "headers"}
+	matchFields       = []string{"pathPrefix", "methods", "headers", "cookies", "query"}
 	headerMatchFields = []string{"name", "exact", "prefix", "regex", "present"}
 )
 
@@ -33,7 +33,9 @@ func (p *policyParser) parseMatch(path string, n *yaml.Node) Match {
 		m.PathPrefix = p.parsePathPrefix(joinPath(path, "pathPrefix"), f)
 	}
 	m.Methods = p.parseMethods(joinPath(path, "methods"), fields["methods"])
-	m.Headers = p.parseHeaderMatches(joinPath(path, "headers"), fields["headers"])
+	m.Headers = p.parseHeaderMatches(joinPath(path, "headers"), fields["headers"], headerKind)
+	m.Cookies = p.parseHeaderMatches(joinPath(path, "cookies"), fields["cookies"], cookieKind)
+	m.Query = p.parseHeaderMatches(joinPath(path, "query"), fields["query"], queryKind)
 	return m
 }
 
@@ -112,16 +114,16 @@ func methodsProblem(methods []string) string {
 	return ""
 }
 
-// parseHeaderMatches reads header conditions, sorted by name, then kind,
-// then value, without repeats.
-func (p *policyParser) parseHeaderMatches(path string, n *yaml.Node) []HeaderMatch {
+// parseHeaderMatches reads header, cookie or query conditions, sorted by
+// name, then kind, then value, without repeats.
+func (p *policyParser) parseHeaderMatches(path string, n *yaml.Node, kind matchKind) []HeaderMatch {
 	items, ok := optionalSequence(p, path, n)
 	if !ok {
 		return nil
 	}
 	var out []HeaderMatch
 	for i, item := range items {
-		if hm, ok := p.parseHeaderMatch(indexPath(path, i), item); ok {
+		if hm, ok := p.parseHeaderMatch(indexPath(path, i), item, kind); ok {
 			out = append(out, hm)
 		}
 	}
@@ -129,7 +131,7 @@ func (p *policyParser) parseHeaderMatches(path string, n *yaml.Node) []HeaderMat
 	return slices.Compact(out)
 }
 
-func (p *policyParser) parseHeaderMatch(path string, n *yaml.Node) (HeaderMatch, bool) {
+func (p *policyParser) parseHeaderMatch(path string, n *yaml.Node, kind matchKind) (HeaderMatch, bool) {
 	fields, ok := mappingFields(p, path, n, headerMatchFields...)
 	if !ok {
 		return HeaderMatch{}, false
@@ -137,9 +139,9 @@ func (p *policyParser) parseHeaderMatch(path string, n *yaml.Node) (HeaderMatch,
 	before := len(p.k.errs)
 	var hm HeaderMatch
 	if absentNode(fields["name"]) {
-		p.fail(joinPath(path, "name"), n, "is required: the header to look at, e.g. x-tenant")
+		p.fail(joinPath(path, "name"), n, "is required: the %s to look at, e.g. %s", kind.noun, kind.example)
 	} else {
-		hm.Name, _ = parseHeaderName(p, joinPath(path, "name"), fields["name"], headerMatched)
+		hm.Name, _ = kind.parseName(p, joinPath(path, "name"), fields["name"])
 	}
 	var kinds []string
 	for _, kind := range []string{"exact", "prefix", "regex", "present"} {
@@ -151,7 +153,7 @@ func (p *policyParser) parseHeaderMatch(path string, n *yaml.Node) (HeaderMatch,
 	case 0:
 		p.fail(path, n, "needs a condition: set exactly one of exact, prefix, regex or present: true")
 	case 1:
-		p.parseHeaderCondition(joinPath(path, kinds[0]), kinds[0], fields[kinds[0]], &hm)
+		p.parseHeaderCondition(joinPath(path, kinds[0]), kinds[0], fields[kinds[0]], &hm, kind)
 	default:
 		p.fail(path, n, "sets %s together: set exactly one of exact, prefix, regex or present: true (use several header entries to require several conditions)",
 			strings.Join(kinds, " and "))
@@ -160,11 +162,11 @@ func (p *policyParser) parseHeaderMatch(path string, n *yaml.Node) (HeaderMatch,
 }
 
 // parseHeaderCondition fills the one condition of a header match.
-func (p *policyParser) parseHeaderCondition(path, kind string, n *yaml.Node, hm *HeaderMatch) {
+func (p *policyParser) parseHeaderCondition(path, kind string, n *yaml.Node, hm *HeaderMatch, mk matchKind) {
 	if kind == "present" {
 		present, ok := boolValue(p, path, n)
 		if ok && !present {
-			p.fail(path, n, "must be true: to copy regardless of this header, leave the header condition out")
+			p.fail(path, n, "must be true: to select requests regardless of this %s, leave the condition out", mk.noun)
 		}
 		hm.Present = present
 		return
@@ -173,7 +175,7 @@ func (p *policyParser) parseHeaderCondition(path, kind string, n *yaml.Node, hm 
 	if !ok {
 		return
 	}
-	if problem := headerValueProblem(s); problem != "" {
+	if problem := mk.valueProblem(kind, s); problem != "" {
 		p.fail(path, n, "%s", problem)
 		return
 	}
@@ -192,6 +194,13 @@ func (p *policyParser) parseHeaderCondition(path, kind string, n *yaml.Node, hm 
 			return
 		}
 		hm.Regex = s
+	}
+	if mk.noun == cookieKind.noun {
+		// The cookie is matched by one regex over the whole Cookie header;
+		// Envoy refuses it when too large.
+		if problem := regexProblem(CookieRegex(*hm)); problem != "" {
+			p.fail(path, n, "cannot be matched: the regex that finds this cookie in the Cookie header %s", problem)
+		}
 	}
 }
 

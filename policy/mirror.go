@@ -13,14 +13,10 @@ var mirrorFields = []string{"service", "namespace", "port", "url", "name", "perc
 // are left to default names, so the two can never collide.
 var explicitMirrorNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,63}$`)
 
-// parseMirrors reads the required, non-empty mirrors list. ownTargetKnown
-// says whether pol.Service and pol.Port are valid, so that a mirror onto
-// the policy's own Service and port can be caught.
+// parseMirrors reads a given mirrors list, which must not be empty.
+// ownTargetKnown says whether pol.Service and pol.Port are valid, so that a
+// mirror onto the policy's own Service and port can be caught.
 func (p *policyParser) parseMirrors(path string, n *yaml.Node, pol *Policy, ownTargetKnown bool) []Mirror {
-	if absentNode(n) {
-		p.fail(path, p.node, "is required: list at least one copy target, e.g. - {service: entrance-shadow, percent: 10}")
-		return nil
-	}
 	items, ok := optionalSequence(p, path, n)
 	if !ok {
 		return nil

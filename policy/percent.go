@@ -87,3 +87,10 @@ func percentFromLiteral(text string) (uint32, string) {
 	}
 	return uint32(ppm), ""
 }
+
+// ParsePercentText checks a percent or weight given outside YAML (e.g. on
+// the command line) by the schema's rules, and returns it in parts per
+// million; problem is empty when it is valid.
+func ParsePercentText(s string) (ppm uint32, problem string) {
+	return percentFromLiteral(s)
+}

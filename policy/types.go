@@ -24,8 +24,14 @@ type Policy struct {
 	// Match selects the requests to copy; the zero value copies all.
 	Match Match
 
-	// Mirrors are the copy targets, at least one.
+	// Mirrors are the copy targets. A policy has at least one mirror or at
+	// least one RouteTo backend.
 	Mirrors []Mirror
+
+	// RouteTo makes the policy a routing rule: the matching requests go to
+	// these Services (by weight) instead of the stable version, the local
+	// application. See route.go.
+	RouteTo []RouteBackend
 
 	// CopyHeaders edits applied to the copies only.
 	CopyHeaders CopyHeaders
@@ -60,15 +66,21 @@ type Match struct {
 	Methods []string
 	// Headers, all of which must match, sorted by name then kind.
 	Headers []HeaderMatch
+	// Cookies and Query are conditions on one cookie or one query
+	// parameter each (Name as written: both are case-sensitive), all of
+	// which must match, sorted like Headers.
+	Cookies []HeaderMatch
+	Query   []HeaderMatch
 }
 
 // IsZero reports whether the match selects every request.
 func (m Match) IsZero() bool {
-	return m.PathPrefix == "" && len(m.Methods) == 0 && len(m.Headers) == 0
+	return m.PathPrefix == "" && len(m.Methods) == 0 && len(m.Headers) == 0 && len(m.Cookies) == 0 && len(m.Query) == 0
 }
 
-// HeaderMatch matches one request header. Exactly one of Exact, Prefix,
-// Regex is set, or Present is true.
+// HeaderMatch matches one request header (or one cookie or query
+// parameter, see Match). Exactly one of Exact, Prefix, Regex is set, or
+// Present is true.
 type HeaderMatch struct {
 	Name    string // lower case
 	Exact   string

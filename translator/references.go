@@ -43,6 +43,7 @@ func CheckReferences(p *policy.Policy, w *World) []*policy.PolicyError {
 			report(path, fmt.Sprintf("targets the policy's own Service %q and port %s, which would copy its requests back onto itself: mirror to another Service or port", own, describeServicePort(port)), false)
 		}
 	}
+	checkRouteBackends(p, w, own, ownPort, ownOK, report)
 	return errs
 }
 

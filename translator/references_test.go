@@ -34,6 +34,9 @@ func TestCheckReferences(t *testing.T) {
 		"default/dns": {Namespace: "default", Name: "dns",
 			Ports: []ServicePort{{Name: "dns", Port: 53, Protocol: "UDP"}}},
 		"default/portless": {Namespace: "default", Name: "portless"},
+		"default/v2": {Namespace: "default", Name: "v2",
+			Ports:     []ServicePort{{Name: "http", Port: 80, TargetPort: 8080, Protocol: "TCP"}},
+			Endpoints: []Endpoint{{Address: "10.0.0.9", Ports: map[string]int32{"http": 8080}}}},
 		"staging/entrance": {Namespace: "staging", Name: "entrance",
 			Ports: []ServicePort{{Port: 8080}}},
 	}}
@@ -90,6 +93,27 @@ func TestCheckReferences(t *testing.T) {
 			name: "a mirror that resolves to the policy's own port",
 			body: "service: entrance\nport: http\nmirrors: [{service: entrance, port: 80, percent: 1}]\n",
 			want: []problem{{"mirrors[0]", `targets the policy's own Service "default/entrance" and port http (80)`, false}},
+		},
+		{
+			name: "a routeTo Service with ready endpoints",
+			body: "service: entrance\nrouteTo: [{service: v2, weight: 5}]\n",
+		},
+		{
+			name: "routeTo Services missing or without ready endpoints are warnings",
+			body: "service: v2\nrouteTo: [{service: gone, weight: 5}, {service: entrance, name: e, weight: 5}]\n",
+			want: []problem{
+				{"routeTo[0].service", `Service "default/gone" does not exist (yet)`, true},
+				{"routeTo[1].service", `Service "default/entrance" has no ready endpoints: backend e gets no requests, its share stays on the stable version`, true},
+			},
+		},
+		{
+			name: "routeTo ports are checked like mirror ports",
+			body: "service: entrance\nport: http\nrouteTo: [{service: multi, weight: 5}, {service: dns, weight: 5}, {service: entrance, port: 80, name: self, weight: 5}]\n",
+			want: []problem{
+				{"routeTo[0].port", `Service "default/multi" has several ports`, false},
+				{"routeTo[1].port", `is UDP: only TCP ports carry HTTP`, false},
+				{"routeTo[2]", `routes to the policy's own Service "default/entrance" and port http (80)`, false},
+			},
 		},
 	}
 	for _, tt := range tests {

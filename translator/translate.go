@@ -41,14 +41,15 @@ type Output struct {
 // byte-identical resources and versions. A nil World is valid and yields a
 // sidecar that only forwards.
 func Translate(w *World, g nodemeta.NodeGroup) *Output {
-	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, warned: map[string]bool{}}
+	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, routeTargets: map[string]*routeTarget{}, warned: map[string]bool{}}
 	t.listeners = t.planListeners()
 
 	out := &Output{}
-	for _, l := range t.listeners {
-		mirrors := t.resolveMirrors(l.policies)
+	for i := range t.listeners {
+		l := &t.listeners[i]
+		l.entries = t.listenerRoutes(l)
 		out.Listeners = append(out.Listeners, buildListener(t.listenAddress(), l.port.Listen))
-		out.Routes = append(out.Routes, buildRouteConfiguration(l.port, l.policies, mirrors))
+		out.Routes = append(out.Routes, buildRouteConfiguration(l.port, l.entries))
 	}
 	out.Clusters = t.buildClusters()
 	out.Endpoints = t.buildEndpoints()
@@ -68,6 +69,9 @@ type translation struct {
 	// targets are the shadow clusters referenced by this group's routes,
 	// by cluster name.
 	targets map[string]*shadowTarget
+	// routeTargets are the clusters of the Services routing rules send
+	// requests to, by cluster name.
+	routeTargets map[string]*routeTarget
 
 	warned   map[string]bool
 	warnings []string
@@ -78,6 +82,19 @@ type translation struct {
 type listenerPlan struct {
 	port     nodemeta.PortPair
 	policies []*policy.Policy
+	// entries is the listener's route model, once built.
+	entries []*routeEntry
+}
+
+// listenerRoutes resolves the copy targets and routeTo backends of the
+// listener's policies and builds its route model.
+func (t *translation) listenerRoutes(l *listenerPlan) []*routeEntry {
+	mirrors := t.resolveMirrors(l.policies)
+	backends := t.resolveRoutes(l.policies)
+	return routeEntries(l.policies, mirrors, backends, func(p *policy.Policy, routes int) {
+		t.warnf("policy %s is not in force on listen port %d: with it, the policies of this port would need %d routes to honour every overlap of their matches, more than the limit of %d; narrow or merge the matches of the policies of Service %s",
+			policyID(p), l.port.Listen, routes, MaxRoutesPerListener, ServiceKey(p.Namespace, p.Service))
+	})
 }
 
 func (t *translation) listenAddress() string {

@@ -69,6 +69,7 @@ func (t *translation) buildClusters() []*clusterv3.Cluster {
 	for _, target := range t.targets {
 		out = append(out, t.shadowCluster(target))
 	}
+	out = append(out, t.routeClusters()...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -77,11 +78,17 @@ func (t *translation) buildClusters() []*clusterv3.Cluster {
 // version the client spoke (a gRPC client keeps HTTP/2).
 func appCluster(port uint32) *clusterv3.Cluster {
 	name := appClusterName(port)
+	return productionCluster(name, singleHostAssignment(name, "127.0.0.1", port))
+}
+
+// productionCluster is a static cluster for real traffic (the application,
+// or a Service a routing rule sends requests to): it never throttles.
+func productionCluster(name string, endpoints *endpointv3.ClusterLoadAssignment) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(appConnectTimeout),
-		LoadAssignment:       singleHostAssignment(name, "127.0.0.1", port),
+		LoadAssignment:       endpoints,
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
 			MaxConnections:     wrapperspb.UInt32(appCircuitLimit),

@@ -2,7 +2,6 @@ package translator
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 
@@ -23,22 +22,11 @@ const forwardRouteName = "forward"
 // copied onto another of its ports) cannot multiply traffic.
 const copyPassthroughRouteName = "copy-passthrough"
 
-// routeEntry is one route of a listener: one distinct match, the policies
-// that wrote exactly that match, and the mirrors of every policy that copies
-// the requests it matches.
-type routeEntry struct {
-	match   policy.Match
-	key     string
-	owners  []*policy.Policy
-	mirrors []mirrorRef
-}
-
-// buildRouteConfiguration builds the route table of one listener. Routes
-// are ordered most specific first, since Envoy takes the first route that
-// matches; a catch-all route that only forwards comes last, so a sidecar
-// with no policy still forwards everything.
-func buildRouteConfiguration(pp nodemeta.PortPair, policies []*policy.Policy, mirrors map[*policy.Policy][]mirrorRef) *routev3.RouteConfiguration {
-	entries := routeEntries(policies, mirrors)
+// buildRouteConfiguration builds the route table of one listener from the
+// route model (see routemodel.go): routes most specific first, since Envoy
+// takes the first route that matches, and a catch-all route that only
+// forwards last, so a sidecar with no policy still forwards everything.
+func buildRouteConfiguration(pp nodemeta.PortPair, entries []*routeEntry) *routev3.RouteConfiguration {
 	routes := make([]*routev3.Route, 0, len(entries)+2)
 	if len(entries) > 0 {
 		passthrough := buildRoute(routeEntry{}, pp.App)
@@ -68,71 +56,11 @@ func buildRouteConfiguration(pp nodemeta.PortPair, policies []*policy.Policy, mi
 	}
 }
 
-// routeEntries groups the policies by match (policies with identical
-// matches share one route) and sorts the routes most specific first.
-//
-// Every route also carries the mirrors of every other policy whose match
-// contains the route's match, so a request is copied by every policy that
-// matches it whenever one policy's match is wider than another's. Matches
-// that only partially overlap (neither contains the other, e.g. "path
-// /api/" and "method POST") are not combined: a request matching both goes
-// to the more specific route and is copied only by the policies that route
-// carries.
-func routeEntries(policies []*policy.Policy, mirrors map[*policy.Policy][]mirrorRef) []*routeEntry {
-	byKey := map[string]*routeEntry{}
-	var entries []*routeEntry
-	for _, p := range policies {
-		m := canonicalMatch(p.Match)
-		key := matchKey(m)
-		e, ok := byKey[key]
-		if !ok {
-			e = &routeEntry{match: m, key: key}
-			byKey[key] = e
-			entries = append(entries, e)
-		}
-		e.owners = append(e.owners, p)
-	}
-	sort.SliceStable(entries, func(i, j int) bool { return moreSpecific(entries[i], entries[j]) })
-	for _, e := range entries {
-		for _, p := range policies {
-			if matchContains(canonicalMatch(p.Match), e.match) {
-				e.mirrors = append(e.mirrors, mirrors[p]...)
-			}
-		}
-	}
-	return entries
-}
-
-// moreSpecific orders routes: longer path prefix first, then more header
-// conditions, then fewer methods (any restriction before none), then by the
-// name of the first policy, then by match for a total order.
-func moreSpecific(a, b *routeEntry) bool {
-	if la, lb := len(a.match.PathPrefix), len(b.match.PathPrefix); la != lb {
-		return la > lb
-	}
-	if ha, hb := len(a.match.Headers), len(b.match.Headers); ha != hb {
-		return ha > hb
-	}
-	if ma, mb := methodRank(a.match), methodRank(b.match); ma != mb {
-		return ma < mb
-	}
-	if na, nb := a.owners[0].Name, b.owners[0].Name; na != nb {
-		return na < nb
-	}
-	return a.key < b.key
-}
-
-func methodRank(m policy.Match) int {
-	if len(m.Methods) == 0 {
-		return math.MaxInt
-	}
-	return len(m.Methods)
-}
-
 // matchContains reports whether every request matched by inner is also
 // matched by outer: outer's path prefix is empty or a prefix of inner's,
-// outer allows any method or every method inner allows, and outer's header
-// conditions are all among inner's.
+// outer allows any method or every method inner allows, and outer's header,
+// cookie and query conditions are all among inner's. It is sound (true
+// only when containment holds), which is all the route model needs.
 func matchContains(outer, inner policy.Match) bool {
 	if !strings.HasPrefix(inner.PathPrefix, outer.PathPrefix) {
 		return false
@@ -147,8 +75,16 @@ func matchContains(outer, inner policy.Match) bool {
 			}
 		}
 	}
-	for _, h := range outer.Headers {
-		if !containsHeader(inner.Headers, h) {
+	return conditionsContained(outer.Headers, inner.Headers) &&
+		conditionsContained(outer.Cookies, inner.Cookies) &&
+		conditionsContained(outer.Query, inner.Query)
+}
+
+// conditionsContained reports whether every condition of outer is among
+// inner's.
+func conditionsContained(outer, inner []policy.HeaderMatch) bool {
+	for _, h := range outer {
+		if !containsHeader(inner, h) {
 			return false
 		}
 	}
@@ -165,12 +101,20 @@ func canonicalMatch(m policy.Match) policy.Match {
 		}
 	}
 	sort.Strings(out.Methods)
-	for _, h := range m.Headers {
-		if !containsHeader(out.Headers, h) {
-			out.Headers = append(out.Headers, h)
+	out.Headers = canonicalConditions(m.Headers)
+	out.Cookies = canonicalConditions(m.Cookies)
+	out.Query = canonicalConditions(m.Query)
+	return out
+}
+
+func canonicalConditions(in []policy.HeaderMatch) []policy.HeaderMatch {
+	var out []policy.HeaderMatch
+	for _, h := range in {
+		if !containsHeader(out, h) {
+			out = append(out, h)
 		}
 	}
-	sort.Slice(out.Headers, func(i, j int) bool { return headerKey(out.Headers[i]) < headerKey(out.Headers[j]) })
+	sort.Slice(out, func(i, j int) bool { return headerKey(out[i]) < headerKey(out[j]) })
 	return out
 }
 
@@ -181,6 +125,14 @@ func matchKey(m policy.Match) string {
 	for _, h := range m.Headers {
 		b.WriteString(" header=")
 		b.WriteString(headerKey(h))
+	}
+	for _, c := range m.Cookies {
+		b.WriteString(" cookie=")
+		b.WriteString(headerKey(c))
+	}
+	for _, q := range m.Query {
+		b.WriteString(" query=")
+		b.WriteString(headerKey(q))
 	}
 	return b.String()
 }
@@ -209,30 +161,22 @@ func containsHeader(list []policy.HeaderMatch, h policy.HeaderMatch) bool {
 
 // buildRoute renders one route entry; the zero entry is the catch-all.
 func buildRoute(e routeEntry, appPort uint32) *routev3.Route {
-	name := forwardRouteName
-	if len(e.owners) > 0 {
-		names := make([]string, len(e.owners))
-		for i, p := range e.owners {
-			names[i] = p.Name
-		}
-		name = "mirror:" + strings.Join(names, ",")
-	}
 	var policies []*routev3.RouteAction_RequestMirrorPolicy
 	for _, m := range e.mirrors {
 		policies = append(policies, mirrorPolicy(m))
 	}
-	return &routev3.Route{
-		Name:  name,
-		Match: routeMatch(e.match),
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: appClusterName(appPort)},
-			// 0s disables Envoy's default 15s route timeout: like Istio's
-			// sidecars, this one must not add a timeout production did not
-			// have. Copies share this timeout; their clusters bound them.
-			Timeout:               durationpb.New(0),
-			RequestMirrorPolicies: policies,
-		}},
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: appClusterName(appPort)},
+		// 0s disables Envoy's default 15s route timeout: like Istio's
+		// sidecars, this one must not add a timeout production did not
+		// have. Copies share this timeout; their clusters bound them.
+		Timeout:               durationpb.New(0),
+		RequestMirrorPolicies: policies,
 	}
+	if e.rule != nil {
+		action.ClusterSpecifier = weightedClusters(e.rule, e.backends, appPort)
+	}
+	return &routev3.Route{Name: e.name(), Match: routeMatch(e.match), Action: &routev3.Route_Route{Route: action}}
 }
 
 func routeMatch(m policy.Match) *routev3.RouteMatch {
@@ -246,6 +190,12 @@ func routeMatch(m policy.Match) *routev3.RouteMatch {
 	}
 	for _, h := range m.Headers {
 		rm.Headers = append(rm.Headers, headerMatcher(h))
+	}
+	for _, c := range m.Cookies {
+		rm.Headers = append(rm.Headers, cookieMatcher(c))
+	}
+	for _, q := range m.Query {
+		rm.QueryParameters = append(rm.QueryParameters, queryMatcher(q))
 	}
 	return rm
 }
@@ -273,18 +223,46 @@ func headerMatcher(h policy.HeaderMatch) *routev3.HeaderMatcher {
 		name = ":authority"
 	}
 	hm := &routev3.HeaderMatcher{Name: name}
-	var sm *matcherv3.StringMatcher
-	switch {
-	case h.Present:
+	if h.Present {
 		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
 		return hm
-	case h.Regex != "":
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Regex}}}
-	case h.Prefix != "":
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.Prefix}}
-	default:
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact}}
 	}
-	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: sm}
+	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(h)}
 	return hm
+}
+
+// stringMatcher renders the value condition of a header or query
+// parameter match that is not present: true.
+func stringMatcher(h policy.HeaderMatch) *matcherv3.StringMatcher {
+	switch {
+	case h.Regex != "":
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Regex}}}
+	case h.Prefix != "":
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.Prefix}}
+	default:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact}}
+	}
+}
+
+// cookieMatcher finds one cookie in the Cookie header with one regex
+// (Envoy has no cookie matcher for routes); see policy.CookieRegex.
+func cookieMatcher(c policy.HeaderMatch) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: "cookie",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: policy.CookieRegex(c)}},
+		}},
+	}
+}
+
+// queryMatcher renders one query parameter condition; Envoy compares the
+// parameter's value as it appears in the URL (not decoded).
+func queryMatcher(q policy.HeaderMatch) *routev3.QueryParameterMatcher {
+	qm := &routev3.QueryParameterMatcher{Name: q.Name}
+	if q.Present {
+		qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}
+		return qm
+	}
+	qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatcher(q)}
+	return qm
 }

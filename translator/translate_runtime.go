@@ -8,7 +8,8 @@ import (
 )
 
 // buildRuntime builds the one RTDS layer of the group: for every mirror of
-// every policy that applies here, its runtime key holds its share.
+// every policy that applies here, its runtime key holds its share; for
+// every routing rule, its weights (see routeWeights).
 //
 // The value is a Struct {"numerator": N, "denominator": "MILLION"}, not a
 // number: Envoy reads a plain integer as a percent over 100 (anything above
@@ -31,6 +32,11 @@ func (t *translation) buildRuntime() *runtimev3.Runtime {
 					continue // the policy applies to several listeners
 				}
 				fields[key] = fractionValue(m.PartsPerMillion)
+			}
+		}
+		for _, e := range l.entries {
+			if e.rule != nil {
+				routeWeights(fields, e.rule, e.backends, l.port.App)
 			}
 		}
 	}

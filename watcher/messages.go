@@ -12,17 +12,28 @@ import (
 // 1.5% to http://10.16.0.147/entrance/".
 func appliedMessage(p *policy.Policy) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "policy %s applied: copies ", p.Name)
+	fmt.Fprintf(&b, "policy %s applied: ", p.Name)
 	source := p.Service
 	if port := p.Port.String(); port != "" {
 		source += ":" + port
 	}
 	for i, m := range p.Mirrors {
 		if i == 0 {
-			fmt.Fprintf(&b, "%s of %s to %s", formatPercent(m.PartsPerMillion), source, describeTarget(m))
+			fmt.Fprintf(&b, "copies %s of %s to %s", formatPercent(m.PartsPerMillion), source, describeTarget(m))
 			continue
 		}
 		fmt.Fprintf(&b, ", %s to %s", formatPercent(m.PartsPerMillion), describeTarget(m))
+	}
+	for i, r := range p.RouteTo {
+		switch {
+		case i == 0 && len(p.Mirrors) > 0:
+			b.WriteString("; ")
+			fallthrough
+		case i == 0:
+			fmt.Fprintf(&b, "routes %s of %s to %s", formatPercent(r.PartsPerMillion), source, p.Namespace+"/"+r.Service)
+		default:
+			fmt.Fprintf(&b, ", %s to %s", formatPercent(r.PartsPerMillion), p.Namespace+"/"+r.Service)
+		}
 	}
 	if !p.Match.IsZero() {
 		b.WriteString(" (matching requests only)")

@@ -52,6 +52,24 @@ func TestAppliedMessage(t *testing.T) {
 			},
 			want: "policy p applied: copies 0% of web to ns/web-shadow (matching requests only)",
 		},
+		{
+			name: "routing only",
+			policy: &policy.Policy{
+				Name: "canary", Namespace: "shop", Service: "web",
+				RouteTo: []policy.RouteBackend{{Service: "web-v2", PartsPerMillion: 50000}, {Service: "web-v3", PartsPerMillion: 0}},
+			},
+			want: "policy canary applied: routes 5% of web to shop/web-v2, 0% to shop/web-v3",
+		},
+		{
+			name: "copying and routing",
+			policy: &policy.Policy{
+				Name: "both", Namespace: "shop", Service: "web",
+				Match:   policy.Match{Headers: []policy.HeaderMatch{{Name: "x-gray", Exact: "1"}}},
+				Mirrors: []policy.Mirror{{Service: "web-shadow", Namespace: "shop", PartsPerMillion: 100000}},
+				RouteTo: []policy.RouteBackend{{Service: "web-edge", PartsPerMillion: 1000000}},
+			},
+			want: "policy both applied: copies 10% of web to shop/web-shadow; routes 100% of web to shop/web-edge (matching requests only)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

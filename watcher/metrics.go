@@ -19,6 +19,8 @@ type metrics struct {
 	// valid versions.
 	leader      prometheus.Gauge
 	storeWrites *prometheus.CounterVec
+	// unreadyBackends counts routeTo backends without ready endpoints.
+	unreadyBackends prometheus.Gauge
 }
 
 // Label values of shadowplane_watcher_events_total{kind}.
@@ -51,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shadowplane_worlds_total",
 			Help: "Worlds built and handed on by the watcher.",
 		}),
+		unreadyBackends: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shadowplane_route_backends_unready",
+			Help: "routeTo backends of policies in force whose Service has no ready endpoint; their share of the requests stays on the stable version.",
+		}),
 		watchUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shadowplane_kube_watch_up",
 			Help: "1 while the watch of this object kind gets data from the API server, 0 while it fails (the last known config is served meanwhile).",
@@ -79,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.policies, m.events, m.ignored, m.worlds, m.watchUp, m.leader, m.storeWrites} {
+	for _, c := range []prometheus.Collector{m.policies, m.events, m.ignored, m.worlds, m.watchUp, m.leader, m.storeWrites, m.unreadyBackends} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -101,6 +107,13 @@ func (m *metrics) observe(o outcome) {
 			}
 		}
 	}
+	unready := 0
+	for _, e := range o.problems {
+		if isUnreadyBackend(e) {
+			unready++
+		}
+	}
+	m.unreadyBackends.Set(float64(unready))
 	m.policies.WithLabelValues("valid").Set(float64(len(o.inForce)))
 	m.policies.WithLabelValues("invalid").Set(float64(invalid))
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
@@ -102,9 +103,29 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 			})
 		}
 	}
+	out.reportRouteCap()
 	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
 	slices.SortStableFunc(out.verdicts, func(a, b verdict) int { return compareSubjects(a.subject, b.subject) })
 	return out
+}
+
+// reportRouteCap adds a RouteCapExceeded note to the verdict of each policy
+// in force that sidecars leave out because its routes would pass the
+// translator's cap (see translator.CheckRouteCap).
+func (o *outcome) reportRouteCap() {
+	policies := make([]*policy.Policy, 0, len(o.inForce))
+	for _, id := range sortedIDs(o.inForce) {
+		policies = append(policies, o.inForce[id])
+	}
+	for _, e := range translator.CheckRouteCap(policies) {
+		o.problems = append(o.problems, e)
+		for i := range o.verdicts {
+			s := o.verdicts[i].subject
+			if s.source.Namespace == e.Namespace && s.source.ConfigMap == e.ConfigMap && s.source.Key == e.Key && s.policy == e.Policy {
+				o.verdicts[i].notes = append(o.verdicts[i].notes, note{eventType: eventWarning, reason: ReasonRouteCapExceeded, message: e.Error()})
+			}
+		}
+	}
 }
 
 // compareSubjects orders by key, then the key itself, unnamed entries and
@@ -135,7 +156,7 @@ func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Polic
 	}
 	if c.policy != nil && !hasError(c.errs) && !hasError(refs) {
 		// CheckReferences' warnings already say the policy stays in force.
-		v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, ""), errorNotes(refs, ReasonTargetMissing, "")...)
+		v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, ""), referenceNotes(refs, "")...)
 		tlsRefs := translator.CheckMirrorTLS(c.policy, world)
 		v.notes = append(v.notes, errorNotes(tlsRefs, ReasonMirrorTLSInvalid, "")...)
 		refs = append(refs, tlsRefs...)
@@ -148,7 +169,7 @@ func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Polic
 	if last != nil {
 		suffix = "; the last valid version stays in force"
 	}
-	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), errorNotes(refs, ReasonTargetMissing, suffix)...)
+	v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, suffix), referenceNotes(refs, suffix)...)
 	return last, v, refs
 }
 
@@ -169,6 +190,23 @@ func duplicateError(dup, winner claim) *policy.PolicyError {
 // hasError reports whether errs holds anything but warnings.
 func hasError(errs []*policy.PolicyError) bool {
 	return slices.ContainsFunc(errs, func(e *policy.PolicyError) bool { return !e.Warning })
+}
+
+// referenceNotes turns the problems CheckReferences found into Event notes:
+// a routeTo backend without ready endpoints is BackendNotReady, other
+// warnings TargetMissing.
+func referenceNotes(refs []*policy.PolicyError, errorSuffix string) []note {
+	notes := errorNotes(refs, ReasonTargetMissing, errorSuffix)
+	for i, e := range refs {
+		if isUnreadyBackend(e) {
+			notes[i].reason = ReasonBackendNotReady
+		}
+	}
+	return notes
+}
+
+func isUnreadyBackend(e *policy.PolicyError) bool {
+	return e.Warning && strings.Contains(e.Message, translator.NoReadyEndpoints)
 }
 
 // errorNotes turns policy errors into Event notes: errors are rejections,

@@ -315,3 +315,27 @@ func checkNotes(t *testing.T, verdicts []verdict, want []wantNote) {
 		}
 	}
 }
+
+// TestReconcileRouteCap: a policy whose routes would take its Service's
+// listener past the cap gets a RouteCapExceeded Event naming it; the
+// others are applied.
+func TestReconcileRouteCap(t *testing.T) {
+	var policies []*policy.Policy
+	for i := 0; i < 8; i++ {
+		p := validPolicy("a", "p.yaml", i, fmt.Sprintf("p%d", i), 10000)
+		p.Match = policy.Match{Headers: []policy.HeaderMatch{{Name: fmt.Sprintf("x-%d", i), Present: true}}}
+		policies = append(policies, p)
+	}
+	got := reconcile(inForce(), []parsedKey{pkey("a", "p.yaml", policies)}, testWorld())
+	var capped []string
+	for _, v := range got.verdicts {
+		for _, n := range v.notes {
+			if n.reason == ReasonRouteCapExceeded {
+				capped = append(capped, subjectString(v.subject)+": "+n.message)
+			}
+		}
+	}
+	if len(capped) != 1 || !strings.Contains(capped[0], `a/p.yaml:p7: configmap "ns/a" key "p.yaml" policy "p7": match: with this policy, the policies of Service ns/web port "http" would need 255 routes`) {
+		t.Errorf("RouteCapExceeded notes: %q", capped)
+	}
+}

@@ -32,6 +32,13 @@ const (
 	// missing or unusable; that mirror gets no copies until it is fixed,
 	// the rest of the policy stays in force.
 	ReasonMirrorTLSInvalid = "MirrorTLSInvalid"
+	// ReasonBackendNotReady: a routeTo Service has no ready endpoint, so its
+	// share of the requests stays on the stable version.
+	ReasonBackendNotReady = "BackendNotReady"
+	// ReasonRouteCapExceeded: with this policy, the policies of its Service
+	// and port would need more routes than a listener may have, so
+	// sidecars leave it out.
+	ReasonRouteCapExceeded = "RouteCapExceeded"
 )
 
 const (

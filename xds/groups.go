@@ -26,6 +26,11 @@ type groupState struct {
 	// translated from (groupInputs); an equal fingerprint needs no
 	// translation.
 	inputs string
+	// lastTranslated is the latest translator output, and retiring the
+	// routeTo clusters it dropped that are kept a while (see retire.go).
+	// Guarded by translateMu.
+	lastTranslated *translator.Output
+	retiring       map[string]retiringCluster
 }
 
 type groupSnapshot struct {
@@ -111,6 +116,15 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	out, ok := s.translateGroup(w, group)
 	if !ok {
 		return
+	}
+	s.mu.Lock()
+	state := s.groups[key]
+	s.mu.Unlock()
+	if state != nil {
+		var again time.Time
+		if out, again = state.retainRouteClusters(out, time.Now()); !again.IsZero() {
+			s.refreshGroupAt(key, again)
+		}
 	}
 	built, err := buildSnapshot(out)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/shadowplane/shadowplane/internal/certs"
 )
@@ -56,13 +55,9 @@ for a local control plane (make demo does this).`,
 			if outDir != "" {
 				return certgenFiles(cmd, outDir, append(certs.ServingDNSNames(service, namespace), dnsNames...), parsedIPs, lifetime, now)
 			}
-			restConfig, _, err := loadKubeconfig(kubeconfig)
+			client, err := kubeClient(kubeconfig)
 			if err != nil {
 				return err
-			}
-			client, err := kubernetes.NewForConfig(restConfig)
-			if err != nil {
-				return fmt.Errorf("kubernetes client: %w", err)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()

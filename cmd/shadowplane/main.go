@@ -34,6 +34,9 @@ func newRootCommand() *cobra.Command {
 		newStatusCommand(),
 		newInjectCommand(),
 		newCertgenCommand(),
+		newSetCommand(),
+		newPromoteCommand(),
+		newRollbackCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

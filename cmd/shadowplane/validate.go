@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 func newValidateCommand() *cobra.Command {
@@ -44,6 +46,9 @@ cluster); the control plane reports them as TargetMissing events.`,
 				return fmt.Errorf("read policies: %w", err)
 			}
 			policies, problems := policy.ParseConfigMapFile(name, data, policy.ParseOptions{AllowedURLHosts: allowURL})
+			capped := translator.CheckRouteCap(policies)
+			problems = append(problems, capped...)
+			policies = withoutCapped(policies, capped)
 			out := cmd.OutOrStdout()
 			errorCount := 0
 			for _, p := range problems {
@@ -72,6 +77,17 @@ cluster); the control plane reports them as TargetMissing events.`,
 	cmd.Flags().StringArrayVar(&allowURL, "allow-url-target", nil, "URL target host patterns to allow, as for serve")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
+}
+
+// withoutCapped drops the policies the route cap keeps out of force.
+func withoutCapped(policies []*policy.Policy, capped []*policy.PolicyError) []*policy.Policy {
+	out := policies[:0:0]
+	for _, p := range policies {
+		if !slices.ContainsFunc(capped, func(e *policy.PolicyError) bool { return e.Namespace == p.Namespace && e.Policy == p.Name }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // maxConfigMapBytes is the most a ConfigMap can hold (the API server's

@@ -25,6 +25,12 @@ func TestServices(t *testing.T) {
 			}},
 			want: []string{"shop/web", "shop/web-shadow", "staging/web"},
 		},
+		{
+			name: "routeTo backends, in the policy's namespace",
+			p: &policy.Policy{Namespace: "shop", Name: "p", Service: "web",
+				RouteTo: []policy.RouteBackend{{Name: "canary", Service: "web-v2"}, {Name: "edge", Service: "web-edge"}}},
+			want: []string{"shop/web", "shop/web-edge", "shop/web-v2"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
