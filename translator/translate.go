@@ -37,7 +37,7 @@ type Output struct {
 // byte-identical resources and versions. A nil World is valid and yields a
 // sidecar that only forwards.
 func Translate(w *World, g nodemeta.NodeGroup) *Output {
-	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, warned: map[string]bool{}}
+	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, mirrorClusters: map[string]*mirrorCluster{}, warned: map[string]bool{}}
 	t.listeners = t.planListeners()
 
 	out := &Output{}
@@ -60,9 +60,11 @@ type translation struct {
 	group nodemeta.NodeGroup
 
 	listeners []listenerPlan
-	// targets are the shadow clusters referenced by this group's routes,
-	// by cluster name.
+	// targets are the copy targets of this group's mirrors, by name.
 	targets map[string]*shadowTarget
+	// mirrorClusters are the shadow clusters this group's routes
+	// reference, one per mirror, by cluster name.
+	mirrorClusters map[string]*mirrorCluster
 
 	warned   map[string]bool
 	warnings []string

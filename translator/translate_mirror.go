@@ -13,6 +13,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // mirrorRef is one mirror of one policy, resolved to its shadow cluster.
@@ -24,12 +25,15 @@ type mirrorRef struct {
 	hostRewrite string
 }
 
-// shadowTarget is one shadow cluster and everything needed to build it and
-// its endpoints.
+// shadowTarget is one copy target (a Service port or a URL) and everything
+// needed to build its endpoints. Each mirror copying to it has its own
+// cluster (see mirrorCluster); the clusters of a Service target share its
+// endpoints, one ClusterLoadAssignment named after the target.
 type shadowTarget struct {
-	cluster string
-	// guard is the tightest of the guards of the policies that use it.
-	guard policy.Guard
+	// name is the target's own name, "shadow|<ns>|<service>|<port>" or
+	// "shadow-url|<scheme>|<host>|<port>": the EDS resource of a Service
+	// target.
+	name string
 
 	// Service target. svc is nil when the World lacks the Service; port is
 	// valid only when portFound.
@@ -45,6 +49,16 @@ type shadowTarget struct {
 
 	// users are the IDs of the policies that copy to it, for messages.
 	users []string
+}
+
+// mirrorCluster is the cluster of one mirror of one policy. Giving every
+// mirror its own cluster makes its Envoy stats (upstream_rq_*) the copies of
+// that mirror alone, which the copy metrics read back by name
+// (statnames.ShadowCluster), and gives each policy exactly its own guard.
+type mirrorCluster struct {
+	name   string
+	target *shadowTarget
+	guard  policy.Guard
 }
 
 // resolveMirrors resolves the mirrors of the given policies to shadow
@@ -70,12 +84,19 @@ func (t *translation) resolveMirror(p *policy.Policy, m policy.Mirror) mirrorRef
 	} else {
 		target = t.serviceTarget(p, m)
 	}
-	target.guard = tighterGuard(target.guard, p.Guard.WithDefaults())
 	if !containsString(target.users, policyID(p)) {
 		target.users = append(target.users, policyID(p))
 	}
-	ref.cluster = target.cluster
+	ref.cluster = statnames.ShadowCluster(mirrorID(p, m))
+	if _, ok := t.mirrorClusters[ref.cluster]; !ok {
+		t.mirrorClusters[ref.cluster] = &mirrorCluster{name: ref.cluster, target: target, guard: p.Guard.WithDefaults()}
+	}
 	return ref
+}
+
+// mirrorID identifies a mirror for stat names.
+func mirrorID(p *policy.Policy, m policy.Mirror) statnames.Mirror {
+	return statnames.Mirror{Namespace: p.Namespace, Policy: p.Name, Mirror: m.Name}
 }
 
 // serviceTarget finds or creates the EDS shadow cluster of a Service target.
@@ -104,7 +125,7 @@ func (t *translation) serviceTarget(p *policy.Policy, m policy.Mirror) *shadowTa
 		return target
 	}
 	target := &shadowTarget{
-		cluster: name, namespace: ns, service: m.Service,
+		name: name, namespace: ns, service: m.Service,
 		svc: svc, port: sp, portFound: found, portRef: m.Port,
 	}
 	t.targets[name] = target
@@ -123,7 +144,7 @@ func (t *translation) urlTarget(p *policy.Policy, m policy.Mirror) *shadowTarget
 	if target, ok := t.targets[name]; ok {
 		return target
 	}
-	target := &shadowTarget{cluster: name, url: u}
+	target := &shadowTarget{name: name, url: u}
 	t.targets[name] = target
 	return target
 }
@@ -146,21 +167,6 @@ func hostHeader(u *policy.URLTarget) string {
 		return u.Host
 	}
 	return net.JoinHostPort(u.Host, strconv.Itoa(int(u.Port)))
-}
-
-// tighterGuard returns, field by field, the smaller of two guards, so a
-// shadow cluster shared by several policies gets the strictest limits.
-func tighterGuard(a, b policy.Guard) policy.Guard {
-	if a == (policy.Guard{}) {
-		return b
-	}
-	return policy.Guard{
-		ConnectTimeout:     min(a.ConnectTimeout, b.ConnectTimeout),
-		MaxConnections:     min(a.MaxConnections, b.MaxConnections),
-		MaxPendingRequests: min(a.MaxPendingRequests, b.MaxPendingRequests),
-		MaxRequests:        min(a.MaxRequests, b.MaxRequests),
-		MaxBodyBytes:       min(a.MaxBodyBytes, b.MaxBodyBytes),
-	}
 }
 
 // mirrorPolicy renders one mirror as Envoy's RequestMirrorPolicy.
