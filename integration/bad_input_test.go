@@ -232,7 +232,7 @@ func TestTargetMissing(t *testing.T) {
 	}) == nil {
 		t.Errorf("no PolicyApplied Event once the Service appeared:\n%s", f.describeNewEvents("mirror-policies", before))
 	}
-	f.waitClusterHosts("shadow|"+f.ns+"|late-shadow|8080", 1)
+	f.waitClusterHosts(f.shadowCluster(), 1)
 	res = harness.SendN(f.ctx, f.client, n, 4, func(ctx context.Context, i int) *http.Request {
 		return f.get(ctx, fmt.Sprintf("/entrance/%d", i))
 	})

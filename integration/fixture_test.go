@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/statnames"
 	"github.com/shadowplane/shadowplane/xds"
 )
 
@@ -103,7 +104,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			stats, _ := f.sidecar.Stats(context.Background(), `^cluster\.shadow.*\.(upstream_rq_total|upstream_rq_completed|upstream_cx_connect_fail|upstream_rq_pending_overflow|upstream_rq_timeout|upstream_cx_total|upstream_rq_2xx|membership_healthy|upstream_cx_none_healthy)$`)
+			stats, _ := f.sidecar.Stats(context.Background(), `^cluster\.copy\|.*\.(upstream_rq_total|upstream_rq_completed|upstream_cx_connect_fail|upstream_rq_pending_overflow|upstream_rq_timeout|upstream_cx_total|upstream_rq_2xx|membership_healthy|upstream_cx_none_healthy)$`)
 			t.Logf("shadow cluster stats: %v", stats)
 			t.Logf("envoy log tail:\n%s", f.sidecar.LogTail(40))
 		}
@@ -163,7 +164,7 @@ func (f *mirrorFixture) waitRuntime(key string, ppm uint32) time.Time {
 
 // shadowCluster is the Envoy cluster of the standard shadow Service.
 func (f *mirrorFixture) shadowCluster() string {
-	return "shadow|" + f.ns + "|entrance-shadow|8080"
+	return statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: "entrance-to-staging", Mirror: "staging"})
 }
 
 // waitApplied waits until Envoy runs the standard policy at ppm: the runtime
