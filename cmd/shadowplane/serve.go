@@ -38,6 +38,7 @@ func newServeCommand() *cobra.Command {
 		drainDelay       time.Duration
 		logFormat        string
 		logLevel         string
+		copyPerPod       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -81,21 +82,22 @@ func newServeCommand() *cobra.Command {
 				}
 			}
 			cp, err := controlplane.New(controlplane.Config{
-				Client:           client,
-				Namespaces:       namespaces,
-				XDSAddress:       xdsAddress,
-				HTTPAddress:      httpAddress,
-				DebugAddress:     debugAddress,
-				AllowedURLHosts:  allowURL,
-				Debounce:         debounce,
-				MaxDelay:         maxDelay,
-				Logger:           logger,
-				ShutdownDelay:    drainDelay,
-				TLSCertFile:      tlsCertFile,
-				TLSKeyFile:       tlsKeyFile,
-				InsecureXDS:      insecureXDS,
-				TokenAudience:    tokenAudience,
-				MaxConnectionAge: maxConnectionAge,
+				Client:            client,
+				Namespaces:        namespaces,
+				XDSAddress:        xdsAddress,
+				HTTPAddress:       httpAddress,
+				DebugAddress:      debugAddress,
+				AllowedURLHosts:   allowURL,
+				Debounce:          debounce,
+				MaxDelay:          maxDelay,
+				Logger:            logger,
+				ShutdownDelay:     drainDelay,
+				TLSCertFile:       tlsCertFile,
+				TLSKeyFile:        tlsKeyFile,
+				InsecureXDS:       insecureXDS,
+				TokenAudience:     tokenAudience,
+				MaxConnectionAge:  maxConnectionAge,
+				CopyMetricsPerPod: copyPerPod,
 			})
 			if err != nil {
 				return err
@@ -128,6 +130,7 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
 	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
 	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
+	f.BoolVar(&copyPerPod, "copy-metrics-per-pod", false, "label the copy metrics by sidecar pod too (one series per sidecar: for debugging a few pods, not for a large fleet)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd
