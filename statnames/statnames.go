@@ -105,8 +105,9 @@ const (
 	StatPendingOverflow = "upstream_rq_pending_overflow"
 	// StatNoHealthy: dropped because the target had no healthy endpoint.
 	StatNoHealthy = "upstream_cx_none_healthy"
-	// StatConnectFail: the connection to the target failed.
-	StatConnectFail = "upstream_cx_connect_fail"
+	// StatConnectFail: copies failed because the connection to the target
+	// failed (per request; upstream_cx_connect_fail counts connections).
+	StatConnectFail = "upstream_rq_pending_failure_eject"
 	// StatResetRx and StatResetTx: the copy's stream was reset by the
 	// target or by Envoy.
 	StatResetRx = "upstream_rq_rx_reset"
@@ -191,9 +192,11 @@ func Parse(full string) (Stat, bool) {
 // match. The copy stats above, plus the few families operators and the
 // tests read to see the sidecar's own health: the xDS connection, config
 // updates, runtime, and the server.
+//
+// Envoy's safe_regex must match the whole stat name, hence the ".*".
 var EnvoyStatsInclusion = []string{
-	`^cluster\.copy\|`,
-	`^vhost\.[^.]+\.route\.copy\|`,
-	`^cluster\.shadowplane_xds\.`,
-	`^(server|listener_manager|cluster_manager|runtime|control_plane)\.`,
+	`cluster\.copy\|.*`,
+	`vhost\.[^.]+\.route\.copy\|.*`,
+	`cluster\.shadowplane_xds\..*`,
+	`(server|listener_manager|cluster_manager|runtime|control_plane)\..*`,
 }

@@ -76,7 +76,7 @@ func TestParse(t *testing.T) {
 func TestInclusionCoversParsedStats(t *testing.T) {
 	var res []*regexp.Regexp
 	for _, expr := range EnvoyStatsInclusion {
-		res = append(res, regexp.MustCompile(expr))
+		res = append(res, regexp.MustCompile(`^(?:`+expr+`)$`)) // Envoy's full-match semantics
 	}
 	included := func(name string) bool {
 		for _, re := range res {

@@ -1,0 +1,277 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/internal/copystats"
+)
+
+// copyStack is two real Envoy sidecars of one node group (same Service,
+// same ports: the listeners share the port through SO_REUSEPORT, so the
+// kernel spreads connections over both), a primary app, a shadow backend,
+// and a secure control plane the sidecars report copy stats to every
+// second.
+type copyStack struct {
+	*mirrorFixture
+	sidecars   []*harness.Sidecar
+	listenPort uint32
+	dir        string
+}
+
+const copyFlushInterval = time.Second
+
+func newCopyStack(t *testing.T) *copyStack {
+	t.Helper()
+	e := env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	f := &mirrorFixture{t: t, ctx: ctx, kube: e.kube, client: harness.NewKeepAliveClient(16)}
+	f.ns = newNamespace(t, ctx)
+	var err error
+	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.primary.Stop)
+	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.shadow.Stop)
+	listenPort, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.kube.ApplyService(ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
+	must(t, f.kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
+	must(t, f.kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
+	if f.cp, err = harness.StartControlPlane(ctx, f.kube, harness.ControlPlaneOptions{Namespaces: []string{f.ns}, Logger: testLogger(t)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.cp.Stop(); err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	s := &copyStack{mirrorFixture: f, listenPort: listenPort, dir: t.TempDir()}
+	for i := range 2 {
+		s.sidecars = append(s.sidecars, s.startSidecar(i))
+	}
+	t.Cleanup(func() {
+		for _, sc := range s.sidecars {
+			if t.Failed() {
+				stats, err := sc.Stats(context.Background(), `^(cluster\.copy|vhost)`)
+				t.Logf("sidecar stats: %v %v", stats, err)
+			}
+			sc.Stop()
+		}
+	})
+	return s
+}
+
+func (s *copyStack) startSidecar(i int) *harness.Sidecar {
+	s.t.Helper()
+	sc, err := s.cp.StartSidecar(s.ctx, s.kube, harness.SidecarOptions{
+		Shadowplane: env(s.t).shadowplane, Envoy: env(s.t).envoy, Dir: s.dir,
+		NodeID: fmt.Sprintf("entrance-%d-%s", i, s.ns), Namespace: s.ns, Service: "entrance",
+		ListenPort: s.listenPort, AppPort: uint32(s.primary.Port),
+		StatsFlushInterval: copyFlushInterval,
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return sc
+}
+
+// waitApplied waits until every sidecar runs the policy at ppm with the
+// shadow endpoint, and reports its copy stats.
+func (s *copyStack) waitApplied(ppm uint32) {
+	s.t.Helper()
+	for _, sc := range s.sidecars {
+		s.sidecar = sc
+		s.waitRuntime(s.runtimeKey(), ppm)
+		s.waitClusterHosts(s.shadowCluster(), 1)
+	}
+	err := harness.WaitUntil(s.ctx, 20*time.Second, func() (bool, error) {
+		body, err := harness.GetJSON(s.ctx, s.cp.HTTPURL()+"/metrics")
+		return err == nil && bytes.Contains(body, []byte(fmt.Sprintf("\nshadowplane_copy_stats_streams %d\n", len(s.sidecars)))), nil
+	})
+	if err != nil {
+		s.t.Fatalf("the sidecars' stats streams never opened: %v", err)
+	}
+}
+
+// metrics reads the standard mirror's copy metrics from the control plane.
+func (s *copyStack) metrics() (copystats.Mirror, error) {
+	body, err := harness.GetJSON(s.ctx, s.cp.HTTPURL()+"/metrics")
+	if err != nil {
+		return copystats.Mirror{}, err
+	}
+	mirrors, err := copystats.ReadMetrics(bytes.NewReader(body))
+	if err != nil {
+		return copystats.Mirror{}, err
+	}
+	for _, m := range mirrors {
+		if m.Namespace == s.ns && m.Policy == "entrance-to-staging" && m.Mirror == "staging" {
+			return m, nil
+		}
+	}
+	return copystats.Mirror{}, fmt.Errorf("no copy metrics for %s/entrance-to-staging/staging", s.ns)
+}
+
+// waitMetrics polls the control plane's metrics until cond holds, checking
+// on every reading that no counter went down.
+func (s *copyStack) waitMetrics(what string, cond func(copystats.Mirror) bool) copystats.Mirror {
+	s.t.Helper()
+	var last copystats.Mirror
+	var prev *copystats.Mirror
+	err := harness.WaitUntil(s.ctx, 30*time.Second, func() (bool, error) {
+		m, err := s.metrics()
+		if err != nil {
+			return false, nil
+		}
+		if prev != nil {
+			if down := wentDown(*prev, m); down != "" {
+				s.t.Errorf("%s went down: %v then %v", down, *prev, m)
+			}
+		}
+		prev, last = &m, m
+		return cond(m), nil
+	})
+	if err != nil {
+		s.t.Fatalf("copy metrics never showed %s; last: %+v", what, last)
+	}
+	return last
+}
+
+// wentDown names a counter that is lower in now than in before.
+func wentDown(before, now copystats.Mirror) string {
+	d := now.Sub(before)
+	if d.Matched < 0 {
+		return "matched"
+	}
+	if d.Copies < 0 {
+		return "copies"
+	}
+	for name, m := range map[string]map[string]float64{"responses": d.Responses, "dropped": d.Dropped, "failures": d.Failures} {
+		for k, v := range m {
+			if v < 0 {
+				return name + "/" + k
+			}
+		}
+	}
+	return ""
+}
+
+// send sends n GETs through the sidecars and fails on any primary error.
+func (s *copyStack) send(n int) {
+	s.t.Helper()
+	res := harness.SendN(s.ctx, s.client, n, 8, func(ctx context.Context, i int) *http.Request {
+		return s.get(ctx, fmt.Sprintf("/entrance/%d", i))
+	})
+	if res.Errors() != 0 {
+		s.t.Fatalf("%d of %d primary requests failed; first: %s", res.Errors(), n, res.FirstError())
+	}
+}
+
+func (s *copyStack) get(ctx context.Context, path string) *http.Request {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", s.listenPort, path), nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return req
+}
+
+// binomialBound is the half-width of the two-sided 99.9 % interval of a
+// binomial count of n trials at share p (normal approximation, z = 3.29).
+func binomialBound(n int, p float64) float64 {
+	return 3.29 * math.Sqrt(float64(n)*p*(1-p))
+}
+
+// TestCopyMetrics: the control plane's /metrics sums the copy stats of two
+// real sidecars of one group. The copies are within the binomial 99.9 %
+// interval of the configured share, the 5xx counter is exactly what the
+// shadow answered, counters stay monotonic across a sidecar restart, and a
+// dead shadow shows as drops and failures while the primary is untouched.
+func TestCopyMetrics(t *testing.T) {
+	s := newCopyStack(t)
+	const percent, share = "30", 0.3
+	s.applyPolicy(policyYAML(percent, ""))
+	s.waitApplied(300_000)
+	s.shadow.FailEvery(10)
+
+	// Share and 5xx.
+	const n = 2000
+	s.send(n)
+	copied := s.shadow.WaitCount(s.ctx, 1, 2*time.Second)
+	m := s.waitMetrics(fmt.Sprintf("%d matched and %d copies", n, copied), func(m copystats.Mirror) bool {
+		return m.Matched == n && m.Copies == float64(copied)
+	})
+	// Envoy sends a histogram's totals as of the merge before the flush, so
+	// the latency count trails the counters by the last interval's samples.
+	if m.LatencyCount <= 0 || m.LatencyCount > m.Copies {
+		t.Errorf("latency samples = %v, want some and at most the %v copies", m.LatencyCount, m.Copies)
+	}
+	if bound := binomialBound(n, share); math.Abs(m.Copies-n*share) > bound {
+		t.Errorf("copies = %v, want %v ± %.0f (binomial 99.9 %%)", m.Copies, n*share, bound)
+	}
+	if observed := m.Copies / m.Matched; math.Abs(observed-m.Configured) > binomialBound(n, share)/n {
+		t.Errorf("observed share %.4f, configured %.4f: outside the interval", observed, m.Configured)
+	}
+	if m.Configured != share {
+		t.Errorf("configured ratio = %v, want %v", m.Configured, share)
+	}
+	if got, want := m.Responses["5xx"], float64(s.shadow.Failed()); got != want || want == 0 {
+		t.Errorf("5xx counter = %v, the shadow answered %v with 503", got, want)
+	}
+	if got, want := m.Responses["2xx"], float64(copied-s.shadow.Failed()); got != want {
+		t.Errorf("2xx counter = %v, want %v", got, want)
+	}
+	for i, sc := range s.sidecars {
+		if v, err := sc.Stat(s.ctx, "cluster."+s.shadowCluster()+".upstream_rq_total"); err != nil || v == 0 {
+			t.Errorf("sidecar %d sent %d copies (%v): the kernel gave it no connections, so the sum covers one sidecar only", i, v, err)
+		}
+	}
+	t.Logf("after %d requests at %s %%: %v copies (%d answered 503), p99 %.4fs", n, percent, m.Copies, s.shadow.Failed(),
+		copystats.Quantile(0.99, m.LatencyBuckets, m.LatencyCount))
+
+	// A sidecar restarts: its Envoy counters start again from zero, the
+	// fleet's must not.
+	before := m
+	s.sidecars[0].Stop()
+	s.sidecars[0] = s.startSidecar(0)
+	s.waitApplied(300_000)
+	s.send(n)
+	copied = s.shadow.WaitCount(s.ctx, copied+1, 2*time.Second)
+	m = s.waitMetrics("the requests after the restart", func(m copystats.Mirror) bool {
+		return m.Matched == 2*n && m.Copies == float64(copied)
+	})
+	if down := wentDown(before, m); down != "" {
+		t.Errorf("%s went down across the restart", down)
+	}
+
+	// The shadow goes away: copies are dropped or fail, the primary is
+	// untouched (send fails the test on any primary error).
+	before = m
+	s.shadow.Stop()
+	s.send(n)
+	m = s.waitMetrics("the copies to the dead shadow", func(m copystats.Mirror) bool {
+		d := m.Sub(before)
+		return d.Matched == n && d.Copies > 0 && d.Errors() == d.Copies
+	})
+	d := m.Sub(before)
+	if bound := binomialBound(n, share); math.Abs(d.Copies-n*share) > bound {
+		t.Errorf("copies to the dead shadow = %v, want %v ± %.0f", d.Copies, n*share, bound)
+	}
+	for class, v := range d.Responses {
+		if v != 0 {
+			t.Errorf("%v %s responses from a dead shadow", v, class)
+		}
+	}
+	t.Logf("dead shadow: %v copies, dropped %v, failed %v", d.Copies, d.Dropped, d.Failures)
+}
