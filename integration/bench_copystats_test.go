@@ -263,11 +263,6 @@ func simulateSidecar(ctx context.Context, started *sync.WaitGroup, failures *syn
 		return
 	}
 	defer conn.Close()
-	stream, err := metricsv3.NewMetricsServiceClient(conn).StreamMetrics(ctx)
-	if err != nil {
-		failures.Store(i, err)
-		return
-	}
 	node := nodemeta.Metadata{NodeID: fmt.Sprintf("sim-%d", i), Namespace: ns, Service: "entrance",
 		Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}.Node()
 	rng := rand.New(rand.NewPCG(uint64(i), 1))
@@ -283,10 +278,21 @@ func simulateSidecar(ctx context.Context, started *sync.WaitGroup, failures *syn
 		return
 	case <-first.C:
 	}
-	for n := 0; ; n++ {
+	// Like Envoy, open a stream when there is something to send and open
+	// a new one at the next flush when it fails (the control plane turns
+	// away streams beyond its new-stream rate).
+	var stream metricsv3.MetricsService_StreamMetricsClient
+	for {
 		msg := &metricsv3.StreamMetricsMessage{EnvoyMetrics: make([]*iopc.MetricFamily, 0, len(template))}
-		if n == 0 {
-			msg.Identifier = &metricsv3.StreamMetricsMessage_Identifier{Node: node}
+		if stream == nil {
+			if stream, err = metricsv3.NewMetricsServiceClient(conn).StreamMetrics(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				stream = nil
+			} else {
+				msg.Identifier = &metricsv3.StreamMetricsMessage_Identifier{Node: node}
+			}
 		}
 		uptime := time.Since(start).Seconds()
 		newMatched := 100 * flush.Seconds()
@@ -313,18 +319,18 @@ func simulateSidecar(ctx context.Context, started *sync.WaitGroup, failures *syn
 			}
 			msg.EnvoyMetrics = append(msg.EnvoyMetrics, f)
 		}
-		if err := stream.Send(msg); err != nil {
-			if ctx.Err() == nil {
-				failures.Store(i, err)
+		if stream != nil {
+			if err := stream.Send(msg); err != nil {
+				stream = nil
+			} else {
+				once()
 			}
-			return
-		}
-		if n == 0 {
-			once()
 		}
 		select {
 		case <-ctx.Done():
-			_, _ = stream.CloseAndRecv()
+			if stream != nil {
+				_, _ = stream.CloseAndRecv()
+			}
 			return
 		case <-ticker.C:
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,12 +180,27 @@ func (s *copyStack) send(n int) {
 	}
 }
 
+// get builds a GET that carries W3C trace context, its trace id derived
+// from the path, so a copy's trace context can be checked against it.
 func (s *copyStack) get(ctx context.Context, path string) *http.Request {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", s.listenPort, path), nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	req.Header.Set("traceparent", traceparentFor(path))
 	return req
+}
+
+func traceparentFor(path string) string {
+	return fmt.Sprintf("00-%032x-%016x-01", fnv32(path), fnv32("span"+path))
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
 }
 
 // binomialBound is the half-width of the two-sided 99.9 % interval of a
@@ -237,6 +253,14 @@ func TestCopyMetrics(t *testing.T) {
 			t.Errorf("sidecar %d sent %d copies (%v): the kernel gave it no connections, so the sum covers one sidecar only", i, v, err)
 		}
 	}
+	// Copies carry the primary's trace context unchanged, so the shadow's
+	// spans join the primary's trace.
+	for _, r := range s.shadow.Requests() {
+		if got, want := r.Header.Get("traceparent"), traceparentFor(r.Path); got != want {
+			t.Errorf("copy of %s carries traceparent %q, want the primary's %q", r.Path, got, want)
+			break
+		}
+	}
 	t.Logf("after %d requests at %s %%: %v copies (%d answered 503), p99 %.4fs", n, percent, m.Copies, s.shadow.Failed(),
 		copystats.Quantile(0.99, m.LatencyBuckets, m.LatencyCount))
 
@@ -274,4 +298,43 @@ func TestCopyMetrics(t *testing.T) {
 		}
 	}
 	t.Logf("dead shadow: %v copies, dropped %v, failed %v", d.Copies, d.Dropped, d.Failures)
+}
+
+// TestCopyMetricsBodyTooLarge: a copy whose body exceeds the guard's
+// maxBodyBytes is dropped by the sidecar and counted as such; the others
+// are sent and answered.
+func TestCopyMetricsBodyTooLarge(t *testing.T) {
+	s := newCopyStack(t)
+	s.applyPolicy(policyYAML("100", "") + "  guard: {maxBodyBytes: 1Ki}\n")
+	s.waitApplied(1_000_000)
+	const each = 20
+	for i := range 2 * each {
+		size := 100
+		if i%2 == 0 {
+			size = 8 << 10
+		}
+		req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/upload/%d", s.listenPort, i), bytes.NewReader(make([]byte, size)))
+		must(t, err)
+		res := harness.Do(s.client, req)
+		if res.Err != nil || res.Status != http.StatusOK {
+			t.Fatalf("primary POST %d: %v %d", i, res.Err, res.Status)
+		}
+	}
+	got := s.shadow.WaitCount(s.ctx, each, time.Second)
+	stats := map[string]uint64{}
+	for _, sc := range s.sidecars {
+		st, _ := sc.Stats(s.ctx, `^cluster\.copy\|.*`)
+		for k, v := range st {
+			if v != 0 && !strings.Contains(k, "circuit_breakers") && !strings.Contains(k, "version") && !strings.Contains(k, "update_time") {
+				stats[k] += v
+			}
+		}
+	}
+	t.Logf("non-zero copy cluster stats over both sidecars: %v", stats)
+	m := s.waitMetrics("every copy accounted for", func(m copystats.Mirror) bool {
+		return m.Matched == 2*each && m.Copies == 2*each
+	})
+	if got != each || m.Responses["2xx"] != each || m.Dropped[copystats.DropBodyTooLarge] != each {
+		t.Errorf("shadow got %d copies, 2xx %v, dropped for size %v; want %d each", got, m.Responses["2xx"], m.Dropped[copystats.DropBodyTooLarge], each)
+	}
 }

@@ -116,9 +116,14 @@ const (
 	// cluster's max_stream_duration reset the copy.
 	StatTimeout     = "upstream_rq_timeout"
 	StatMaxDuration = "upstream_rq_max_duration_reached"
-	// StatBodyTooLarge is the copy answered 413 by the shadow cluster's
-	// buffer filter because its body exceeded the guard's maxBodyBytes.
-	StatBodyTooLarge = "upstream_rq_413"
+	// A copy whose body exceeds the guard's maxBodyBytes is abandoned by
+	// the shadow cluster's buffer filter, with no response charged
+	// (checked against Envoy 1.40): a copy already on a connection ends it
+	// (StatDestroyedWithRequest; over HTTP/1 one connection carries one
+	// copy at a time), one still waiting for a connection is cancelled
+	// (StatCancelled).
+	StatDestroyedWithRequest = "upstream_cx_destroy_local_with_active_rq"
+	StatCancelled            = "upstream_rq_cancelled"
 	// StatLatency is the histogram of copy response times in milliseconds.
 	StatLatency = "upstream_rq_time"
 )
@@ -126,7 +131,8 @@ const (
 // ClusterStats are the cluster stats the sink reads, in a fixed order.
 var ClusterStats = []string{
 	StatRequests, Stat2xx, Stat3xx, Stat4xx, Stat5xx, StatPendingOverflow, StatNoHealthy,
-	StatConnectFail, StatResetRx, StatResetTx, StatTimeout, StatMaxDuration, StatBodyTooLarge, StatLatency,
+	StatConnectFail, StatResetRx, StatResetTx, StatTimeout, StatMaxDuration, StatDestroyedWithRequest, StatCancelled,
+	StatLatency,
 }
 
 // StatMatched is the route stat that counts the requests a route matched.

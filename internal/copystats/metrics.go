@@ -36,16 +36,22 @@ var responseClasses = []struct{ class, stat string }{
 	{"2xx", statnames.Stat2xx}, {"3xx", statnames.Stat3xx}, {"4xx", statnames.Stat4xx}, {"5xx", statnames.Stat5xx},
 }
 
-// dropReasons are copies Envoy made but never sent: the sum of their
-// stats. A body over the limit is answered 413 by the shadow cluster's own
-// buffer filter, inside Envoy.
+// dropReasons are copies Envoy made but never sent in full, by reason.
 var dropReasons = []struct {
 	reason string
-	stats  []string
+	count  func(*mirrorTotals) float64
 }{
-	{DropOverflow, []string{statnames.StatPendingOverflow}},
-	{DropNoHealthy, []string{statnames.StatNoHealthy}},
-	{DropBodyTooLarge, []string{statnames.StatBodyTooLarge}},
+	{DropOverflow, func(t *mirrorTotals) float64 { return t.counters[statnames.StatPendingOverflow] }},
+	{DropNoHealthy, func(t *mirrorTotals) float64 { return t.counters[statnames.StatNoHealthy] }},
+	{DropBodyTooLarge, (*mirrorTotals).abandoned},
+}
+
+// abandoned are the copies Envoy itself gave up before an answer: what the
+// buffer filter does to a body over maxBodyBytes. A copy cut by the 30 s cap
+// also ends its connection locally, so those are taken out.
+func (t *mirrorTotals) abandoned() float64 {
+	return max(0, t.counters[statnames.StatDestroyedWithRequest]+t.counters[statnames.StatCancelled]-
+		t.counters[statnames.StatMaxDuration]-t.counters[statnames.StatTimeout])
 }
 
 var failureReasons = []struct {
@@ -59,11 +65,11 @@ var failureReasons = []struct {
 
 // copies is every copy Envoy made of a matched request: those that reached
 // a connection to the target (upstream_rq_total), and those stopped before:
-// by a circuit breaker, for lack of a healthy endpoint, or by a failed
-// connection.
+// by a circuit breaker, for lack of a healthy endpoint, by a failed
+// connection, or cancelled while waiting for one.
 func (t *mirrorTotals) copies() float64 {
 	return t.counters[statnames.StatRequests] + t.counters[statnames.StatPendingOverflow] +
-		t.counters[statnames.StatNoHealthy] + t.counters[statnames.StatConnectFail]
+		t.counters[statnames.StatNoHealthy] + t.counters[statnames.StatConnectFail] + t.counters[statnames.StatCancelled]
 }
 
 // collector exports the sums at scrape time.
@@ -150,7 +156,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d[MetricResponses], prometheus.CounterValue, t.fromShadow(rc.stat), with(rc.class)...)
 		}
 		for _, dr := range dropReasons {
-			ch <- prometheus.MustNewConstMetric(d[MetricDropped], prometheus.CounterValue, t.sum(dr.stats), with(dr.reason)...)
+			ch <- prometheus.MustNewConstMetric(d[MetricDropped], prometheus.CounterValue, dr.count(t), with(dr.reason)...)
 		}
 		for _, fr := range failureReasons {
 			ch <- prometheus.MustNewConstMetric(d[MetricFailures], prometheus.CounterValue, t.sum(fr.stats), with(fr.reason)...)
@@ -163,14 +169,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// localReplies are the copies Envoy answered itself, which it also
-// charges to the cluster's upstream_rq_<class> (checked against Envoy 1.40:
-// with the target gone, upstream_rq_5xx grew by exactly
+// localReplies are the copies Envoy answered itself with a 503 or 504,
+// which it also charges to the cluster's upstream_rq_5xx (checked against
+// Envoy 1.40: with the target gone, upstream_rq_5xx grew by exactly
 // upstream_cx_none_healthy + upstream_rq_pending_failure_eject).
 var localReplies = map[string][]string{
-	statnames.Stat5xx: {statnames.StatNoHealthy, statnames.StatConnectFail, statnames.StatPendingOverflow,
-		statnames.StatTimeout, statnames.StatMaxDuration},
-	statnames.Stat4xx: {statnames.StatBodyTooLarge},
+	statnames.Stat5xx: {statnames.StatNoHealthy, statnames.StatConnectFail, statnames.StatPendingOverflow, statnames.StatTimeout},
 }
 
 // fromShadow is a response class counter without Envoy's own replies: what

@@ -208,17 +208,20 @@ func TestDropsFailuresAndLocalReplies(t *testing.T) {
 	s, reg, _ := newTestSink(t, false)
 	s.open("a", entrance)
 	s.record("a", report{uptime: 1, matched: 100, clusters: map[string]float64{
-		statnames.StatRequests: 20, statnames.Stat2xx: 10, statnames.Stat4xx: 3, statnames.Stat5xx: 14,
-		// Envoy's own replies, also charged to 5xx and 4xx.
-		statnames.StatNoHealthy: 4, statnames.StatConnectFail: 2, statnames.StatPendingOverflow: 1, statnames.StatTimeout: 1,
-		statnames.StatBodyTooLarge: 2, statnames.StatResetRx: 1,
+		statnames.StatRequests: 20, statnames.Stat2xx: 10, statnames.Stat4xx: 1, statnames.Stat5xx: 14,
+		// Envoy's own replies, also charged to 5xx.
+		statnames.StatNoHealthy: 4, statnames.StatConnectFail: 2, statnames.StatPendingOverflow: 1,
+		statnames.StatResetRx: 1,
+		// Bodies over the limit: 3 abandoned on a connection, 1 while
+		// waiting; one more connection ended by the 30 s cap.
+		statnames.StatDestroyedWithRequest: 4, statnames.StatCancelled: 1, statnames.StatMaxDuration: 1,
 	}}.families())
 	m := read(t, reg)
-	want := Mirror{Copies: 27, Responses: map[string]float64{"2xx": 10, "3xx": 0, "4xx": 1, "5xx": 6},
-		Dropped:  map[string]float64{DropOverflow: 1, DropNoHealthy: 4, DropBodyTooLarge: 2},
+	want := Mirror{Copies: 28, Responses: map[string]float64{"2xx": 10, "3xx": 0, "4xx": 1, "5xx": 7},
+		Dropped:  map[string]float64{DropOverflow: 1, DropNoHealthy: 4, DropBodyTooLarge: 4},
 		Failures: map[string]float64{FailConnect: 2, FailTimeout: 1, FailReset: 1}}
 	if m.Copies != want.Copies {
-		t.Errorf("copies = %v, want %v (sent, overflow, no healthy, connect failures)", m.Copies, want.Copies)
+		t.Errorf("copies = %v, want %v (sent, overflow, no healthy, connect failures, cancelled)", m.Copies, want.Copies)
 	}
 	for name, pair := range map[string][2]map[string]float64{"responses": {m.Responses, want.Responses}, "dropped": {m.Dropped, want.Dropped}, "failures": {m.Failures, want.Failures}} {
 		for k, v := range pair[1] {
