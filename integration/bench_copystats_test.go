@@ -16,10 +16,14 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	iopc "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
@@ -33,8 +37,11 @@ import (
 // (TLS, TokenReview-verified identity, as deployed) while COPYSTATS_SIDECARS
 // (default 1000) simulated sidecars stream a report every
 // COPYSTATS_FLUSH (default 10s, the bootstrap's default), against the same
-// process with reporting off. Each simulated sidecar has its own Pod,
-// token and TLS connection, and sends what a real Envoy sends: the report
+// sidecars connected with reporting off (and, for scale, no sidecars at
+// all). Each simulated sidecar has its own Pod, token and TLS connection
+// holding an ADS stream, as a real one does with or without reporting; the
+// report is one more stream on that connection. It sends what a real Envoy
+// sends: the report
 // is built from the used stats of a real sidecar (Envoy's admin
 // /stats?usedonly) after copying traffic, with its counters growing every
 // flush at the configured share.
@@ -74,10 +81,14 @@ func BenchmarkCopyStatsOverhead(b *testing.B) {
 	must(b, err)
 	httpPort, err := harness.FreePort()
 	must(b, err)
+	debugPort, err := harness.FreePort()
+	must(b, err)
 	xdsAddr, httpURL := fmt.Sprintf("127.0.0.1:%d", xdsPort), fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	debugURL := fmt.Sprintf("http://127.0.0.1:%d", debugPort)
 	proc := harness.StartProcessT(b, exec.Command(e.shadowplane, "serve", "--kubeconfig", e.kube.KubeconfigPath,
 		"--namespaces", ns, "--xds-address", xdsAddr, "--http-address", strings.TrimPrefix(httpURL, "http://"),
 		"--xds-tls-cert-file", filepath.Join(dir, "tls.crt"), "--xds-tls-key-file", filepath.Join(dir, "tls.key"),
+		"--debug-address", strings.TrimPrefix(debugURL, "http://"),
 		"--log-level", "warn", "--shutdown-delay", "0s"), filepath.Join(dir, "serve.log"))
 	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
 		_, err := harness.GetJSON(ctx, httpURL+"/readyz")
@@ -91,8 +102,8 @@ func BenchmarkCopyStatsOverhead(b *testing.B) {
 	// A real sidecar copies some traffic; its used stats are the report.
 	template := realReport(b, ctx, ns, xdsAddr, filepath.Join(dir, "ca.crt"), listenPort, primary)
 
-	off := measureServe(b, ctx, httpURL, window)
-	b.Logf("reporting off: %.4f cores, RSS %.1f MiB, heap %.1f MiB", off.cores, off.rssMiB, off.heapMiB)
+	idle := measureServe(b, ctx, httpURL, debugURL, window)
+	b.Logf("no sidecars: %.4f cores, RSS %.1f MiB, live heap %.1f MiB", idle.cores, idle.rssMiB, idle.heapMiB)
 
 	// Identities first (API server work, not the transport's), then the
 	// streams.
@@ -126,32 +137,44 @@ func BenchmarkCopyStatsOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 
+	// Every sidecar connects and holds its ADS stream, as a real one
+	// does with or without reporting: the baseline.
 	runCtx, stopSidecars := context.WithCancel(ctx)
 	defer stopSidecars()
+	conns := make([]*grpc.ClientConn, sidecars)
+	for i := range sidecars {
+		conn, err := harness.DialXDS(xdsAddr, caPEM, tokens[i])
+		must(b, err)
+		defer conn.Close()
+		conns[i] = conn
+		go holdADS(runCtx, conn, simNode(ns, i))
+	}
+	waitGauge(b, ctx, httpURL, "shadowplane_xds_connected_proxies", sidecars)
+	time.Sleep(flush)
+	off := measureServe(b, ctx, httpURL, debugURL, window)
+	b.Logf("%d sidecars connected (TLS, one ADS stream each), reporting off: %.4f cores, RSS %.1f MiB, live heap %.1f MiB",
+		sidecars, off.cores, off.rssMiB, off.heapMiB)
+
 	var started sync.WaitGroup
-	var failures sync.Map
 	for i := range sidecars {
 		started.Add(1)
-		go simulateSidecar(runCtx, &started, &failures, i, ns, xdsAddr, caPEM, tokens[i], template, flush)
+		go simulateSidecar(runCtx, &started, i, conns[i], simNode(ns, i), template, flush)
 	}
 	started.Wait()
-	failures.Range(func(k, v any) bool {
-		b.Errorf("sidecar %v: %v", k, v)
-		return true
-	})
 	// Every stream has sent its first report; wait one more flush so all
 	// run in their steady state.
-	waitStreams(b, ctx, httpURL, sidecars)
+	waitGauge(b, ctx, httpURL, "shadowplane_copy_stats_streams", sidecars)
 	time.Sleep(flush)
 
 	var samples []dashboardSample
 	sampler := startSampler(runCtx, httpURL, flush, &samples)
-	on := measureServe(b, ctx, httpURL, window)
+	on := measureServe(b, ctx, httpURL, debugURL, window)
 	stopSidecars()
 	sampler.Wait()
-	b.Logf("reporting on (%d sidecars, one report each per %s): %.4f cores, RSS %.1f MiB, heap %.1f MiB",
+	b.Logf("reporting on (%d sidecars, one report each per %s): %.4f cores, RSS %.1f MiB, live heap %.1f MiB",
 		sidecars, flush, on.cores, on.rssMiB, on.heapMiB)
-	b.Logf("overhead: %+.4f cores (%.2f ms CPU per report), %+.1f MiB RSS, %+.1f MiB heap; report: %d metric families, %d bytes",
+	b.Logf("connected sidecars cost: %+.4f cores, %+.1f MiB RSS, %+.1f MiB live heap", off.cores-idle.cores, off.rssMiB-idle.rssMiB, off.heapMiB-idle.heapMiB)
+	b.Logf("reporting overhead: %+.4f cores (%.2f ms CPU per report), %+.1f MiB RSS, %+.1f MiB live heap; report: %d metric families, %d bytes",
 		on.cores-off.cores, (on.cores-off.cores)*flush.Seconds()*1000/float64(sidecars), on.rssMiB-off.rssMiB, on.heapMiB-off.heapMiB,
 		len(template), proto.Size(&metricsv3.StreamMetricsMessage{EnvoyMetrics: template}))
 	b.ReportMetric(on.cores-off.cores, "overhead-cores")
@@ -254,17 +277,10 @@ func envoyHistogram(n uint64) *iopc.Histogram {
 // simulateSidecar streams a report every flush until ctx ends: the real
 // report's families with this sidecar's node, its uptime, and its copy
 // counters grown by 100 matched requests a second copied at 25 %.
-func simulateSidecar(ctx context.Context, started *sync.WaitGroup, failures *sync.Map, i int, ns, xdsAddr string, caPEM []byte, token string, template []*iopc.MetricFamily, flush time.Duration) {
+func simulateSidecar(ctx context.Context, started *sync.WaitGroup, i int, conn *grpc.ClientConn, node *corev3.Node, template []*iopc.MetricFamily, flush time.Duration) {
 	once := sync.OnceFunc(started.Done)
 	defer once()
-	conn, err := harness.DialXDS(xdsAddr, caPEM, token)
-	if err != nil {
-		failures.Store(i, err)
-		return
-	}
-	defer conn.Close()
-	node := nodemeta.Metadata{NodeID: fmt.Sprintf("sim-%d", i), Namespace: ns, Service: "entrance",
-		Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}.Node()
+	var err error
 	rng := rand.New(rand.NewPCG(uint64(i), 1))
 	start := time.Now()
 	var matched, copies float64
@@ -337,6 +353,29 @@ func simulateSidecar(ctx context.Context, started *sync.WaitGroup, failures *syn
 	}
 }
 
+func simNode(ns string, i int) *corev3.Node {
+	return nodemeta.Metadata{NodeID: fmt.Sprintf("sim-%d", i), Namespace: ns, Service: "entrance",
+		Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}.Node()
+}
+
+// holdADS opens an ADS stream, asks for the listeners and keeps reading
+// (without ACKing: the control plane's work per push is the same) until
+// ctx ends.
+func holdADS(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node) {
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}); err != nil {
+		return
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return
+		}
+	}
+}
+
 func counterFamily(name string, v float64) *iopc.MetricFamily {
 	t := iopc.MetricType_COUNTER
 	return &iopc.MetricFamily{Name: proto.String(name), Type: &t, Metric: []*iopc.Metric{{Counter: &iopc.Counter{Value: proto.Float64(v)}}}}
@@ -353,8 +392,9 @@ type serveUsage struct {
 }
 
 // measureServe samples the process's CPU seconds over window (from its
-// /metrics), and its RSS and heap at the end.
-func measureServe(b *testing.B, ctx context.Context, httpURL string, window time.Duration) serveUsage {
+// /metrics), its RSS at the end, and its live heap after a collection
+// (pprof's heap profile with gc=1, on the debug listener).
+func measureServe(b *testing.B, ctx context.Context, httpURL, debugURL string, window time.Duration) serveUsage {
 	b.Helper()
 	read := func() map[string]float64 {
 		body, err := harness.GetJSON(ctx, httpURL+"/metrics")
@@ -363,7 +403,7 @@ func measureServe(b *testing.B, ctx context.Context, httpURL string, window time
 		families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 		must(b, err)
 		out := map[string]float64{}
-		for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes"} {
+		for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes"} {
 			if f := families[name]; f != nil {
 				m := f.GetMetric()[0]
 				out[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
@@ -374,21 +414,28 @@ func measureServe(b *testing.B, ctx context.Context, httpURL string, window time
 	before, t0 := read(), time.Now()
 	time.Sleep(window)
 	after := read()
-	return serveUsage{
-		cores:   (after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]) / time.Since(t0).Seconds(),
-		rssMiB:  after["process_resident_memory_bytes"] / (1 << 20),
-		heapMiB: after["go_memstats_heap_inuse_bytes"] / (1 << 20),
+	cores := (after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]) / time.Since(t0).Seconds()
+	heap, err := harness.GetJSON(ctx, debugURL+"/debug/pprof/heap?debug=1&gc=1")
+	must(b, err)
+	var live float64
+	for _, line := range strings.Split(string(heap), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			_, err := fmt.Sscan(v, &live)
+			must(b, err)
+		}
 	}
+	return serveUsage{cores: cores, rssMiB: after["process_resident_memory_bytes"] / (1 << 20), heapMiB: live / (1 << 20)}
 }
 
-func waitStreams(b *testing.B, ctx context.Context, httpURL string, n int) {
+// waitGauge waits until the control plane's gauge reads n.
+func waitGauge(b *testing.B, ctx context.Context, httpURL, gauge string, n int) {
 	b.Helper()
-	want := fmt.Sprintf("\nshadowplane_copy_stats_streams %d\n", n)
+	want := fmt.Sprintf("\n%s %d\n", gauge, n)
 	if err := harness.WaitUntil(ctx, 2*time.Minute, func() (bool, error) {
 		body, err := harness.GetJSON(ctx, httpURL+"/metrics")
 		return err == nil && bytes.Contains(body, []byte(want)), nil
 	}); err != nil {
-		b.Fatalf("never %d open stats streams: %v", n, err)
+		b.Fatalf("%s never reached %d: %v", gauge, n, err)
 	}
 }
 

@@ -35,22 +35,8 @@ func newCopyStack(t *testing.T) *copyStack {
 	t.Cleanup(cancel)
 	f := &mirrorFixture{t: t, ctx: ctx, kube: e.kube, client: harness.NewKeepAliveClient(16)}
 	f.ns = newNamespace(t, ctx)
+	listenPort := f.startBackends()
 	var err error
-	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.primary.Stop)
-	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.shadow.Stop)
-	listenPort, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, f.kube.ApplyService(ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
-	must(t, f.kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
-	must(t, f.kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
 	if f.cp, err = harness.StartControlPlane(ctx, f.kube, harness.ControlPlaneOptions{Namespaces: []string{f.ns}, Logger: testLogger(t)}); err != nil {
 		t.Fatal(err)
 	}

@@ -59,26 +59,10 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		must(t, f.kube.EnsureNamespace(ctx, f.ns))
 	}
 
+	listenPort := f.startBackends()
 	var err error
-	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.primary.Stop)
-	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.shadow.Stop)
 
-	listenPort, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube := f.kube
-	must(t, kube.ApplyService(ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
-	must(t, kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
-	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
-
-	if f.cp, err = harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{
+	if f.cp, err = harness.StartControlPlane(ctx, f.kube, harness.ControlPlaneOptions{
 		Namespaces:       []string{f.ns},
 		AllowedURLHosts:  o.allowedURLHosts,
 		Logger:           testLogger(t),
@@ -111,6 +95,31 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		f.sidecar.Stop()
 	})
 	return f
+}
+
+// startBackends starts the primary app (on loopback) and the shadow
+// backend, and applies the Services "entrance" (targetPort: the sidecar
+// listen port it returns) and "entrance-shadow" with the shadow's
+// EndpointSlice.
+func (f *mirrorFixture) startBackends() uint32 {
+	t, e := f.t, env(f.t)
+	var err error
+	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.primary.Stop)
+	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.shadow.Stop)
+	listenPort, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
+	must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
+	return listenPort
 }
 
 func must(t testing.TB, err error) {

@@ -197,7 +197,8 @@ func Parse(full string) (Stat, bool) {
 // its admin /stats and reports to the control plane) only the stats that
 // match. The copy stats above, plus the few families operators and the
 // tests read to see the sidecar's own health: the xDS connection, config
-// updates, runtime, and the server.
+// updates, runtime, the server, and the inbound listeners' route updates
+// and drains (which prove a change drained nothing).
 //
 // Envoy's safe_regex must match the whole stat name, hence the ".*".
 var EnvoyStatsInclusion = []string{
@@ -205,4 +206,5 @@ var EnvoyStatsInclusion = []string{
 	`vhost\.[^.]+\.route\.copy\|.*`,
 	`cluster\.shadowplane_xds\..*`,
 	`(server|listener_manager|cluster_manager|runtime|control_plane)\..*`,
+	`http\.inbound_[^.]+\.(rds\..*|downstream_cx_drain_close|downstream_cx_destroy_local.*)`,
 }

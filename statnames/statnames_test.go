@@ -92,6 +92,8 @@ func TestInclusionCoversParsedStats(t *testing.T) {
 		StatUptime,
 		"cluster.shadowplane_xds.ssl.handshake",
 		"listener_manager.listener_modified",
+		"http.inbound_15001.rds.inbound|15001.update_success",
+		"http.inbound_15001.downstream_cx_drain_close",
 	} {
 		if !included(name) {
 			t.Errorf("%s is not included", name)

@@ -152,3 +152,24 @@ func (s *Server) Proxies() []ProxyStatus {
 	})
 	return out
 }
+
+// SyncedNodes returns the node ids of the proxies whose every stream has
+// every requested type SYNCED: the copy metrics' "sidecars in sync".
+func (s *Server) SyncedNodes() map[string]bool {
+	out := map[string]bool{}
+	stale := map[string]bool{}
+	for _, p := range s.Proxies() {
+		synced := len(p.Types) > 0
+		for _, t := range p.Types {
+			synced = synced && t.Status == StatusSynced
+		}
+		if !synced {
+			stale[p.ID] = true
+		}
+		out[p.ID] = true
+	}
+	for id := range stale {
+		delete(out, id)
+	}
+	return out
+}

@@ -33,8 +33,8 @@ func newTopCommand() *cobra.Command {
 It reads the control plane's /metrics (serve --http-address) every
 --interval. OBS% is copies / matched requests since top started, beside the
 configured CONF%; COPY/S, ERR% (5xx answers, drops and failures per copy)
-and P99 (shadow latency) are over the last interval; CARS counts the
-sidecars reporting the policy. On a terminal the table refreshes in place;
+and P99 (shadow latency) are over the last interval; SYNC is the sidecars
+reporting the policy whose xDS config is in sync, of all reporting. On a terminal the table refreshes in place;
 -o json prints one JSON document per refresh.`,
 		Example: `  kubectl -n shadowplane-system port-forward deploy/shadowplane 9090 &
   shadowplane top
@@ -123,6 +123,7 @@ type topRow struct {
 	ErrorRatio      float64 `json:"errorRatio"`
 	P99Seconds      float64 `json:"p99Seconds"`
 	Sidecars        int     `json:"sidecars"`
+	InSync          int     `json:"sidecarsInSync"`
 }
 
 // topRows computes the rows: the observed share since the first reading
@@ -156,6 +157,7 @@ func topRows(first, prev, now []copystats.Mirror, elapsed time.Duration) []topRo
 			ErrorRatio:      ratio(last.Errors(), last.Copies),
 			P99Seconds:      copystats.Quantile(0.99, last.LatencyBuckets, last.LatencyCount),
 			Sidecars:        m.Sidecars,
+			InSync:          m.InSync,
 		}
 		rows = append(rows, row)
 	}
@@ -186,12 +188,12 @@ func renderTop(w io.Writer, output string, rows []topRow, inPlace bool) error {
 	if inPlace {
 		b.WriteString("\x1b[H\x1b[2J") // home, clear: refresh in place
 	}
-	fmt.Fprintf(&b, "%-24s %-12s %6s %6s %7s %6s %7s %4s\n", "POLICY", "MIRROR", "CONF%", "OBS%", "COPY/S", "ERR%", "P99", "CARS")
+	fmt.Fprintf(&b, "%-24s %-10s %6s %6s %7s %6s %7s %7s\n", "POLICY", "MIRROR", "CONF%", "OBS%", "COPY/S", "ERR%", "P99", "SYNC")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%-24s %-12s %6s %6s %7s %6s %7s %4d\n",
-			cut(r.Namespace+"/"+r.Policy, 24), cut(r.Mirror, 12),
+		fmt.Fprintf(&b, "%-24s %-10s %6s %6s %7s %6s %7s %7s\n",
+			cut(r.Namespace+"/"+r.Policy, 24), cut(r.Mirror, 10),
 			fixed(r.ConfiguredPct, 2), fixed(r.ObservedPct, 2), fixed(r.CopiesPerSecond, 1),
-			fixed(r.ErrorRatio*100, 1), duration(r.P99Seconds), r.Sidecars)
+			fixed(r.ErrorRatio*100, 1), duration(r.P99Seconds), fmt.Sprintf("%d/%d", r.InSync, r.Sidecars))
 	}
 	if len(rows) == 0 {
 		b.WriteString("no copy policies in force\n")
@@ -205,7 +207,7 @@ type jsonTopRow topRow
 
 func (r jsonTopRow) MarshalJSON() ([]byte, error) {
 	m := map[string]any{
-		"namespace": r.Namespace, "policy": r.Policy, "mirror": r.Mirror, "sidecars": r.Sidecars,
+		"namespace": r.Namespace, "policy": r.Policy, "mirror": r.Mirror, "sidecars": r.Sidecars, "sidecarsInSync": r.InSync,
 		"matched": r.Matched, "copies": r.Copies,
 	}
 	for k, v := range map[string]float64{

@@ -122,6 +122,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Registry: registry,
 		Logger:   cfg.Logger.Named("copystats"),
 		PerPod:   cfg.CopyMetricsPerPod,
+		Synced:   cp.XDS.SyncedNodes,
 	})
 	w, err := watcher.New(watcher.Options{
 		Client:       cfg.Client,

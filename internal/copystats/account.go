@@ -23,9 +23,6 @@ type sidecar struct {
 	last     map[string]float64
 	lastSeen time.Time
 	streams  int
-	// policies are the policies whose routes this sidecar reported: it
-	// counts among their reporting sidecars while its stream is open.
-	policies map[string]bool
 }
 
 // restartSlack is how far a reported start time may move before the sink

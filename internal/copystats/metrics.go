@@ -19,6 +19,7 @@ const (
 	MetricDuration   = "shadowplane_copy_duration_seconds"
 	MetricConfigured = "shadowplane_copy_configured_ratio"
 	MetricSidecars   = "shadowplane_copy_reporting_sidecars"
+	MetricInSync     = "shadowplane_copy_sidecars_in_sync"
 )
 
 // Label values of the reason and class labels.
@@ -101,7 +102,9 @@ func (s *Sink) descs() map[string]*prometheus.Desc {
 		MetricConfigured: prometheus.NewDesc(MetricConfigured,
 			"The mirror's configured share of matched requests (percent / 100).", []string{"namespace", "policy", "mirror"}, nil),
 		MetricSidecars: prometheus.NewDesc(MetricSidecars,
-			"Sidecars whose stats stream is open and that reported the policy's route.", []string{"namespace", "policy"}, nil),
+			"Sidecars of the policy's Service whose stats stream is open.", []string{"namespace", "policy"}, nil),
+		MetricInSync: prometheus.NewDesc(MetricInSync,
+			"Of the reporting sidecars, those whose xDS config is in sync (every type ACKed at the current version).", []string{"namespace", "policy"}, nil),
 	}
 }
 
@@ -128,11 +131,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return refs[i].name < refs[j].name
 	})
-	sidecars := map[string]int{}
-	for _, sc := range s.sidecars {
+	var synced map[string]bool
+	if s.synced != nil {
+		synced = s.synced()
+	}
+	type service struct{ namespace, name string }
+	reporting, inSync := map[service]int{}, map[service]int{}
+	for id, sc := range s.sidecars {
 		if sc.streams > 0 {
-			for p := range sc.policies {
-				sidecars[p]++
+			reporting[service{sc.namespace, sc.service}]++
+			if synced[id] {
+				inSync[service{sc.namespace, sc.service}]++
 			}
 		}
 	}
@@ -141,7 +150,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range info.mirrors {
 			ch <- prometheus.MustNewConstMetric(d[MetricConfigured], prometheus.GaugeValue, float64(m.ppm)/1e6, ref.namespace, ref.name, m.name)
 		}
-		ch <- prometheus.MustNewConstMetric(d[MetricSidecars], prometheus.GaugeValue, float64(sidecars[ref.namespace+"/"+ref.name]), ref.namespace, ref.name)
+		svc := service{ref.namespace, info.service}
+		ch <- prometheus.MustNewConstMetric(d[MetricSidecars], prometheus.GaugeValue, float64(reporting[svc]), ref.namespace, ref.name)
+		if s.synced != nil {
+			ch <- prometheus.MustNewConstMetric(d[MetricInSync], prometheus.GaugeValue, float64(inSync[svc]), ref.namespace, ref.name)
+		}
 	}
 
 	for l, t := range s.totals {

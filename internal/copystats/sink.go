@@ -54,7 +54,11 @@ type Options struct {
 	// PerPod adds a "pod" label (the sidecar's node id) to every copy
 	// metric: one series per sidecar, for debugging a few pods. Off by
 	// default, so cardinality follows the policies, not the fleet.
-	PerPod     bool
+	PerPod bool
+	// Synced, when set, returns the node ids of the sidecars whose xDS
+	// config is in sync (every type ACKed at the current version), for
+	// shadowplane_copy_sidecars_in_sync.
+	Synced     func() map[string]bool
 	FreshStart time.Duration
 	SidecarTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -66,6 +70,7 @@ type Sink struct {
 	metricsv3.UnimplementedMetricsServiceServer
 
 	verify     func(ctx context.Context, node *corev3.Node) (nodemeta.NodeGroup, error)
+	synced     func() map[string]bool
 	log        hclog.Logger
 	perPod     bool
 	freshStart time.Duration
@@ -117,6 +122,7 @@ type mirrorTotals struct {
 func New(o Options) *Sink {
 	s := &Sink{
 		verify:     o.Verify,
+		synced:     o.Synced,
 		log:        o.Logger,
 		perPod:     o.PerPod,
 		freshStart: o.FreshStart,
@@ -249,7 +255,7 @@ func (s *Sink) open(id string, group nodemeta.NodeGroup) {
 	defer s.mu.Unlock()
 	sc := s.sidecars[id]
 	if sc == nil || sc.namespace != group.Namespace || sc.service != group.Service {
-		sc = &sidecar{namespace: group.Namespace, service: group.Service, last: map[string]float64{}, policies: map[string]bool{}}
+		sc = &sidecar{namespace: group.Namespace, service: group.Service, last: map[string]float64{}}
 		s.sidecars[id] = sc
 	}
 	sc.streams++
@@ -328,7 +334,6 @@ func (s *Sink) addMatched(sc *sidecar, id string, st statnames.Stat, delta float
 			all = false
 			continue
 		}
-		sc.policies[st.Namespace+"/"+p] = true
 		for _, m := range info.mirrors {
 			s.totalsFor(seriesLabels{st.Namespace, p, m.name, s.pod(id)}).matched += delta
 		}

@@ -20,7 +20,9 @@ type Mirror struct {
 	Mirror    string `json:"mirror"`
 	// Configured is the configured share (0..1).
 	Configured float64 `json:"configuredRatio"`
-	Sidecars   int     `json:"sidecars"`
+	// Sidecars report the policy; InSync of them have its config ACKed.
+	Sidecars int `json:"sidecars"`
+	InSync   int `json:"inSync"`
 	Matched    float64 `json:"matched"`
 	Copies     float64 `json:"copies"`
 	// Responses by class, Dropped and Failures by reason.
@@ -66,13 +68,15 @@ func ReadMetrics(r io.Reader) ([]Mirror, error) {
 		byKey[m.Key()] = &m
 		return &m
 	}
-	sidecars := map[[2]string]int{}
+	sidecars, inSync := map[[2]string]int{}, map[[2]string]int{}
 	for name, f := range families {
 		for _, metric := range f.GetMetric() {
 			labels := labelMap(metric)
 			switch name {
 			case MetricSidecars:
 				sidecars[[2]string{labels["namespace"], labels["policy"]}] += int(metric.GetGauge().GetValue())
+			case MetricInSync:
+				inSync[[2]string{labels["namespace"], labels["policy"]}] += int(metric.GetGauge().GetValue())
 			case MetricConfigured:
 				get(labels).Configured = metric.GetGauge().GetValue()
 			case MetricMatched:
@@ -98,6 +102,7 @@ func ReadMetrics(r io.Reader) ([]Mirror, error) {
 	out := make([]Mirror, 0, len(byKey))
 	for _, m := range byKey {
 		m.Sidecars = sidecars[[2]string{m.Namespace, m.Policy}]
+		m.InSync = inSync[[2]string{m.Namespace, m.Policy}]
 		out = append(out, *m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
