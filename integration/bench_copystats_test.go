@@ -360,18 +360,23 @@ func simNode(ns string, i int) *corev3.Node {
 
 // holdADS opens an ADS stream, asks for the listeners and keeps reading
 // (without ACKing: the control plane's work per push is the same) until
-// ctx ends.
+// ctx ends. Like Envoy, it opens a new stream after a random backoff when
+// one ends (the control plane turns away streams beyond its new-stream
+// rate).
 func holdADS(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node) {
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return
-	}
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}); err != nil {
-		return
-	}
-	for {
-		if _, err := stream.Recv(); err != nil {
-			return
+	for ctx.Err() == nil {
+		if stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx); err == nil {
+			if stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}) == nil {
+				for {
+					if _, err := stream.Recv(); err != nil {
+						break
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(500+rand.IntN(2000)) * time.Millisecond):
 		}
 	}
 }

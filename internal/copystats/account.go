@@ -52,6 +52,9 @@ func (s *sidecar) observeStart(now time.Time, uptime float64, hasUptime bool) (r
 // while, which another replica or an earlier process may have counted),
 // nothing is new: the total only becomes the base of the next increment.
 func (s *sidecar) increment(key string, total float64, baseline bool) float64 {
+	if math.IsNaN(total) || math.IsInf(total, 0) || total < 0 {
+		return 0 // not a counter's total: never let it poison the sums
+	}
 	prev, seen := s.last[key]
 	s.last[key] = total
 	switch {

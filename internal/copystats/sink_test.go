@@ -3,6 +3,7 @@ package copystats
 import (
 	"bytes"
 	"context"
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -160,6 +161,9 @@ func TestRestartReconnectAndBaseline(t *testing.T) {
 		{name: "first seen after running for an hour: a baseline, then growth",
 			reports: []report{{uptime: 3600, matched: 1_000_000}, {uptime: 3610, matched: 1_000_070}},
 			gap:     10 * time.Second, wantMatched: 70},
+		{name: "values that are no counter's total are ignored",
+			reports: []report{{uptime: 5, matched: 100}, {uptime: 15, matched: math.NaN()}, {uptime: 25, matched: -5}, {uptime: 35, matched: 130}},
+			gap:     10 * time.Second, wantMatched: 130},
 		{name: "restart within the slack: a lower total still counts from zero",
 			reports: []report{{uptime: 5, matched: 100}, {uptime: 1, matched: 10}},
 			gap:     time.Second, wantMatched: 110},
