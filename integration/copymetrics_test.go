@@ -33,7 +33,10 @@ func newCopyStack(t *testing.T) *copyStack {
 	e := env(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	f := &mirrorFixture{t: t, ctx: ctx, kube: e.kube, client: harness.NewKeepAliveClient(16)}
+	// A new connection per request, so the kernel spreads the requests
+	// over both sidecars' listeners (a few kept-alive connections could
+	// all land on one).
+	f := &mirrorFixture{t: t, ctx: ctx, kube: e.kube, client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	f.ns = newNamespace(t, ctx)
 	listenPort := f.startBackends()
 	var err error
