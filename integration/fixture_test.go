@@ -173,7 +173,13 @@ func (f *mirrorFixture) waitRuntime(key string, ppm uint32) time.Time {
 
 // shadowCluster is the Envoy cluster of the standard shadow Service.
 func (f *mirrorFixture) shadowCluster() string {
-	return statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: "entrance-to-staging", Mirror: "staging"})
+	return f.mirrorCluster("entrance-to-staging")
+}
+
+// mirrorCluster is the Envoy cluster of the mirror "staging" of the named
+// policy: every mirror has a cluster of its own.
+func (f *mirrorFixture) mirrorCluster(policy string) string {
+	return statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: policy, Mirror: "staging"})
 }
 
 // waitApplied waits until Envoy runs the standard policy at ppm: the runtime

@@ -45,7 +45,9 @@ func TestHygieneCopyHeaders(t *testing.T) {
 	for _, p := range []string{"edit-copies", "plain-copies"} {
 		f.waitRuntime("shadowplane."+f.ns+"."+p+".staging", 1_000_000)
 	}
-	f.waitClusterHosts(f.shadowCluster(), 1)
+	for _, p := range []string{"edit-copies", "plain-copies"} {
+		f.waitClusterHosts(f.mirrorCluster(p), 1)
+	}
 	f.waitRouteMirrors(2)
 
 	// Each request: its path, Host, and whether it already carries the
