@@ -455,7 +455,7 @@ func startSampler(ctx context.Context, httpURL string, every time.Duration, out 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(every / 2)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			if body, err := harness.GetJSON(ctx, httpURL+"/metrics"); err == nil {

@@ -231,6 +231,9 @@ func TestCopyMetrics(t *testing.T) {
 	if m.Configured != share {
 		t.Errorf("configured ratio = %v, want %v", m.Configured, share)
 	}
+	if m.Sidecars != 2 || m.InSync != 2 {
+		t.Errorf("%d sidecars reporting, %d in sync; want 2 and 2", m.Sidecars, m.InSync)
+	}
 	if got, want := m.Responses["5xx"], float64(s.shadow.Failed()); got != want || want == 0 {
 		t.Errorf("5xx counter = %v, the shadow answered %v with 503", got, want)
 	}
