@@ -14,6 +14,8 @@ ETCD_VERSION  := v3.6.16
 # promtool checks and unit-tests deploy/monitoring's alert rules; the
 # version is the Go module's of github.com/prometheus/prometheus.
 PROMTOOL_VERSION := v0.316.0
+# istiod for `make bench-peers` only; pinned in tools/istiod/go.mod.
+ISTIO_VERSION := v0.0.0-20260827124520-eed52ebb66ad
 
 TOOLS := $(CURDIR)/.tools
 BIN   := $(TOOLS)/bin
@@ -33,7 +35,7 @@ UNIT_PKGS := ./policy/... ./nodemeta/... ./statnames/... ./translator/... ./watc
 NETNS_EXEC := $(CURDIR)/hack/netns-exec
 GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
 
-.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-copystats nginx clean
+.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-copystats bench-peers istiod nginx clean
 
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
@@ -121,6 +123,28 @@ bench-memory: tools
 ## _WINDOW; COPYSTATS_SVG=file draws the dashboard's top panels)
 bench-copystats: tools build
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'CopyStatsOverhead' -benchtime 1x -v ./integration/...
+
+# bench-peers: shadowplane and istiod side by side on the same kube-apiserver
+# and the same real Envoy, in one run (docs/benchmarks.md). Not part of `test`.
+bench-peers: tools build istiod
+	ISTIOD_BIN=$(BIN)/pilot-discovery ISTIO_CRDS=$(TOOLS)/istio/crd-all.gen.yaml \
+	  $(GO_TEST) -count=1 -timeout 40m -run '^$$' -bench 'Peers' -benchtime 1x -v ./integration/peers/
+
+## istiod: pilot-discovery and Istio's CRDs, both from the module pinned in
+## tools/istiod (about 25 minutes the first time on 2 shared cores; cached
+## by Go afterwards)
+istiod: $(BIN)/pilot-discovery $(TOOLS)/istio/crd-all.gen.yaml
+$(BIN)/pilot-discovery: tools/istiod/go.mod tools/istiod/go.sum
+	mkdir -p $(BIN)
+	grep -q 'istio.io/istio $(ISTIO_VERSION)$$' tools/istiod/go.mod || { echo "tools/istiod/go.mod does not pin istio.io/istio $(ISTIO_VERSION)"; exit 1; }
+	cd tools/istiod && $(GO) build -trimpath -ldflags "-s -w" -o $@ istio.io/istio/pilot/cmd/pilot-discovery
+	test -x $@
+$(TOOLS)/istio/crd-all.gen.yaml: tools/istiod/go.mod tools/istiod/go.sum
+	mkdir -p $(TOOLS)/istio
+	cd tools/istiod && $(GO) mod download istio.io/istio && \
+	  dir="$$($(GO) list -m -f '{{.Dir}}' istio.io/istio)" && test -n "$$dir" && \
+	  cp "$$dir/manifests/charts/base/files/crd-all.gen.yaml" $@
+	chmod 644 $@
 
 ## nginx: Debian's nginx (with its built-in mirror module) in .tools/nginx, for
 ## the isolation benchmark; unpacked from the .debs, without root or apt-get
