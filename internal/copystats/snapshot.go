@@ -21,10 +21,10 @@ type Mirror struct {
 	// Configured is the configured share (0..1).
 	Configured float64 `json:"configuredRatio"`
 	// Sidecars report the policy; InSync of them have its config ACKed.
-	Sidecars int `json:"sidecars"`
-	InSync   int `json:"inSync"`
-	Matched    float64 `json:"matched"`
-	Copies     float64 `json:"copies"`
+	Sidecars int     `json:"sidecars"`
+	InSync   int     `json:"inSync"`
+	Matched  float64 `json:"matched"`
+	Copies   float64 `json:"copies"`
 	// Responses by class, Dropped and Failures by reason.
 	Responses map[string]float64 `json:"responses"`
 	Dropped   map[string]float64 `json:"dropped"`
