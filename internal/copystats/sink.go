@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	iopc "github.com/prometheus/client_model/go"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,6 +30,13 @@ import (
 	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/statnames"
 	"github.com/shadowplane/shadowplane/translator"
+)
+
+// reportsPerSecond and reportBurst bound how often one stream's reports
+// are read (the bootstrap sends one every 10 s by default).
+const (
+	reportsPerSecond = 1
+	reportBurst      = 5
 )
 
 // Defaults for Options.
@@ -79,6 +87,7 @@ type Sink struct {
 
 	messages prometheus.Counter
 	ignored  prometheus.Counter
+	skipped  prometheus.Counter
 	streams  prometheus.Gauge
 
 	mu       sync.Mutex
@@ -139,6 +148,10 @@ func New(o Options) *Sink {
 			Name: "shadowplane_copy_stats_ignored_total",
 			Help: "Reported copy stats ignored: their policy or mirror is not in force, or belongs to another Service than the reporting sidecar's.",
 		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shadowplane_copy_stats_reports_skipped_total",
+			Help: "Reports not read because their stream sent more than one a second (the next report's totals include them).",
+		}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shadowplane_copy_stats_streams",
 			Help: "Open stats streams from sidecars.",
@@ -157,7 +170,7 @@ func New(o Options) *Sink {
 		s.now = time.Now
 	}
 	if o.Registry != nil {
-		o.Registry.MustRegister(s.messages, s.ignored, s.streams, collector{s})
+		o.Registry.MustRegister(s.messages, s.ignored, s.skipped, s.streams, collector{s})
 	}
 	return s
 }
@@ -221,8 +234,16 @@ func (s *Sink) StreamMetrics(stream grpc.ClientStreamingServer[metricsv3.StreamM
 	id := node.GetId()
 	s.open(id, group)
 	defer s.close(id)
+	// Reports carry totals, so one skipped costs nothing but a later
+	// reading: a sidecar flushing far faster than any bootstrap sets is
+	// held to reportsPerSecond instead of costing the control plane CPU.
+	limiter := rate.NewLimiter(reportsPerSecond, reportBurst)
 	for {
-		s.record(id, msg.GetEnvoyMetrics())
+		if limiter.Allow() {
+			s.record(id, msg.GetEnvoyMetrics())
+		} else {
+			s.skipped.Inc()
+		}
 		if msg, err = stream.Recv(); err != nil {
 			if errors.Is(err, io.EOF) {
 				return stream.SendAndClose(&metricsv3.StreamMetricsResponse{})

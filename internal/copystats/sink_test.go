@@ -332,16 +332,36 @@ func TestStreamChecksTheNode(t *testing.T) {
 	if err := send("entrance-1", report{uptime: 1, matched: 10}, report{uptime: 2, matched: 25}); err != nil {
 		t.Fatal(err)
 	}
+	// A stream flooding reports is read at most reportBurst times at once
+	// (plus one a second); the totals still count.
+	flood := []report{}
+	for range 30 {
+		flood = append(flood, report{uptime: 1, matched: 500})
+	}
+	if err := send("entrance-2", flood...); err != nil {
+		t.Fatal(err)
+	}
 	if err := send("intruder", report{uptime: 1, matched: 1000}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("intruder's stream ended with %v, want PermissionDenied", err)
 	}
 	if err := send("", report{uptime: 1, matched: 1000}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("a stream without node ended with %v, want InvalidArgument", err)
 	}
-	if m := read(t, reg); m.Matched != 25 {
-		t.Errorf("matched = %v, want 25 (entrance-1's only)", m.Matched)
+	if m := read(t, reg); m.Matched != 525 {
+		t.Errorf("matched = %v, want 525 (entrance-1's 25, entrance-2's 500)", m.Matched)
 	}
-	if len(verified) != 2 {
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "shadowplane_copy_stats_reports_skipped_total" {
+			if skipped := f.GetMetric()[0].GetCounter().GetValue(); skipped < 30-reportBurst-3 {
+				t.Errorf("skipped %v of 30 flooding reports, want at least %d", skipped, 30-reportBurst-3)
+			}
+		}
+	}
+	if len(verified) != 3 {
 		t.Errorf("verified %q, want each stream with a node once", verified)
 	}
 }
