@@ -48,8 +48,9 @@ var dropReasons = []struct {
 }
 
 // abandoned are the copies Envoy itself gave up before an answer: what the
-// buffer filter does to a body over maxBodyBytes. A copy cut by the 30 s cap
-// also ends its connection locally, so those are taken out.
+// buffer filter does to a body over maxBodyBytes (measured). A copy cut by
+// the 30 s cap or a timeout presumably ends its HTTP/1 connection locally
+// too (not measured), so those are taken out.
 func (t *mirrorTotals) abandoned() float64 {
 	return max(0, t.counters[statnames.StatDestroyedWithRequest]+t.counters[statnames.StatCancelled]-
 		t.counters[statnames.StatMaxDuration]-t.counters[statnames.StatTimeout])
