@@ -153,23 +153,30 @@ func (s *Server) Proxies() []ProxyStatus {
 	return out
 }
 
-// SyncedNodes returns the node ids of the proxies whose every stream has
-// every requested type SYNCED: the copy metrics' "sidecars in sync".
-func (s *Server) SyncedNodes() map[string]bool {
-	out := map[string]bool{}
-	stale := map[string]bool{}
-	for _, p := range s.Proxies() {
-		synced := len(p.Types) > 0
-		for _, t := range p.Types {
-			synced = synced && t.Status == StatusSynced
+// SyncedProxies counts, by "namespace/name" of the Service they front, the
+// connected proxy streams that have acknowledged their group's current
+// version of every type they requested: the sidecars that run the
+// configuration in force. One pass over the streams, however many
+// Services.
+func (s *Server) SyncedProxies() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, st := range s.streams {
+		g := s.groups[st.groupKey]
+		if st.groupKey == "" || g == nil || g.snapshot == nil || len(st.types) == 0 {
+			continue
 		}
-		if !synced {
-			stale[p.ID] = true
+		synced := true
+		for typeURL, t := range st.types {
+			if t.status(g.snapshot.versions[typeURL]) != StatusSynced {
+				synced = false
+				break
+			}
 		}
-		out[p.ID] = true
-	}
-	for id := range stale {
-		delete(out, id)
+		if synced {
+			out[g.group.Namespace+"/"+g.group.Service]++
+		}
 	}
 	return out
 }

@@ -33,8 +33,8 @@ func newTopCommand() *cobra.Command {
 It reads the control plane's /metrics (serve --http-address) every
 --interval. OBS% is copies / matched requests since top started, beside the
 configured CONF%; COPY/S, ERR% (5xx answers, drops and failures per copy)
-and P99 (shadow latency) are over the last interval; SYNC is the sidecars
-reporting the policy whose xDS config is in sync, of all reporting. On a terminal the table refreshes in place;
+and P99 (shadow latency) are over the last interval; SYNC is the policy's
+sidecars whose xDS config is in sync, over those reporting copy stats. On a terminal the table refreshes in place;
 -o json prints one JSON document per refresh.`,
 		Example: `  kubectl -n shadowplane-system port-forward deploy/shadowplane 9090 &
   shadowplane top

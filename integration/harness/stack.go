@@ -50,6 +50,9 @@ type ControlPlaneOptions struct {
 	Limits xds.Limits
 	// Observer is told of each step of a push, to time its parts.
 	Observer *xds.Observer
+	// LeaderElection, when set, makes the control plane campaign for the
+	// Lease; nil makes it lead alone.
+	LeaderElection *controlplane.LeaderElection
 }
 
 // StartControlPlane starts the control plane against kube and waits until
@@ -86,6 +89,7 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 		MaxConnectionAge: o.MaxConnectionAge,
 		Limits:           o.Limits,
 		XDSObserver:      o.Observer,
+		LeaderElection:   o.LeaderElection,
 	}
 	if certs != nil {
 		cfg.TLSCertFile, cfg.TLSKeyFile = certs.CertFile, certs.KeyFile

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/copystats"
@@ -68,6 +69,10 @@ type Config struct {
 	// CopyMetricsPerPod labels the copy metrics by sidecar (pod) too: one
 	// series per sidecar, for debugging a few pods.
 	CopyMetricsPerPod bool
+	// LeaderElection, when set, elects one replica to record Events and
+	// write policy status and last valid versions; nil makes this replica
+	// the leader from the start (a single replica).
+	LeaderElection *LeaderElection
 }
 
 // DefaultMaxConnectionAge is Config.MaxConnectionAge's default.
@@ -85,6 +90,8 @@ type ControlPlane struct {
 
 	xdsListener net.Listener
 	grpcServer  *grpc.Server
+	// elector is nil without leader election.
+	elector *leaderelection.LeaderElector
 	// web are the HTTP servers: probes and metrics, then debug.
 	web        []webServer
 	firstWorld atomic.Bool
@@ -122,7 +129,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Registry: registry,
 		Logger:   cfg.Logger.Named("copystats"),
 		PerPod:   cfg.CopyMetricsPerPod,
-		Synced:   cp.XDS.SyncedNodes,
+		Synced:   cp.XDS.SyncedProxies,
 	})
 	w, err := watcher.New(watcher.Options{
 		Client:       cfg.Client,
@@ -132,6 +139,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		ParseOptions: ownParseOptions(cfg),
 		Logger:       cfg.Logger.Named("watcher"),
 		Registry:     registry,
+		// Followers serve as usual; the leader alone writes status.
+		LeaderElected: cfg.LeaderElection != nil,
+		Identity:      identityOf(cfg.LeaderElection),
+		SidecarsAcked: func() map[string]int { return cp.XDS.SyncedProxies() },
 		OnWorld: func(world *translator.World) {
 			cp.CopyStats.SetWorld(world)
 			cp.XDS.SetWorld(world)
@@ -142,6 +153,15 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
 	cp.Watcher = w
+	if cfg.LeaderElection != nil {
+		le, err := cfg.LeaderElection.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		if cp.elector, err = newElector(le, cfg.Client, cfg.Logger.Named("leader"), w.SetLeader); err != nil {
+			return nil, err
+		}
+	}
 
 	if cfg.DebugAddress == "" {
 		cfg.DebugAddress = "127.0.0.1:0"
@@ -244,7 +264,13 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	partsCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	parts := 3 + len(cp.web)
+	if cp.elector != nil {
+		parts++
+	}
 	errs := make(chan error, parts)
+	if cp.elector != nil {
+		go func() { errs <- runElection(partsCtx, cp.elector) }()
+	}
 	go func() { errs <- cp.XDS.Run(partsCtx) }()
 	go func() { errs <- wrap("watcher", cp.Watcher.Run(partsCtx)) }()
 	go func() { errs <- wrap("xds grpc server", cp.grpcServer.Serve(cp.xdsListener)) }()
@@ -321,4 +347,13 @@ func xdsSecurity(cfg Config) (credentials.TransportCredentials, *xds.Auth, error
 	authn := kubeauth.New(kubeauth.Options{Client: cfg.Client, Audience: cfg.TokenAudience})
 	claims := kubeauth.NewClaimVerifier(cfg.Client)
 	return credentials.NewTLS(source.ServerTLSConfig()), &xds.Auth{Authenticate: authn.Authenticate, Verify: claims.Verify}, nil
+}
+
+// identityOf is the replica identity the status names: the Lease identity,
+// or the watcher's default (the host name) without an election.
+func identityOf(le *LeaderElection) string {
+	if le == nil {
+		return ""
+	}
+	return le.Identity
 }

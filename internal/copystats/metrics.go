@@ -105,7 +105,7 @@ func (s *Sink) descs() map[string]*prometheus.Desc {
 		MetricSidecars: prometheus.NewDesc(MetricSidecars,
 			"Sidecars of the policy's Service whose stats stream is open.", []string{"namespace", "policy"}, nil),
 		MetricInSync: prometheus.NewDesc(MetricInSync,
-			"Of the reporting sidecars, those whose xDS config is in sync (every type ACKed at the current version).", []string{"namespace", "policy"}, nil),
+			"Sidecars of the policy's Service whose xDS config is in sync (every type ACKed at the current version).", []string{"namespace", "policy"}, nil),
 	}
 }
 
@@ -132,18 +132,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return refs[i].name < refs[j].name
 	})
-	var synced map[string]bool
+	var synced map[string]int
 	if s.synced != nil {
 		synced = s.synced()
 	}
 	type service struct{ namespace, name string }
-	reporting, inSync := map[service]int{}, map[service]int{}
-	for id, sc := range s.sidecars {
+	reporting := map[service]int{}
+	for _, sc := range s.sidecars {
 		if sc.streams > 0 {
 			reporting[service{sc.namespace, sc.service}]++
-			if synced[id] {
-				inSync[service{sc.namespace, sc.service}]++
-			}
 		}
 	}
 	for _, ref := range refs {
@@ -154,7 +151,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		svc := service{ref.namespace, info.service}
 		ch <- prometheus.MustNewConstMetric(d[MetricSidecars], prometheus.GaugeValue, float64(reporting[svc]), ref.namespace, ref.name)
 		if s.synced != nil {
-			ch <- prometheus.MustNewConstMetric(d[MetricInSync], prometheus.GaugeValue, float64(inSync[svc]), ref.namespace, ref.name)
+			ch <- prometheus.MustNewConstMetric(d[MetricInSync], prometheus.GaugeValue, float64(synced[ref.namespace+"/"+info.service]), ref.namespace, ref.name)
 		}
 	}
 

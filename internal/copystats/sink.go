@@ -63,10 +63,10 @@ type Options struct {
 	// metric: one series per sidecar, for debugging a few pods. Off by
 	// default, so cardinality follows the policies, not the fleet.
 	PerPod bool
-	// Synced, when set, returns the node ids of the sidecars whose xDS
-	// config is in sync (every type ACKed at the current version), for
+	// Synced, when set, counts by "namespace/service" the sidecars whose
+	// xDS config is in sync (xds.Server's SyncedProxies), for
 	// shadowplane_copy_sidecars_in_sync.
-	Synced     func() map[string]bool
+	Synced     func() map[string]int
 	FreshStart time.Duration
 	SidecarTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -78,7 +78,7 @@ type Sink struct {
 	metricsv3.UnimplementedMetricsServiceServer
 
 	verify     func(ctx context.Context, node *corev3.Node) (nodemeta.NodeGroup, error)
-	synced     func() map[string]bool
+	synced     func() map[string]int
 	log        hclog.Logger
 	perPod     bool
 	freshStart time.Duration

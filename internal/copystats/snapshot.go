@@ -20,7 +20,8 @@ type Mirror struct {
 	Mirror    string `json:"mirror"`
 	// Configured is the configured share (0..1).
 	Configured float64 `json:"configuredRatio"`
-	// Sidecars report the policy; InSync of them have its config ACKed.
+	// Sidecars of the policy's Service report copy stats; InSync have
+	// their xDS config ACKed.
 	Sidecars int     `json:"sidecars"`
 	InSync   int     `json:"inSync"`
 	Matched  float64 `json:"matched"`
