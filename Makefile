@@ -11,6 +11,9 @@ SHELL := /bin/bash
 ENVOY_VERSION := 1.40.0
 K8S_VERSION   := v1.34.10
 ETCD_VERSION  := v3.6.16
+# promtool checks and unit-tests deploy/monitoring's alert rules; the
+# version is the Go module's of github.com/prometheus/prometheus.
+PROMTOOL_VERSION := v0.316.0
 # istiod for `make bench-peers` only; pinned in tools/istiod/go.mod.
 ISTIO_VERSION := v0.0.0-20260827124520-eed52ebb66ad
 
@@ -22,7 +25,7 @@ GO    ?= go
 export SHADOWPLANE_TOOLS := $(BIN)
 export KUBEBUILDER_ASSETS := $(BIN)
 
-UNIT_PKGS := ./policy/... ./nodemeta/... ./translator/... ./watcher/... ./xds/... ./envoy-bootstrap/... ./cmd/... ./internal/...
+UNIT_PKGS := ./policy/... ./nodemeta/... ./statnames/... ./translator/... ./watcher/... ./xds/... ./envoy-bootstrap/... ./cmd/... ./internal/...
 
 # Every test binary runs in a private network namespace that hack/netns-exec
 # creates (lo with 127.0.0.1 and the test address 198.18.0.1): go builds the
@@ -32,13 +35,20 @@ UNIT_PKGS := ./policy/... ./nodemeta/... ./translator/... ./watcher/... ./xds/..
 NETNS_EXEC := $(CURDIR)/hack/netns-exec
 GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
 
-.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-scale bench-peers istiod nginx clean
+.PHONY: build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-scale bench-copystats bench-peers istiod nginx clean
 
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
 
-## tools: install the pinned Envoy, kube-apiserver and etcd into .tools/bin
-tools: $(BIN)/envoy $(BIN)/kube-apiserver $(BIN)/etcd
+## tools: install the pinned Envoy, kube-apiserver, etcd and promtool into .tools/bin
+tools: $(BIN)/envoy $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/promtool
+
+$(BIN)/promtool: $(TOOLS)/promtool-$(PROMTOOL_VERSION).stamp
+$(TOOLS)/promtool-$(PROMTOOL_VERSION).stamp:
+	mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	$(BIN)/promtool --version | head -1
+	touch $@
 
 $(BIN)/envoy: $(TOOLS)/envoy-$(ENVOY_VERSION).stamp
 $(TOOLS)/envoy-$(ENVOY_VERSION).stamp:
@@ -96,7 +106,7 @@ demo: tools build
 	$(GO) build -o bin/demo ./integration/cmd/demo
 	$(NETNS_EXEC) --or-host bin/demo $(if $(HOLD),-hold)
 
-bench: bench-propagation bench-isolation bench-memory
+bench: bench-propagation bench-isolation bench-memory bench-copystats
 
 bench-propagation: tools build
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'Propagation' -benchtime 1x -v ./integration/...
@@ -107,6 +117,12 @@ bench-isolation: tools build nginx
 # Only the API server is needed: the control plane runs in process.
 bench-memory: tools
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'ConfigMapMemory' -benchtime 1x -v ./integration/...
+
+## bench-copystats: the copy metrics transport's cost, 1,000 simulated
+## sidecars reporting against reporting off (COPYSTATS_SIDECARS, _FLUSH,
+## _WINDOW; COPYSTATS_SVG=file draws the dashboard's top panels)
+bench-copystats: tools build
+	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'CopyStatsOverhead' -benchtime 1x -v ./integration/...
 
 ## bench-scale: 1,000, 5,000 and 10,000 simulated sidecars (SCALE_SIZES) in
 ## N/10 node groups against `shadowplane serve` and the real kube-apiserver;

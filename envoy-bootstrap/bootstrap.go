@@ -55,6 +55,12 @@ type Options struct {
 	// means plain text, which only a control plane run with
 	// --insecure-xds accepts.
 	TLS *TLSOptions
+	// StatsFlushInterval is how often the sidecar reports its copy stats
+	// to the control plane (default DefaultStatsFlushInterval).
+	StatsFlushInterval time.Duration
+	// NoCopyStats turns the report off; Envoy still keeps only
+	// shadowplane's stats.
+	NoCopyStats bool
 }
 
 // Render builds and validates the bootstrap.
@@ -137,6 +143,9 @@ func Render(o Options) (*bootstrapv3.Bootstrap, error) {
 				},
 			},
 		},
+	}
+	if err := addCopyStats(b, o); err != nil {
+		return nil, err
 	}
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("rendered bootstrap is invalid: %w", err)

@@ -99,6 +99,9 @@ func TestBadInputCorpus(t *testing.T) {
 	otherKey := "shadowplane." + f.ns + ".other-to-staging.staging"
 	f.waitApplied(1_000_000)
 	f.waitRuntime(otherKey, 1_000_000)
+	// Each mirror has its own cluster: the other policy's must have its
+	// endpoint too before it can copy.
+	f.waitClusterHosts(f.mirrorCluster("other-to-staging"), 1)
 	f.waitRouteMirrors(3) // /other/: both policies' mirrors; catch-all: one
 	f.checkCopies("baseline")
 	baseline := f.waitProxySynced()
@@ -160,6 +163,7 @@ func TestBadInputCorpus(t *testing.T) {
 		t.Fatalf("no PolicyApplied Event for the valid policy beside an invalid one:\n%s", f.describeNewEvents("mirror-policies", before))
 	}
 	f.waitRuntime("shadowplane."+f.ns+".same-key.staging", 1_000_000)
+	f.waitClusterHosts(f.mirrorCluster("same-key"), 1)
 	f.waitRouteMirrors(5) // /same/ and /other/: two mirrors each; catch-all: one
 	f.shadow.Reset()
 	res := harness.SendN(f.ctx, f.client, 10, 4, func(ctx context.Context, i int) *http.Request {
@@ -232,7 +236,7 @@ func TestTargetMissing(t *testing.T) {
 	}) == nil {
 		t.Errorf("no PolicyApplied Event once the Service appeared:\n%s", f.describeNewEvents("mirror-policies", before))
 	}
-	f.waitClusterHosts("shadow|"+f.ns+"|late-shadow|8080", 1)
+	f.waitClusterHosts(f.shadowCluster(), 1)
 	res = harness.SendN(f.ctx, f.client, n, 4, func(ctx context.Context, i int) *http.Request {
 		return f.get(ctx, fmt.Sprintf("/entrance/%d", i))
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // BenchmarkIsolation measures what a misbehaving shadow does to production
@@ -213,7 +214,7 @@ func startBenchSidecar(b *testing.B, ctx context.Context, primary *harness.Backe
 		}
 	}
 	key := "shadowplane." + ns + ".entrance-to-staging.staging"
-	cluster := "shadow|" + ns + "|entrance-shadow|8080"
+	cluster := statnames.ShadowCluster(statnames.Mirror{Namespace: ns, Policy: "entrance-to-staging", Mirror: "staging"})
 	err = harness.WaitUntil(ctx, 20*time.Second, func() (bool, error) {
 		v, ok, err := sidecar.RuntimeValue(ctx, key)
 		if err != nil || !ok || !harness.RuntimeShareIs(v, ppm) {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // propagationChanges is how many changes each case times at least; with
@@ -270,7 +271,9 @@ func newBenchStack(tb testing.TB, delta bool) *benchStack {
 func (s *benchStack) runtimeKey() string {
 	return "shadowplane." + s.ns + ".entrance-to-staging.staging"
 }
-func (s *benchStack) shadowCluster() string { return "shadow|" + s.ns + "|entrance-shadow|8080" }
+func (s *benchStack) shadowCluster() string {
+	return statnames.ShadowCluster(statnames.Mirror{Namespace: s.ns, Policy: "entrance-to-staging", Mirror: "staging"})
+}
 
 // writePolicy replaces the policy ConfigMap's YAML and returns when the
 // API write was made.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // crossClusterPKI is another cluster's: the CA of its gateway's serving
@@ -138,9 +138,9 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	for _, name := range []string{"good", "wrong-ca", "no-cert"} {
 		f.waitRuntime("shadowplane."+f.ns+"."+name+".gw", 1_000_000)
 	}
-	// Three TLS clusters (one per CA and certificate combination); the
-	// mirrors whose Secret or ConfigMap is missing have none.
-	clusters := waitTLSClusters(t, f, fmt.Sprintf("shadow-url|https|%s|%d|tls-", e.endpointHost, gateway.Port), 3)
+	// Three TLS clusters (one per usable mirror); the mirrors whose Secret
+	// or ConfigMap is missing have none.
+	clusters := waitTLSClusters(t, f, "good", "wrong-ca", "no-cert")
 	f.waitRouteMirrors(3)
 	waitSecretsActive(t, f, "mirror-client|"+f.ns+"/test-cluster-client", "mirror-ca|"+f.ns+"/test-cluster-ca/ca.crt")
 
@@ -171,7 +171,7 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	// The refused copies were tried and failed at the handshake: Envoy
 	// refused the gateway's certificate (unrelated CA); the gateway refused
 	// Envoy for want of a client certificate.
-	stats, err := f.sidecar.Stats(f.ctx, `^cluster\.shadow-url\|https\|.*\.ssl\.(fail_verify_error|connection_error|handshake)$`)
+	stats, err := f.sidecar.Stats(f.ctx, `^cluster\.`+regexp.QuoteMeta(statnames.ShadowClusterPrefix(f.ns))+`.*\.ssl\.(fail_verify_error|connection_error|handshake)$`)
 	must(t, err)
 	var verifyFailures, handshakeFailures, handshakes uint64
 	for name, v := range stats {
@@ -240,28 +240,30 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	t.Logf("key material searched in %d places (%d lines of 2 keys): none found", len(places), len(keyLines))
 }
 
-// waitTLSClusters waits until Envoy has n clusters named prefix… with one
-// host each, and returns their names.
-func waitTLSClusters(t *testing.T, f *mirrorFixture, prefix string, n int) []string {
+// waitTLSClusters waits until Envoy has the TLS copy clusters of the
+// mirrors "gw" of the given policies, each with its one host.
+func waitTLSClusters(t *testing.T, f *mirrorFixture, policies ...string) []string {
 	t.Helper()
-	var names []string
+	var names, missing []string
+	for _, p := range policies {
+		names = append(names, statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: p, Mirror: "gw"}))
+	}
 	err := harness.WaitUntil(f.ctx, 20*time.Second, func() (bool, error) {
-		stats, err := f.sidecar.Stats(f.ctx, "^"+regexp.QuoteMeta("cluster."+prefix)+`[0-9a-f]+\.membership_total$`)
+		hosts, err := f.sidecar.Stats(f.ctx, "^"+regexp.QuoteMeta("cluster."+statnames.ShadowClusterPrefix(f.ns))+`.*\.membership_total$`)
 		if err != nil {
 			return false, err
 		}
-		names = names[:0]
-		for name, hosts := range stats {
-			if hosts == 1 {
-				names = append(names, strings.TrimSuffix(strings.TrimPrefix(name, "cluster."), ".membership_total"))
+		missing = missing[:0]
+		for _, name := range names {
+			if hosts["cluster."+name+".membership_total"] != 1 {
+				missing = append(missing, name)
 			}
 		}
-		return len(names) == n, nil
+		return len(missing) == 0, nil
 	})
 	if err != nil {
-		t.Fatalf("envoy never had %d clusters %s… with a host (had %v): %v", n, prefix, names, err)
+		t.Fatalf("envoy never had the clusters %v with a host: %v", missing, err)
 	}
-	sort.Strings(names)
 	return names
 }
 
@@ -368,7 +370,7 @@ func checkBrokenSecret(t *testing.T, f *mirrorFixture, gateway *harness.Backend,
 
 	update(pki.client2.CertPEM, pki.client2.KeyPEM)
 	f.waitRouteMirrors(3)
-	waitTLSClusters(t, f, fmt.Sprintf("shadow-url|https|%s|%d|tls-", gateway.Host, gateway.Port), 3)
+	waitTLSClusters(t, f, "good", "wrong-ca", "no-cert")
 	waitSecretsActive(t, f, "mirror-client|"+f.ns+"/test-cluster-client")
 	send("fixed")
 	if got := gateway.WaitCount(f.ctx, 20, 500*time.Millisecond); got != 20 {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/statnames"
 	"github.com/shadowplane/shadowplane/xds"
 )
 
@@ -64,30 +65,13 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		must(t, f.kube.EnsureNamespace(ctx, f.ns))
 	}
 
-	var err error
-	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.primary.Stop)
-	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.shadow.Stop)
-
-	listenPort, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube := f.kube
-	must(t, kube.ApplyService(ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
-	must(t, kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
-	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
-
+	listenPort := f.startBackends()
 	logger := o.logger
 	if logger == nil {
 		logger = testLogger(t)
 	}
-	if f.cp, err = harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{
+	var err error
+	if f.cp, err = harness.StartControlPlane(ctx, f.kube, harness.ControlPlaneOptions{
 		Namespaces:       []string{f.ns},
 		AllowedURLHosts:  o.allowedURLHosts,
 		Logger:           logger,
@@ -113,13 +97,38 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			stats, _ := f.sidecar.Stats(context.Background(), `^cluster\.shadow.*\.(upstream_rq_total|upstream_rq_completed|upstream_cx_connect_fail|upstream_rq_pending_overflow|upstream_rq_timeout|upstream_cx_total|upstream_rq_2xx|membership_healthy|upstream_cx_none_healthy)$`)
+			stats, _ := f.sidecar.Stats(context.Background(), `^cluster\.copy\|.*\.(upstream_rq_total|upstream_rq_completed|upstream_cx_connect_fail|upstream_rq_pending_overflow|upstream_rq_timeout|upstream_cx_total|upstream_rq_2xx|membership_healthy|upstream_cx_none_healthy)$`)
 			t.Logf("shadow cluster stats: %v", stats)
 			t.Logf("envoy log tail:\n%s", f.sidecar.LogTail(40))
 		}
 		f.sidecar.Stop()
 	})
 	return f
+}
+
+// startBackends starts the primary app (on loopback) and the shadow
+// backend, and applies the Services "entrance" (targetPort: the sidecar
+// listen port it returns) and "entrance-shadow" with the shadow's
+// EndpointSlice.
+func (f *mirrorFixture) startBackends() uint32 {
+	t, e := f.t, env(f.t)
+	var err error
+	if f.primary, err = harness.StartBackend("primary", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.primary.Stop)
+	if f.shadow, err = harness.StartBackend("shadow", e.endpointHost); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.shadow.Stop)
+	listenPort, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance", harness.ServicePort{Name: "http", Port: 80, TargetPort: int32(listenPort)}))
+	must(t, f.kube.ApplyService(f.ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
+	must(t, f.kube.ApplyEndpointSlice(f.ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
+	return listenPort
 }
 
 func must(t testing.TB, err error) {
@@ -173,7 +182,13 @@ func (f *mirrorFixture) waitRuntime(key string, ppm uint32) time.Time {
 
 // shadowCluster is the Envoy cluster of the standard shadow Service.
 func (f *mirrorFixture) shadowCluster() string {
-	return "shadow|" + f.ns + "|entrance-shadow|8080"
+	return f.mirrorCluster("entrance-to-staging")
+}
+
+// mirrorCluster is the Envoy cluster of the mirror "staging" of the named
+// policy: every mirror has a cluster of its own.
+func (f *mirrorFixture) mirrorCluster(policy string) string {
+	return statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: policy, Mirror: "staging"})
 }
 
 // waitApplied waits until Envoy runs the standard policy at ppm: the runtime

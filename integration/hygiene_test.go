@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // TestHygieneCopyHeaders: copyHeaders edits, the copy marker and the Host
@@ -44,7 +45,9 @@ func TestHygieneCopyHeaders(t *testing.T) {
 	for _, p := range []string{"edit-copies", "plain-copies"} {
 		f.waitRuntime("shadowplane."+f.ns+"."+p+".staging", 1_000_000)
 	}
-	f.waitClusterHosts(f.shadowCluster(), 1)
+	for _, p := range []string{"edit-copies", "plain-copies"} {
+		f.waitClusterHosts(f.mirrorCluster(p), 1)
+	}
 	f.waitRouteMirrors(2)
 
 	// Each request: its path, Host, and whether it already carries the
@@ -259,9 +262,9 @@ func TestHygieneURLTargets(t *testing.T) {
 	for _, k := range []string{"to-ip.ip", "to-dns.dns", "to-tls.tls"} {
 		f.waitRuntime("shadowplane."+f.ns+"."+k, 1_000_000)
 	}
-	ipCluster := fmt.Sprintf("shadow-url|http|%s|%d", e.endpointHost, byIP.Port)
-	dnsCluster := fmt.Sprintf("shadow-url|http|%s|%d", dnsName, byName.Port)
-	tlsCluster := fmt.Sprintf("shadow-url|https|%s|%d", e.endpointHost, untrusted.Port)
+	ipCluster := statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: "to-ip", Mirror: "ip"})
+	dnsCluster := statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: "to-dns", Mirror: "dns"})
+	tlsCluster := statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: "to-tls", Mirror: "tls"})
 	for _, c := range []string{ipCluster, dnsCluster, tlsCluster} {
 		f.waitClusterHosts(c, 1)
 	}

@@ -203,7 +203,7 @@ func percentPPM(t testing.TB, percent string) uint32 {
 // closed or drained.
 var configStats = `^(listener_manager\.|cluster_manager\.|runtime\.|` +
 	`http\.inbound_[^.]+\.(rds\.|downstream_cx_drain_close$|downstream_cx_destroy_local)|` +
-	`cluster\.shadow[^.]*\.(update_|membership_|assignment_))`
+	`cluster\.copy\|[^.]*\.(update_|membership_|assignment_))`
 
 // volatileStat matches stats that move without any config change
 // (timestamps) or that encode a version rather than count.

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/statnames"
 	"github.com/shadowplane/shadowplane/internal/testtools"
 )
 
@@ -426,7 +427,9 @@ func TestRoutingPartialOverlaps(t *testing.T) {
 `)
 	f.waitRoutes("api-canary", "beta-to-v2")
 	f.waitWeight("api-canary", "entrance-v3", 1_000_000)
-	f.waitClusterHosts("shadow|"+f.ns+"|entrance-shadow|8080", 1)
+	for _, copier := range []string{"api", "tenant-beta", "get"} {
+		f.waitClusterHosts(statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: copier, Mirror: f.ns + ".entrance-shadow"}), 1)
+	}
 
 	data, err := os.ReadFile(filepath.Join(testtools.RepoRoot(), "translator", "testdata", "routing-partial-overlaps", "requests.yaml"))
 	must(t, err)

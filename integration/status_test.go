@@ -45,7 +45,7 @@ func TestStatusAndNack(t *testing.T) {
 	f.applyPolicy(twoPolicies(""))
 	f.waitApplied(1_000_000)
 	f.waitRuntimeOn(checkout.sidecar, "shadowplane."+f.ns+".checkout-to-staging.staging", 1_000_000)
-	f.waitHostsOn(checkout.sidecar, f.shadowCluster(), 1)
+	f.waitHostsOn(checkout.sidecar, f.mirrorCluster("checkout-to-staging"), 1)
 
 	entranceID, checkoutID := "entrance-"+f.ns, "checkout-"+f.ns
 	rows := f.waitStatus(func(rows map[string]statusRow) bool {

@@ -185,7 +185,7 @@ func TestGoldenEnvoyValidate(t *testing.T) {
 		{name: "mirror to a missing cluster", editOutput: func(out *translator.Output) {
 			var kept []*clusterv3.Cluster
 			for _, c := range out.Clusters {
-				if !strings.HasPrefix(c.Name, "shadow") {
+				if !strings.HasPrefix(c.Name, "copy|") {
 					kept = append(kept, c)
 				}
 			}

@@ -41,7 +41,7 @@ type Output struct {
 // byte-identical resources and versions. A nil World is valid and yields a
 // sidecar that only forwards.
 func Translate(w *World, g nodemeta.NodeGroup) *Output {
-	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, routeTargets: map[string]*routeTarget{}, warned: map[string]bool{}}
+	t := &translation{world: w, group: g, targets: map[string]*shadowTarget{}, mirrorClusters: map[string]*mirrorCluster{}, routeTargets: map[string]*routeTarget{}, warned: map[string]bool{}}
 	t.listeners = t.planListeners()
 
 	out := &Output{}
@@ -66,12 +66,14 @@ type translation struct {
 	group nodemeta.NodeGroup
 
 	listeners []listenerPlan
-	// targets are the shadow clusters referenced by this group's routes,
-	// by cluster name.
+	// targets are the copy targets of this group's mirrors, by name.
 	targets map[string]*shadowTarget
 	// routeTargets are the clusters of the Services routing rules send
 	// requests to, by cluster name.
 	routeTargets map[string]*routeTarget
+	// mirrorClusters are the shadow clusters this group's routes
+	// reference, one per mirror, by cluster name.
+	mirrorClusters map[string]*mirrorCluster
 
 	warned   map[string]bool
 	warnings []string

@@ -66,8 +66,8 @@ func (t *translation) buildClusters() []*clusterv3.Cluster {
 			out = append(out, appCluster(l.port.App))
 		}
 	}
-	for _, target := range t.targets {
-		out = append(out, t.shadowCluster(target))
+	for _, mc := range t.mirrorClusters {
+		out = append(out, shadowCluster(mc))
 	}
 	out = append(out, t.routeClusters()...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -101,21 +101,22 @@ func productionCluster(name string, endpoints *endpointv3.ClusterLoadAssignment)
 	}
 }
 
-// shadowCluster builds the guarded cluster of one shadow target.
-func (t *translation) shadowCluster(target *shadowTarget) *clusterv3.Cluster {
-	c := guardedCluster(target.cluster, target.guard)
+// shadowCluster builds the guarded cluster of one mirror.
+func shadowCluster(mc *mirrorCluster) *clusterv3.Cluster {
+	target := mc.target
+	c := guardedCluster(mc.name, mc.guard)
 	if target.url == nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{
 			EdsConfig:   shadowEDSConfigSource(),
-			ServiceName: target.cluster,
+			ServiceName: target.name,
 		}
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, false))
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(mc.guard, false))
 		return c
 	}
 
 	u := target.url
-	c.LoadAssignment = singleHostAssignment(target.cluster, u.Host, u.Port)
+	c.LoadAssignment = singleHostAssignment(mc.name, u.Host, u.Port)
 	if net.ParseIP(u.Host) != nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 	} else {
@@ -123,14 +124,14 @@ func (t *translation) shadowCluster(target *shadowTarget) *clusterv3.Cluster {
 		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 	}
 	if u.Scheme != "https" {
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, false))
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(mc.guard, false))
 		return c
 	}
 	c.TransportSocket = &corev3.TransportSocket{
 		Name:       tlsTransportSocketName,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(u.Host, target.tlsNamespace, target.tls))},
 	}
-	c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, true))
+	c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(mc.guard, true))
 	return c
 }
 

@@ -22,7 +22,7 @@ func (t *translation) buildEndpoints() []*endpointv3.ClusterLoadAssignment {
 }
 
 func (t *translation) serviceAssignment(target *shadowTarget) *endpointv3.ClusterLoadAssignment {
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: target.cluster}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: target.name}
 	svcKey := ServiceKey(target.namespace, target.service)
 	switch {
 	case target.svc == nil:

@@ -12,6 +12,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // mirrorRef is one mirror of one policy, resolved to its shadow cluster.
@@ -23,12 +24,15 @@ type mirrorRef struct {
 	hostRewrite string
 }
 
-// shadowTarget is one shadow cluster and everything needed to build it and
-// its endpoints.
+// shadowTarget is one copy target (a Service port or a URL) and everything
+// needed to build its endpoints. Each mirror copying to it has its own
+// cluster (see mirrorCluster); the clusters of a Service target share its
+// endpoints, one ClusterLoadAssignment named after the target.
 type shadowTarget struct {
-	cluster string
-	// guard is the tightest of the guards of the policies that use it.
-	guard policy.Guard
+	// name is the target's own name, "shadow|<ns>|<service>|<port>" or
+	// "shadow-url|<scheme>|<host>|<port>": the EDS resource of a Service
+	// target.
+	name string
 
 	// Service target. svc is nil when the World lacks the Service; port is
 	// valid only when portFound.
@@ -47,6 +51,16 @@ type shadowTarget struct {
 
 	// users are the IDs of the policies that copy to it, for messages.
 	users []string
+}
+
+// mirrorCluster is the cluster of one mirror of one policy. Giving every
+// mirror its own cluster makes its Envoy stats (upstream_rq_*) the copies of
+// that mirror alone, which the copy metrics read back by name
+// (statnames.ShadowCluster), and gives each policy exactly its own guard.
+type mirrorCluster struct {
+	name   string
+	target *shadowTarget
+	guard  policy.Guard
 }
 
 // resolveMirrors resolves the mirrors of the given policies to shadow
@@ -77,12 +91,19 @@ func (t *translation) resolveMirror(p *policy.Policy, m policy.Mirror) mirrorRef
 	if m.Host != "" {
 		ref.hostRewrite = m.Host
 	}
-	target.guard = tighterGuard(target.guard, p.Guard.WithDefaults())
 	if !containsString(target.users, policyID(p)) {
 		target.users = append(target.users, policyID(p))
 	}
-	ref.cluster = target.cluster
+	ref.cluster = statnames.ShadowCluster(mirrorID(p, m))
+	if _, ok := t.mirrorClusters[ref.cluster]; !ok {
+		t.mirrorClusters[ref.cluster] = &mirrorCluster{name: ref.cluster, target: target, guard: p.Guard.WithDefaults()}
+	}
 	return ref
+}
+
+// mirrorID identifies a mirror for stat names.
+func mirrorID(p *policy.Policy, m policy.Mirror) statnames.Mirror {
+	return statnames.Mirror{Namespace: p.Namespace, Policy: p.Name, Mirror: m.Name}
 }
 
 // serviceTarget finds or creates the EDS shadow cluster of a Service target.
@@ -111,7 +132,7 @@ func (t *translation) serviceTarget(p *policy.Policy, m policy.Mirror) *shadowTa
 		return target
 	}
 	target := &shadowTarget{
-		cluster: name, namespace: ns, service: m.Service,
+		name: name, namespace: ns, service: m.Service,
 		svc: svc, port: sp, portFound: found, portRef: m.Port,
 	}
 	t.targets[name] = target
@@ -130,7 +151,7 @@ func (t *translation) urlTarget(p *policy.Policy, m policy.Mirror) *shadowTarget
 	if target, ok := t.targets[name]; ok {
 		return target
 	}
-	target := &shadowTarget{cluster: name, url: u, tls: m.TLS, tlsNamespace: p.Namespace}
+	target := &shadowTarget{name: name, url: u, tls: m.TLS, tlsNamespace: p.Namespace}
 	t.targets[name] = target
 	return target
 }
@@ -141,21 +162,6 @@ func urlPath(raw string) string {
 		return ""
 	}
 	return u.EscapedPath()
-}
-
-// tighterGuard returns, field by field, the smaller of two guards, so a
-// shadow cluster shared by several policies gets the strictest limits.
-func tighterGuard(a, b policy.Guard) policy.Guard {
-	if a == (policy.Guard{}) {
-		return b
-	}
-	return policy.Guard{
-		ConnectTimeout:     min(a.ConnectTimeout, b.ConnectTimeout),
-		MaxConnections:     min(a.MaxConnections, b.MaxConnections),
-		MaxPendingRequests: min(a.MaxPendingRequests, b.MaxPendingRequests),
-		MaxRequests:        min(a.MaxRequests, b.MaxRequests),
-		MaxBodyBytes:       min(a.MaxBodyBytes, b.MaxBodyBytes),
-	}
 }
 
 // mirrorPolicy renders one mirror as Envoy's RequestMirrorPolicy.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/nodemeta"
 	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // forwardRouteName names the catch-all route that only forwards.
@@ -162,8 +163,18 @@ func containsHeader(list []policy.HeaderMatch, h policy.HeaderMatch) bool {
 // buildRoute renders one route entry; the zero entry is the catch-all.
 func buildRoute(e routeEntry, appPort uint32) *routev3.Route {
 	var policies []*routev3.RouteAction_RequestMirrorPolicy
+	var copiers []string
 	for _, m := range e.mirrors {
 		policies = append(policies, mirrorPolicy(m))
+		copiers = append(copiers, m.policy.Name)
+	}
+	// A route that copies counts the requests it matches, for every
+	// policy it copies for: the denominator of each mirror's observed
+	// share. Routes that only forward get no stats (Envoy spends about
+	// 1 KiB per route stat prefix).
+	statPrefix := ""
+	if len(e.mirrors) > 0 {
+		statPrefix = statnames.RouteStatPrefix(e.mirrors[0].policy.Namespace, copiers)
 	}
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: appClusterName(appPort)},
@@ -176,7 +187,7 @@ func buildRoute(e routeEntry, appPort uint32) *routev3.Route {
 	if e.rule != nil {
 		action.ClusterSpecifier = weightedClusters(e.rule, e.backends, appPort)
 	}
-	return &routev3.Route{Name: e.name(), Match: routeMatch(e.match), Action: &routev3.Route_Route{Route: action}}
+	return &routev3.Route{Name: e.name(), StatPrefix: statPrefix, Match: routeMatch(e.match), Action: &routev3.Route_Route{Route: action}}
 }
 
 func routeMatch(m policy.Match) *routev3.RouteMatch {

@@ -379,7 +379,9 @@ func TestVersionsChangeOnlyForTheTypesTouched(t *testing.T) {
 			change: func(w *World) { w.Policies[0].Guard.MaxRequests = 10 }},
 		{name: "guard body limit", changed: []string{C},
 			change: func(w *World) { w.Policies[0].Guard.MaxBodyBytes = 16 << 20 }},
-		{name: "target Service", changed: []string{R, C, E},
+		// Clusters are named after the mirror, not its target, so
+		// retargeting a mirror leaves the routes alone.
+		{name: "target Service", changed: []string{C, E},
 			change: func(w *World) {
 				w.Services["qa/entrance"] = &Service{Namespace: "qa", Name: "entrance",
 					Ports: []ServicePort{{Name: "http", Port: 8080, TargetPort: 8080}}}
@@ -754,7 +756,7 @@ func TestMirrorPolicyShape(t *testing.T) {
 	if len(mirrors) != 4 {
 		t.Fatalf("got %d mirror policies on %s, want 4", len(mirrors), routes[1].Name)
 	}
-	wantClusters := []string{"shadow|staging|entrance|8080", "shadow-url|http|shadow.example.com|8080", "shadow-url|https|shadow.example.com|443", "shadow-url|http|fd00::1|81"}
+	wantClusters := []string{"copy|default|to-staging|staging.entrance.8080", "copy|default|to-staging|ext", "copy|default|to-staging|tls", "copy|default|to-staging|v6"}
 	wantHosts := []string{"", "shadow.example.com:8080", "shadow.example.com", "[fd00::1]:81"}
 	for i, m := range mirrors {
 		if m.GetCluster() != wantClusters[i] || m.GetHostRewriteLiteral() != wantHosts[i] {
@@ -815,7 +817,8 @@ func TestShadowClusters(t *testing.T) {
 		policy.Mirror{Name: "ip", URL: &policy.URLTarget{Raw: "http://10.16.0.147", Scheme: "http", Host: "10.16.0.147", Port: 80}, PartsPerMillion: 1},
 		policy.Mirror{Name: "tls", URL: &policy.URLTarget{Raw: "https://shadow.example.com", Scheme: "https", Host: "shadow.example.com", Port: 443}, PartsPerMillion: 1},
 	)
-	// A second policy shares the staging cluster with a tighter guard.
+	// A second policy copies to the same staging Service with its own
+	// guard: it gets its own cluster, sharing the endpoints.
 	q := toStaging()
 	q.Name = "other"
 	q.Match.PathPrefix = "/other"
@@ -824,11 +827,12 @@ func TestShadowClusters(t *testing.T) {
 
 	want := []string{
 		"app|8080",
-		"shadow-url|https|shadow.example.com|443",
-		"shadow-url|http|10.16.0.147|80",
-		"shadow|qa|gone|http",
-		"shadow|staging|entrance|8080",
-		"shadow|staging|entrance|grpc",
+		"copy|default|other|staging.entrance.8080",
+		"copy|default|to-staging|gone",
+		"copy|default|to-staging|ip",
+		"copy|default|to-staging|noport",
+		"copy|default|to-staging|staging.entrance.8080",
+		"copy|default|to-staging|tls",
 	}
 	if !reflect.DeepEqual(clusterNames(out), want) {
 		t.Fatalf("clusters = %v, want %v", clusterNames(out), want)
@@ -841,8 +845,8 @@ func TestShadowClusters(t *testing.T) {
 		t.Errorf("app cluster = %v", app)
 	}
 
-	staging := clusterByName(out, "shadow|staging|entrance|8080")
-	if staging.GetType() != clusterv3.Cluster_EDS || staging.GetEdsClusterConfig().GetServiceName() != staging.Name ||
+	staging := clusterByName(out, "copy|default|other|staging.entrance.8080")
+	if staging.GetType() != clusterv3.Cluster_EDS || staging.GetEdsClusterConfig().GetServiceName() != "shadow|staging|entrance|8080" ||
 		staging.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
 		t.Errorf("staging cluster is not EDS over ADS: %v", staging)
 	}
@@ -850,31 +854,37 @@ func TestShadowClusters(t *testing.T) {
 		t.Errorf("staging cluster waits %v for its endpoints, want 1s: a changed cluster must not warm for Envoy's default 15s", got)
 	}
 	th := staging.GetCircuitBreakers().GetThresholds()[0]
-	if th.GetMaxConnections().GetValue() != 3 || th.GetMaxRequests().GetValue() != 10 ||
+	if th.GetMaxConnections().GetValue() != 3 || th.GetMaxRequests().GetValue() != 50 ||
 		th.GetMaxPendingRequests().GetValue() != policy.DefaultMaxPendingRequests || th.GetMaxRetries() == nil ||
 		th.GetMaxRetries().GetValue() != 0 || !th.GetTrackRemaining() {
-		t.Errorf("shared cluster thresholds = %v, want the tightest of both guards", th)
+		t.Errorf("other's cluster thresholds = %v, want other's guard", th)
 	}
-	if staging.GetConnectTimeout().AsDuration() != time.Second {
-		t.Errorf("shared cluster connect timeout = %v, want the shorter 1s", staging.GetConnectTimeout().AsDuration())
+	if staging.GetConnectTimeout().AsDuration() != 2*time.Second {
+		t.Errorf("other's cluster connect timeout = %v, want its 2s", staging.GetConnectTimeout().AsDuration())
+	}
+	same := clusterByName(out, "copy|default|to-staging|staging.entrance.8080")
+	if same.GetEdsClusterConfig().GetServiceName() != "shadow|staging|entrance|8080" ||
+		same.GetCircuitBreakers().GetThresholds()[0].GetMaxRequests().GetValue() != 10 {
+		t.Errorf("to-staging's cluster of the same target = %v, want the shared endpoints and its own guard", same)
 	}
 	od := staging.GetOutlierDetection()
 	if od.GetConsecutive_5Xx().GetValue() != 5 || !od.GetSplitExternalLocalOriginErrors() || od.GetMaxEjectionPercent().GetValue() != 100 {
 		t.Errorf("outlier detection = %v", od)
 	}
-	gone := clusterByName(out, "shadow|qa|gone|http")
+	gone := clusterByName(out, "copy|default|to-staging|gone")
 	if gone.GetConnectTimeout().AsDuration() != time.Second ||
 		gone.GetCircuitBreakers().GetThresholds()[0].GetMaxRequests().GetValue() != 10 {
 		t.Errorf("cluster of one policy should carry its guard over the defaults: %v", gone)
 	}
 
 	// Every shadow cluster holds copies' bodies in a buffer filter in front
-	// of the codec, sized by the tightest guard of the policies using it.
+	// of the codec, sized by the guard of its policy.
 	for name, wantLimit := range map[string]uint32{
-		"shadow|staging|entrance|8080":            1 << 20,
-		"shadow|qa|gone|http":                     8 << 20,
-		"shadow-url|http|10.16.0.147|80":          8 << 20,
-		"shadow-url|https|shadow.example.com|443": 8 << 20,
+		"copy|default|other|staging.entrance.8080":      1 << 20,
+		"copy|default|to-staging|staging.entrance.8080": 8 << 20,
+		"copy|default|to-staging|gone":                  8 << 20,
+		"copy|default|to-staging|ip":                    8 << 20,
+		"copy|default|to-staging|tls":                   8 << 20,
 	} {
 		names, limit := upstreamBodyFilters(t, clusterByName(out, name))
 		if !reflect.DeepEqual(names, []string{"envoy.filters.http.buffer", "envoy.filters.http.upstream_codec"}) || limit != wantLimit {
@@ -885,11 +895,11 @@ func TestShadowClusters(t *testing.T) {
 		t.Errorf("app cluster has upstream filters %v, want none: production bodies stream untouched", names)
 	}
 
-	ip := clusterByName(out, "shadow-url|http|10.16.0.147|80")
+	ip := clusterByName(out, "copy|default|to-staging|ip")
 	if ip.GetType() != clusterv3.Cluster_STATIC || ip.GetTransportSocket() != nil {
 		t.Errorf("IP URL cluster = %v, want STATIC without TLS", ip)
 	}
-	tlsCluster := clusterByName(out, "shadow-url|https|shadow.example.com|443")
+	tlsCluster := clusterByName(out, "copy|default|to-staging|tls")
 	if tlsCluster.GetType() != clusterv3.Cluster_STRICT_DNS || tlsCluster.GetDnsLookupFamily() != clusterv3.Cluster_V4_PREFERRED {
 		t.Errorf("https cluster = %v, want STRICT_DNS V4_PREFERRED", tlsCluster)
 	}
@@ -1043,7 +1053,7 @@ func TestSelfMirrorWarns(t *testing.T) {
 	if !hasWarning(out, "targets Service default/entrance, the Service the policy copies from") {
 		t.Errorf("warnings = %q", out.Warnings)
 	}
-	if clusterByName(out, "shadow|default|entrance|80") == nil {
+	if c := clusterByName(out, "copy|default|to-staging|staging.entrance.8080"); c.GetEdsClusterConfig().GetServiceName() != "shadow|default|entrance|80" {
 		t.Errorf("clusters = %v, want the mirror kept (named by Service port 80)", clusterNames(out))
 	}
 }

@@ -45,7 +45,8 @@ func tlsWorld() *World {
 	return w
 }
 
-const crossClusterName = "shadow-url|https|198.18.0.7|8443"
+// crossClusterName is the cluster of the mirror that copies over TLS.
+const crossClusterName = "copy|default|to-test-cluster|gw"
 
 func clusterWithPrefix(out *Output, prefix string) *tlsv3.UpstreamTlsContext {
 	for _, c := range out.Clusters {
@@ -70,7 +71,7 @@ func mirrorPolicies(out *Output) []*routev3.RouteAction_RequestMirrorPolicy {
 
 func TestMirrorTLS(t *testing.T) {
 	out := translateValid(t, tlsWorld(), entranceGroup)
-	ctx := clusterWithPrefix(out, crossClusterName+"|tls-")
+	ctx := clusterWithPrefix(out, crossClusterName)
 	if ctx == nil {
 		t.Fatalf("no TLS cluster %s…; clusters: %v", crossClusterName, out.Clusters)
 	}
@@ -142,7 +143,7 @@ func TestMirrorTLSUnusable(t *testing.T) {
 				t.Errorf("secrets = %v, want none", out.Secrets)
 			}
 			mirrors := mirrorPolicies(out)
-			if len(mirrors) != 1 || !strings.HasPrefix(mirrors[0].GetCluster(), "shadow|staging|entrance") {
+			if len(mirrors) != 1 || !strings.HasPrefix(mirrors[0].GetCluster(), "copy|default|to-staging|") {
 				t.Errorf("mirror policies = %v, want only the staging one", mirrors)
 			}
 			if len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], tt.wants) || !strings.Contains(out.Warnings[0], "no copies go to this mirror until it is fixed") {

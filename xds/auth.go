@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/internal/logging"
+	"github.com/shadowplane/shadowplane/nodemeta"
 )
 
 // Auth verifies who a sidecar is. With Auth set, every xDS stream must carry
@@ -161,4 +163,21 @@ func peerAddress(ctx context.Context) string {
 		return p.Addr.String()
 	}
 	return ""
+}
+
+// VerifyNode checks a node as an ADS stream's first request is checked:
+// its metadata names a valid node group and the stream's verified identity
+// may claim it. Other gRPC services on the xDS server (the copy metrics
+// sink) call it, so every stream a sidecar opens is held to the same proof.
+func (s *Server) VerifyNode(ctx context.Context, node *corev3.Node) (nodemeta.NodeGroup, error) {
+	group, err := nodemeta.GroupFromNode(node)
+	if err != nil {
+		s.metrics.invalidNodes.Inc()
+		return nodemeta.NodeGroup{}, status.Errorf(codes.InvalidArgument, "shadowplane: %v", err)
+	}
+	claim := kubeauth.Claim{NodeID: node.GetId(), Namespace: group.Namespace, Service: group.Service}
+	if err := s.verifyClaim(ctx, peerAddress(ctx), claim); err != nil {
+		return nodemeta.NodeGroup{}, err
+	}
+	return group, nil
 }

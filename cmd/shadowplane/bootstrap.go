@@ -86,6 +86,8 @@ func newBootstrapCommand() *cobra.Command {
 	f.StringVar(&tlsOpts.CAFile, "ca-file", bootstrap.DefaultCAFile, "CA bundle that signs the control plane's certificate (the shadowplane-ca ConfigMap, mounted)")
 	f.StringVar(&tlsOpts.TokenFile, "token-file", bootstrap.DefaultTokenFile, "projected ServiceAccount token (audience \""+bootstrap.TokenAudience+"\") sent on every xDS stream")
 	f.StringVar(&tlsOpts.SDSDir, "sds-dir", "", "directory for the SDS files that point Envoy at the CA and the token (default: the directory of --output)")
+	f.DurationVar(&o.StatsFlushInterval, "stats-flush-interval", bootstrap.DefaultStatsFlushInterval, "how often the sidecar reports its copy stats to the control plane")
+	f.BoolVar(&o.NoCopyStats, "no-copy-stats", false, "do not report copy stats to the control plane")
 	f.StringVar(&format, "format", "yaml", "output format: yaml or json")
 	f.StringVarP(&output, "output", "o", "-", "file to write, - for stdout")
 	_ = cmd.MarkFlagRequired("service")

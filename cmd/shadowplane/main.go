@@ -32,6 +32,7 @@ func newRootCommand() *cobra.Command {
 		newBootstrapCommand(),
 		newValidateCommand(),
 		newStatusCommand(),
+		newTopCommand(),
 		newInjectCommand(),
 		newCertgenCommand(),
 		newSetCommand(),

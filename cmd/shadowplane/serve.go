@@ -44,6 +44,7 @@ func newServeCommand() *cobra.Command {
 		newStreamsPerSec float64
 		newStreamBurst   int
 		election         controlplane.LeaderElection
+		copyPerPod       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -103,23 +104,24 @@ func newServeCommand() *cobra.Command {
 				leaderElection = &election
 			}
 			cp, err := controlplane.New(controlplane.Config{
-				LeaderElection:   leaderElection,
-				Client:           client,
-				Namespaces:       namespaces,
-				XDSAddress:       xdsAddress,
-				HTTPAddress:      httpAddress,
-				DebugAddress:     debugAddress,
-				AllowedURLHosts:  allowURL,
-				Debounce:         debounce,
-				MaxDelay:         maxDelay,
-				Logger:           logger,
-				ShutdownDelay:    drainDelay,
-				TLSCertFile:      tlsCertFile,
-				TLSKeyFile:       tlsKeyFile,
-				InsecureXDS:      insecureXDS,
-				TokenAudience:    tokenAudience,
-				MaxConnectionAge: maxConnectionAge,
-				Limits:           limits,
+				LeaderElection:    leaderElection,
+				Client:            client,
+				Namespaces:        namespaces,
+				XDSAddress:        xdsAddress,
+				HTTPAddress:       httpAddress,
+				DebugAddress:      debugAddress,
+				AllowedURLHosts:   allowURL,
+				Debounce:          debounce,
+				MaxDelay:          maxDelay,
+				Logger:            logger,
+				ShutdownDelay:     drainDelay,
+				TLSCertFile:       tlsCertFile,
+				TLSKeyFile:        tlsKeyFile,
+				InsecureXDS:       insecureXDS,
+				TokenAudience:     tokenAudience,
+				MaxConnectionAge:  maxConnectionAge,
+				Limits:            limits,
+				CopyMetricsPerPod: copyPerPod,
 			})
 			if err != nil {
 				return err
@@ -161,6 +163,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&election.LeaseDuration, "leader-election-lease-duration", controlplane.DefaultLeaseDuration, "how long a leader that stopped renewing keeps the Lease; a leader that stops cleanly gives it up at once")
 	f.DurationVar(&election.RenewDeadline, "leader-election-renew-deadline", controlplane.DefaultRenewDeadline, "how long the leader tries to renew before it stops leading")
 	f.DurationVar(&election.RetryPeriod, "leader-election-retry-period", controlplane.DefaultRetryPeriod, "how often replicas try to take or renew the Lease")
+	f.BoolVar(&copyPerPod, "copy-metrics-per-pod", false, "label the copy metrics by sidecar pod too (one series per sidecar: for debugging a few pods, not for a large fleet)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd

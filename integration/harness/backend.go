@@ -67,6 +67,11 @@ type Backend struct {
 	maxInFlight atomic.Int64
 	// tlsHandshakeErrors counts failed handshakes of a TLS backend.
 	tlsHandshakeErrors atomic.Int64
+	// failEvery, when above 0, answers every failEvery-th answered request
+	// with 503; answered and failed count them.
+	failEvery atomic.Int64
+	answered  atomic.Int64
+	failed    atomic.Int64
 
 	mu       sync.Mutex
 	requests []Request
@@ -83,6 +88,14 @@ func StartBackend(name, host string) (*Backend, error) {
 	go func() { _ = b.server.Serve(l) }()
 	return b, nil
 }
+
+// FailEvery answers every n-th request it answers with 503 from now on (0:
+// never). Spread out like this, the failures never trip outlier detection
+// (5 consecutive 5xx).
+func (b *Backend) FailEvery(n int) { b.failEvery.Store(int64(n)) }
+
+// Failed is how many requests the backend answered with 503.
+func (b *Backend) Failed() int { return int(b.failed.Load()) }
 
 // SetBehaviour switches how the backend answers from now on.
 func (b *Backend) SetBehaviour(behaviour Behaviour, delay time.Duration) {
@@ -141,6 +154,11 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("x-backend", b.Name)
+	if every := b.failEvery.Load(); every > 0 && b.answered.Add(1)%every == 0 {
+		b.failed.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.WriteString(w, b.Name+"\n")
 }

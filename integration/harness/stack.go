@@ -170,6 +170,9 @@ type SidecarOptions struct {
 	// DNSResolver, when set, is the only DNS server (host:port) Envoy asks,
 	// e.g. a DNSServer's Addr.
 	DNSResolver string
+	// StatsFlushInterval, when set, is how often Envoy reports its copy
+	// stats (bootstrap --stats-flush-interval).
+	StatsFlushInterval time.Duration
 }
 
 // SidecarTLS are the files a secure sidecar reads, as mounted in a pod.
@@ -212,6 +215,9 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	}
 	if o.Delta {
 		args = append(args, "--delta")
+	}
+	if o.StatsFlushInterval > 0 {
+		args = append(args, "--stats-flush-interval", o.StatsFlushInterval.String())
 	}
 	if o.Secure == nil {
 		args = append(args, "--insecure")

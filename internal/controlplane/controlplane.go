@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/shadowplane/shadowplane/internal/certs"
+	"github.com/shadowplane/shadowplane/internal/copystats"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/translator"
 	"github.com/shadowplane/shadowplane/watcher"
@@ -65,6 +66,9 @@ type Config struct {
 	Limits xds.Limits
 	// XDSObserver, when set, is told of each step of a push (benchmarks).
 	XDSObserver *xds.Observer
+	// CopyMetricsPerPod labels the copy metrics by sidecar (pod) too: one
+	// series per sidecar, for debugging a few pods.
+	CopyMetricsPerPod bool
 	// LeaderElection, when set, elects one replica to record Events and
 	// write policy status and last valid versions; nil makes this replica
 	// the leader from the start (a single replica).
@@ -77,6 +81,7 @@ const DefaultMaxConnectionAge = 30 * time.Minute
 // ControlPlane is a started control plane.
 type ControlPlane struct {
 	XDS       *xds.Server
+	CopyStats *copystats.Sink
 	Watcher   *watcher.Watcher
 	XDSAddr   net.Addr
 	HTTPAddr  net.Addr
@@ -117,6 +122,15 @@ func New(cfg Config) (*ControlPlane, error) {
 		Limits:   cfg.Limits,
 		Observer: cfg.XDSObserver,
 	})
+	// Sidecars stream their copy stats over the xDS connection; each
+	// stream's node is checked exactly as an ADS stream's.
+	cp.CopyStats = copystats.New(copystats.Options{
+		Verify:   cp.XDS.VerifyNode,
+		Registry: registry,
+		Logger:   cfg.Logger.Named("copystats"),
+		PerPod:   cfg.CopyMetricsPerPod,
+		Synced:   cp.XDS.SyncedProxies,
+	})
 	w, err := watcher.New(watcher.Options{
 		Client:       cfg.Client,
 		Namespaces:   cfg.Namespaces,
@@ -130,6 +144,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Identity:      identityOf(cfg.LeaderElection),
 		SidecarsAcked: func() map[string]int { return cp.XDS.SyncedProxies() },
 		OnWorld: func(world *translator.World) {
+			cp.CopyStats.SetWorld(world)
 			cp.XDS.SetWorld(world)
 			cp.firstWorld.Store(true)
 		},
@@ -181,6 +196,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		cfg.Logger.Warn("xDS is served in plain text and sidecar identity is NOT verified (--insecure-xds): any client that reaches the xDS port can read any Service's configuration; use only for local development")
 	}
 	cp.XDS.Register(cp.grpcServer)
+	cp.CopyStats.Register(cp.grpcServer)
 	cp.web = []webServer{
 		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready, cp.ReadyDetail))},
 		{name: "debug server", listener: listeners[2], server: newHTTPServer(debugHandler(cp.XDS.DebugHandler()))},
