@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
-	"github.com/shadowplane/shadowplane/statnames"
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/statnames"
 )
 
 // routingFixture is the mirror fixture plus Services that routing rules
