@@ -35,8 +35,9 @@ GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
 
-## tools: install the pinned Envoy, kube-apiserver and etcd into .tools/bin
-tools: $(BIN)/envoy $(BIN)/kube-apiserver $(BIN)/etcd
+## tools: install the pinned Envoy, kube-apiserver, etcd, kube-controller-manager,
+## helm and kustomize into .tools/bin
+tools: $(BIN)/envoy $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kube-controller-manager $(BIN)/helm $(BIN)/kustomize
 
 $(BIN)/envoy: $(TOOLS)/envoy-$(ENVOY_VERSION).stamp
 $(TOOLS)/envoy-$(ENVOY_VERSION).stamp:
@@ -55,6 +56,28 @@ $(BIN)/kube-apiserver: tools/apiserver/go.mod tools/apiserver/go.sum
 		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34" \
 		-o $@ k8s.io/kubernetes/cmd/kube-apiserver
 	$@ --version
+
+# Same k8s.io/kubernetes release and replace lines as kube-apiserver, in its own
+# module (tools/controllermanager) because it needs modules kube-apiserver does not.
+$(BIN)/kube-controller-manager: tools/controllermanager/go.mod tools/controllermanager/go.sum
+	mkdir -p $(BIN)
+	@echo "building kube-controller-manager $(K8S_VERSION) (about 5 minutes the first time; cached by Go afterwards)"
+	cd tools/controllermanager && $(GO) build -trimpath \
+		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34" \
+		-o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+	$@ --version
+
+# helm and kustomize render deploy/ in the chart tests; pinned in tools/helm and
+# tools/kustomize, built from the Go module proxy.
+$(BIN)/helm: tools/helm/go.mod tools/helm/go.sum
+	mkdir -p $(BIN)
+	cd tools/helm && $(GO) build -trimpath -ldflags "-s -w" -o $@ helm.sh/helm/v4/cmd/helm
+	$@ version --short
+
+$(BIN)/kustomize: tools/kustomize/go.mod tools/kustomize/go.sum
+	mkdir -p $(BIN)
+	cd tools/kustomize && $(GO) build -trimpath -ldflags "-s -w" -o $@ sigs.k8s.io/kustomize/kustomize/v5
+	$@ version
 
 $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
 	mkdir -p $(BIN)
