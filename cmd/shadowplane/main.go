@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 		newValidateCommand(),
 		newStatusCommand(),
 		newInjectCommand(),
+		newUninjectCommand(),
 		newCertgenCommand(),
 		&cobra.Command{
 			Use:   "version",
