@@ -123,7 +123,7 @@ type Result struct {
 // them.
 func Manifests(in io.Reader, out io.Writer, o Options) (Result, error) {
 	var res Result
-	if err := o.complete(); err != nil {
+	if err := o.Complete(); err != nil {
 		return res, err
 	}
 	objects, err := decode(in)
@@ -335,9 +335,9 @@ func encode(objects []runtime.Object, out io.Writer) error {
 	return nil
 }
 
-// complete checks the options and fills the server name, so a bad value
+// Complete checks the options and fills the server name, so a bad value
 // fails here and not in a crash-looping init container.
-func (o *Options) complete() error {
+func (o *Options) Complete() error {
 	if o.Service == "" || len(o.Ports) == 0 || o.XDSAddress == "" {
 		return errors.New("service, ports and xds address are required")
 	}
