@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
 	"github.com/shadowplane/shadowplane/internal/controlplane"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/internal/logging"
@@ -38,6 +39,7 @@ func newServeCommand() *cobra.Command {
 		drainDelay       time.Duration
 		logFormat        string
 		logLevel         string
+		webhookCfg       controlplane.WebhookConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -96,6 +98,7 @@ func newServeCommand() *cobra.Command {
 				InsecureXDS:      insecureXDS,
 				TokenAudience:    tokenAudience,
 				MaxConnectionAge: maxConnectionAge,
+				Webhook:          webhookCfg,
 			})
 			if err != nil {
 				return err
@@ -128,6 +131,16 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
 	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
 	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
+	f.StringVar(&webhookCfg.Address, "webhook-address", "", "HTTPS listen address of the admission webhooks (sidecar injection, policy validation), e.g. :9443; empty: none")
+	f.StringVar(&webhookCfg.CertFile, "webhook-tls-cert-file", "", "webhook serving certificate (default: --xds-tls-cert-file, which certgen issues for the shadowplane Service)")
+	f.StringVar(&webhookCfg.KeyFile, "webhook-tls-key-file", "", "key of --webhook-tls-cert-file (default: --xds-tls-key-file)")
+	f.StringVar(&webhookCfg.ConfigurationName, "webhook-configuration", "shadowplane", "Mutating- and ValidatingWebhookConfiguration whose caBundle serve keeps equal to --webhook-ca-file; empty: leave them alone")
+	f.StringVar(&webhookCfg.CAFile, "webhook-ca-file", "/etc/shadowplane/xds-tls/ca.crt", "CA bundle the API server must trust for the webhooks (the ca.crt of Secret shadowplane-xds-tls)")
+	f.StringVar(&webhookCfg.Inject.XDSAddress, "inject-xds-address", "shadowplane."+envOr("POD_NAMESPACE", "shadowplane-system")+".svc:18000", "control plane address injected sidecars use")
+	f.StringVar(&webhookCfg.Inject.ShadowplaneImage, "inject-image", "ghcr.io/shadowplane/shadowplane:"+imageTag(), "shadowplane image of injected bootstrap init containers")
+	f.StringVar(&webhookCfg.Inject.EnvoyImage, "inject-envoy-image", "envoyproxy/envoy:v1.40.0", "Envoy image of injected sidecars")
+	f.BoolVar(&webhookCfg.Inject.NativeSidecar, "inject-native-sidecar", true, "inject Envoy as a native sidecar (Kubernetes 1.29+)")
+	f.DurationVar(&webhookCfg.Inject.DrainDelay, "inject-drain-delay", bootstrap.DefaultDrainDelay, "how long injected sidecars drain in their preStop")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd

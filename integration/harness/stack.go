@@ -50,6 +50,8 @@ type ControlPlaneOptions struct {
 	Limits xds.Limits
 	// Observer is told of each step of a push, to time its parts.
 	Observer *xds.Observer
+	// Webhook serves the admission webhooks when its Address is set.
+	Webhook controlplane.WebhookConfig
 }
 
 // StartControlPlane starts the control plane against kube and waits until
@@ -86,6 +88,7 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 		MaxConnectionAge: o.MaxConnectionAge,
 		Limits:           o.Limits,
 		XDSObserver:      o.Observer,
+		Webhook:          o.Webhook,
 	}
 	if certs != nil {
 		cfg.TLSCertFile, cfg.TLSKeyFile = certs.CertFile, certs.KeyFile

@@ -64,6 +64,9 @@ type Config struct {
 	Limits xds.Limits
 	// XDSObserver, when set, is told of each step of a push (benchmarks).
 	XDSObserver *xds.Observer
+	// Webhook configures the admission webhooks (off unless its Address
+	// is set).
+	Webhook WebhookConfig
 }
 
 // DefaultMaxConnectionAge is Config.MaxConnectionAge's default.
@@ -76,12 +79,16 @@ type ControlPlane struct {
 	XDSAddr   net.Addr
 	HTTPAddr  net.Addr
 	DebugAddr net.Addr
-	Registry  *prometheus.Registry
+	// WebhookAddr is the admission webhooks' address, nil when off.
+	WebhookAddr net.Addr
+	Registry    *prometheus.Registry
 
 	xdsListener net.Listener
 	grpcServer  *grpc.Server
-	// web are the HTTP servers: probes and metrics, then debug.
-	web        []webServer
+	// web are the HTTP servers: probes and metrics, debug, webhooks.
+	web []webServer
+	// background are further parts that run until the context ends.
+	background []func(context.Context) error
 	firstWorld atomic.Bool
 	draining   atomic.Bool
 	// shutdownDelay is how long /readyz fails before the parts stop.
@@ -165,6 +172,15 @@ func New(cfg Config) (*ControlPlane, error) {
 		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready, cp.ReadyDetail))},
 		{name: "debug server", listener: listeners[2], server: newHTTPServer(debugHandler(cp.XDS.DebugHandler()))},
 	}
+	if cfg.Webhook.Address != "" {
+		if err := cp.addWebhook(cfg, registry); err != nil {
+			for _, web := range cp.web {
+				web.listener.Close()
+			}
+			cp.xdsListener.Close()
+			return nil, err
+		}
+	}
 	return cp, nil
 }
 
@@ -227,8 +243,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// streams here before the open ones are ended and reconnect elsewhere.
 	partsCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	parts := 3 + len(cp.web)
+	parts := 3 + len(cp.web) + len(cp.background)
 	errs := make(chan error, parts)
+	for _, part := range cp.background {
+		go func() { errs <- part(partsCtx) }()
+	}
 	go func() { errs <- cp.XDS.Run(partsCtx) }()
 	go func() { errs <- wrap("watcher", cp.Watcher.Run(partsCtx)) }()
 	go func() { errs <- wrap("xds grpc server", cp.grpcServer.Serve(cp.xdsListener)) }()
