@@ -48,19 +48,19 @@ import (
 // address, and each app's loopback port, where Envoy forwards, is a port of
 // its own instead of 8080.
 type testKubelet struct {
-	t          *testing.T
-	kube       *harness.Kube
-	cp         *harness.ControlPlane
-	namespace  string
-	sa         string
-	dir        string
-	appPort    int
-	appGrace   time.Duration
-	envoy      string
-	sp         string
-	nextIP     *atomic.Int32
-	pods       sync.Map // uid → *testPod
-	wg         sync.WaitGroup
+	t         *testing.T
+	kube      *harness.Kube
+	cp        *harness.ControlPlane
+	namespace string
+	sa        string
+	dir       string
+	appPort   int
+	appGrace  time.Duration
+	envoy     string
+	sp        string
+	nextIP    *atomic.Int32
+	pods      sync.Map // uid → *testPod
+	wg        sync.WaitGroup
 }
 
 type testPod struct {
