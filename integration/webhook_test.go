@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,13 +16,16 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/controlplane"
 	"github.com/shadowplane/shadowplane/internal/inject"
+	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/internal/webhook"
 	"github.com/shadowplane/shadowplane/policy"
 )
@@ -250,6 +254,134 @@ func TestAdmissionWebhooks(t *testing.T) {
 	if _, err := policies.Create(ctx, policyConfigMap(ns, "while-away", invalidPolicy), metav1.CreateOptions{}); err != nil {
 		t.Errorf("policy ConfigMap with the webhook away: %v (it fails open; the watcher keeps the last valid version)", err)
 	}
+
+	// Back, as the chart's ServiceAccount with exactly the chart's
+	// ClusterRole: the pod created meanwhile gets a Warning Event and is
+	// counted, the caBundle (emptied here) is written again, and the
+	// webhook's part of the ClusterRole is all used and enough.
+	account := applyChartRBAC(t, ctx, e, ns)
+	for _, emptyCABundle := range []func() error{
+		func() error {
+			m, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, configName, metav1.GetOptions{})
+			if err == nil {
+				m.Webhooks[0].ClientConfig.CABundle = nil
+				_, err = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{})
+			}
+			return err
+		},
+		func() error {
+			v, err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, configName, metav1.GetOptions{})
+			if err == nil {
+				v.Webhooks[0].ClientConfig.CABundle = nil
+				_, err = client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{})
+			}
+			return err
+		},
+	} {
+		if err := emptyCABundle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recorder := &requestRecorder{}
+	back, err := harness.StartControlPlane(ctx, e.kube, harness.ControlPlaneOptions{
+		Namespaces: []string{ns}, Logger: testLogger(t), Client: clientAs(t, e, account, recorder),
+		Webhook: controlplane.WebhookConfig{Address: address, CertFile: certFile, KeyFile: keyFile,
+			ConfigurationName: configName, CAFile: caFile, Inject: injectOptions},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = back.Stop() }()
+	err = harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
+		events, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=while-away"})
+		if err != nil {
+			return false, err
+		}
+		for _, ev := range events.Items {
+			if ev.Reason == webhook.ReasonNotInjected && ev.Type == corev1.EventTypeWarning {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Errorf("no %s Event on the pod created while the webhook was away: %v", webhook.ReasonNotInjected, err)
+	}
+	if metrics := getText(t, ctx, back.HTTPURL()+"/metrics"); !strings.Contains(metrics, "shadowplane_webhook_missed_pods 1") {
+		t.Errorf("shadowplane_webhook_missed_pods is not 1")
+	}
+	err = harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
+		m, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, configName, metav1.GetOptions{})
+		return err == nil && len(m.Webhooks[0].ClientConfig.CABundle) > 0, err
+	})
+	if err != nil {
+		t.Errorf("the caBundle was not written again: %v", err)
+	}
+	if err := back.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var webhookRequests []apiRequest
+	for _, r := range recorder.all() {
+		if r.group == "admissionregistration.k8s.io" || (r.resource == "pods" && r.verb == "list") {
+			webhookRequests = append(webhookRequests, r)
+		}
+	}
+	var webhookRules []rbacv1.PolicyRule
+	for _, rule := range chartClusterRole(t, ns).Rules {
+		if slices.Contains(rule.APIGroups, "admissionregistration.k8s.io") || (slices.Contains(rule.Resources, "pods") && slices.Contains(rule.Verbs, "list")) {
+			webhookRules = append(webhookRules, rule)
+		}
+	}
+	if len(webhookRules) != 2 {
+		t.Errorf("the chart's ClusterRole has %d webhook rules, want 2 (configurations, pods)", len(webhookRules))
+	}
+	checkVerbsUsed(t, webhookRequests, webhookRules)
+}
+
+// chartRBAC renders the chart's ServiceAccount, ClusterRole and
+// ClusterRoleBinding for a release in namespace.
+func chartRBAC(t *testing.T, namespace string) []runtime.Object {
+	t.Helper()
+	helm := testtools.Require(t, "helm")
+	out := runTool(t, helm, "template", "shadowplane", filepath.Join(testtools.RepoRoot(), "deploy/helm/shadowplane"),
+		"--namespace", namespace, "--show-only", "templates/rbac.yaml")
+	path := filepath.Join(t.TempDir(), "rbac.yaml")
+	must(t, os.WriteFile(path, []byte(out), 0o600))
+	return decodeManifests(t, path)
+}
+
+func chartClusterRole(t *testing.T, namespace string) *rbacv1.ClusterRole {
+	t.Helper()
+	for _, obj := range chartRBAC(t, namespace) {
+		if role, ok := obj.(*rbacv1.ClusterRole); ok {
+			return role
+		}
+	}
+	t.Fatal("the chart renders no ClusterRole")
+	return nil
+}
+
+// applyChartRBAC creates the chart's RBAC for a release in namespace and
+// returns the control plane's user name; the cluster-scoped objects go when
+// the test ends.
+func applyChartRBAC(t *testing.T, ctx context.Context, e *sharedEnv, namespace string) string {
+	t.Helper()
+	for _, obj := range chartRBAC(t, namespace) {
+		if err := createObject(ctx, e.kube.Client, obj); err != nil {
+			t.Fatalf("chart RBAC: %T: %v", obj, err)
+		}
+		switch o := obj.(type) {
+		case *rbacv1.ClusterRole:
+			t.Cleanup(func() {
+				_ = e.kube.Client.RbacV1().ClusterRoles().Delete(context.Background(), o.Name, metav1.DeleteOptions{})
+			})
+		case *rbacv1.ClusterRoleBinding:
+			t.Cleanup(func() {
+				_ = e.kube.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), o.Name, metav1.DeleteOptions{})
+			})
+		}
+	}
+	return "system:serviceaccount:" + namespace + ":shadowplane"
 }
 
 // registerWebhooks creates the two webhook configurations as deploy/ does,

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,6 +29,9 @@ type WebhookConfig struct {
 	CAFile            string
 	// Inject is what injected pods get (address, images, native sidecar).
 	Inject inject.Options
+	// MissedInterval is how often pods that ask for the sidecar and run
+	// without it are looked for (default webhook.DefaultMissedInterval).
+	MissedInterval time.Duration
 }
 
 // addWebhook listens and adds the webhook server to the web servers, and
@@ -61,6 +65,8 @@ func (cp *ControlPlane) addWebhook(cfg Config, registry prometheus.Registerer) e
 		Registry:     registry,
 	})
 	cp.web = append(cp.web, webServer{name: "webhook server", listener: tls.NewListener(l, tlsConfig), server: newHTTPServer(server.Handler())})
+	missed := webhook.NewMissed(cfg.Client, cfg.Namespaces, w.MissedInterval, cfg.Logger.Named("webhook"), registry)
+	cp.background = append(cp.background, missed.Run)
 	if w.ConfigurationName != "" && w.CAFile != "" {
 		cp.background = append(cp.background, func(ctx context.Context) error {
 			return webhook.KeepCABundle(ctx, cfg.Client, w.ConfigurationName, w.CAFile, cfg.Logger.Named("webhook"))

@@ -44,6 +44,13 @@ seccompProfile: {type: RuntimeDefault}
 - apiGroups: [""]
   resources: [pods, services]
   verbs: [get]
+{{- if .Values.webhooks.enabled }}
+# With the webhooks, serve lists pods to find those that ask for the sidecar
+# and run without it (created while the webhook was away), for an Event.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+{{- end }}
 {{- end -}}
 
 {{- define "shadowplane.certgenPod" -}}
