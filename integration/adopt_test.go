@@ -3,9 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,7 +21,11 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
+	"github.com/shadowplane/shadowplane/internal/certs"
+	"github.com/shadowplane/shadowplane/internal/controlplane"
+	"github.com/shadowplane/shadowplane/internal/inject"
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/internal/webhook"
 )
 
 // adoptApp is the workload the rollout tests adopt: three replicas, rolled
@@ -106,12 +112,46 @@ func startRolloutEnv(t *testing.T, ctx context.Context, namespaces ...string) *r
 			t.Fatal(err)
 		}
 	}
-	cp, err := harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{Namespaces: namespaces, Logger: testLogger(t)})
+	// The admission webhooks too, registered with this API server, for
+	// adoption by namespace label.
+	webhookCfg, url := rolloutWebhookConfig(t, dir)
+	registerWebhooks(t, ctx, kube, "shadowplane-rollout", url, namespaces[0])
+	cp, err := harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{Namespaces: namespaces, Logger: testLogger(t), Webhook: webhookCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cp.Stop() })
 	return &rolloutEnv{kube: kube, cp: cp, e: e, dir: dir}
+}
+
+// rolloutWebhookConfig serves the webhooks on 127.0.0.1 with a certificate
+// from internal/certs, and returns the URL the configurations call.
+func rolloutWebhookConfig(t *testing.T, dir string) (controlplane.WebhookConfig, string) {
+	t.Helper()
+	ca, err := certs.NewAuthority("shadowplane-rollout-webhook", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.Issue(nil, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := controlplane.WebhookConfig{CertFile: filepath.Join(dir, "webhook.crt"), KeyFile: filepath.Join(dir, "webhook.key"),
+		CAFile: filepath.Join(dir, "webhook-ca.crt"), ConfigurationName: "shadowplane-rollout",
+		Inject: inject.Options{XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "sp:test", EnvoyImage: "envoy:test",
+			NativeSidecar: true, DrainDelay: 2 * time.Second}}
+	if err := certs.WriteFiles(serving, cfg.CertFile, cfg.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.CAFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Address = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	return cfg, "https://" + cfg.Address
 }
 
 // startKubelet runs a test kubelet for namespace until the test ends.
@@ -161,6 +201,18 @@ func (r *rolloutEnv) apply(t *testing.T, ctx context.Context, manifests string) 
 		default:
 			t.Fatalf("apply: unexpected %T", obj)
 		}
+	}
+}
+
+func (r *rolloutEnv) labelNamespace(t *testing.T, ctx context.Context, namespace, key, value string) {
+	t.Helper()
+	ns, err := r.kube.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Labels[key] = value
+	if _, err := r.kube.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -250,16 +302,35 @@ func shadowplaneCLI(t *testing.T, stdin string, args ...string) string {
 func TestAdoptRolloutZeroLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	named, numeric := "adopt-named", "adopt-numeric"
-	r := startRolloutEnv(t, ctx, named, numeric)
+	byWebhook, named, numeric := "adopt-webhook", "adopt-named", "adopt-numeric"
+	r := startRolloutEnv(t, ctx, byWebhook, named, numeric)
 	injectArgs := []string{"inject", "-f", "-", "--service", "checkout", "--ports", "15001:8080", "--drain-delay", "2s"}
 
 	results := map[string]loadRun{}
 	for _, scenario := range []struct {
 		namespace string
+		prepare   func(plain string) string // the app as deployed first; nil: adoptApp
 		inject    func(plain string) string
 		uninject  func(injected string) string
 	}{
+		{
+			// Adoption by label: the template asks for the sidecar by
+			// annotation, the Service targets the app's port by name; the
+			// namespace label plus a restart brings the sidecar in through
+			// the mutating webhook, the pod label disabled takes it out.
+			namespace: byWebhook,
+			prepare: func(plain string) string {
+				return strings.Replace(withTargetPort(t, plain, intstr.FromString("http")), "    metadata: {labels: {app: checkout}}",
+					"    metadata: {labels: {app: checkout}, annotations: {shadowplane.io/service: checkout, shadowplane.io/ports: \"15001:8080\"}}", 1)
+			},
+			inject: func(plain string) string {
+				r.labelNamespace(t, ctx, byWebhook, webhook.InjectLabel, "enabled")
+				return strings.Replace(plain, "annotations: {", "annotations: {kubectl.kubernetes.io/restartedAt: adopt, ", 1)
+			},
+			uninject: func(injected string) string {
+				return strings.Replace(injected, "labels: {app: checkout}, annotations", "labels: {app: checkout, shadowplane.io/inject: disabled}, annotations", 1)
+			},
+		},
 		{
 			namespace: named,
 			inject:    func(plain string) string { return shadowplaneCLI(t, plain, injectArgs...) },
@@ -284,6 +355,9 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		plain := strings.ReplaceAll(adoptApp, "NS", ns)
+		if scenario.prepare != nil {
+			plain = scenario.prepare(plain)
+		}
 		r.apply(t, ctx, plain)
 		r.waitRolledOut(t, ctx, ns)
 		waitEndpoints(t, ctx, b, "8080")
@@ -295,17 +369,19 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 		waitEndpoints(t, ctx, b, "8080")
 	}
 
-	for _, name := range []string{named + " inject", named + " uninject", numeric + " inject", numeric + " uninject"} {
+	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject", numeric + " inject", numeric + " uninject"} {
 		run := results[name]
 		t.Logf("ROLLOUT %-22s sent %5d  failed %4d  via Envoy %5d  first failure: %s", name, run.sent, run.failed, run.viaEnvoy, run.firstFailure)
 	}
-	for _, name := range []string{named + " inject", named + " uninject"} {
+	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject"} {
 		if run := results[name]; run.failed != 0 {
 			t.Errorf("%s: %d of %d requests failed (first: %s), want 0", name, run.failed, run.sent, run.firstFailure)
 		}
 	}
-	if run := results[named+" inject"]; run.viaEnvoy == 0 {
-		t.Errorf("named inject: no request went through Envoy during the rollout")
+	for _, name := range []string{byWebhook + " inject", named + " inject"} {
+		if run := results[name]; run.viaEnvoy == 0 {
+			t.Errorf("%s: no request went through Envoy during the rollout", name)
+		}
 	}
 	if run := results[numeric+" inject"]; run.failed == 0 {
 		t.Errorf("the numeric targetPort swap lost no request: the test would not notice the loss it is meant to catch")
