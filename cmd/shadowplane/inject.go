@@ -58,19 +58,12 @@ shadowplane.io/sidecar=true, which the control plane's NetworkPolicy admits.`,
 					return fmt.Errorf("--ca-file: %w", err)
 				}
 			}
-			in, err := openInput(cmd, file)
+			res, err := transform(cmd, file, "injected", func(in io.Reader, out io.Writer) (inject.Result, error) {
+				return inject.Manifests(in, out, o)
+			})
 			if err != nil {
 				return err
 			}
-			defer in.Close()
-			res, err := inject.Manifests(in, cmd.OutOrStdout(), o)
-			if err != nil {
-				return err
-			}
-			if len(res.Workloads)+len(res.Unchanged) == 0 {
-				return fmt.Errorf("no Deployment, StatefulSet, DaemonSet or Pod in %s", file)
-			}
-			report(cmd.ErrOrStderr(), "injected", res)
 			if len(res.CAConfigMaps) > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "CA published in ConfigMaps %v\n", res.CAConfigMaps)
 			}
@@ -111,20 +104,10 @@ ports) is pointed at the name instead.`,
 		Example: `  kubectl get deployment,service -o yaml entrance | shadowplane uninject -f - --service entrance | kubectl apply -f -`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			in, err := openInput(cmd, file)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			res, err := inject.Remove(in, cmd.OutOrStdout(), service)
-			if err != nil {
-				return err
-			}
-			if len(res.Workloads)+len(res.Unchanged) == 0 {
-				return fmt.Errorf("no Deployment, StatefulSet, DaemonSet or Pod in %s", file)
-			}
-			report(cmd.ErrOrStderr(), "removed the sidecar from", res)
-			return nil
+			_, err := transform(cmd, file, "removed the sidecar from", func(in io.Reader, out io.Writer) (inject.Result, error) {
+				return inject.Remove(in, out, service)
+			})
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest file, - for stdin (required)")
@@ -133,11 +116,27 @@ ports) is pointed at the name instead.`,
 	return cmd
 }
 
-func openInput(cmd *cobra.Command, file string) (io.ReadCloser, error) {
-	if file == "-" {
-		return io.NopCloser(cmd.InOrStdin()), nil
+// transform runs inject or uninject from file (- for stdin) to stdout and
+// reports on stderr what it did.
+func transform(cmd *cobra.Command, file, verb string, run func(io.Reader, io.Writer) (inject.Result, error)) (inject.Result, error) {
+	var in io.Reader = cmd.InOrStdin()
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return inject.Result{}, err
+		}
+		defer f.Close()
+		in = f
 	}
-	return os.Open(file)
+	res, err := run(in, cmd.OutOrStdout())
+	if err != nil {
+		return res, err
+	}
+	if len(res.Workloads)+len(res.Unchanged) == 0 {
+		return res, fmt.Errorf("no Deployment, StatefulSet, DaemonSet or Pod in %s", file)
+	}
+	report(cmd.ErrOrStderr(), verb, res)
+	return res, nil
 }
 
 // report says on stderr what changed, what did not, and what is left to do.
