@@ -58,6 +58,19 @@ func (cp *ControlPlane) addWebhook(cfg Config, registry prometheus.Registerer) e
 		return fmt.Errorf("listen for webhooks on %s: %w", w.Address, err)
 	}
 	cp.WebhookAddr = l.Addr()
+	if w.Inject.NativeSidecar {
+		// Native sidecars where the cluster has them, ordinary containers
+		// where it does not.
+		info, err := cfg.Client.Discovery().ServerVersion()
+		supported, verr := false, err
+		if err == nil {
+			supported, verr = webhook.SupportsNativeSidecars(info)
+		}
+		if !supported {
+			cfg.Logger.Warn("injecting Envoy as an ordinary container: the API server does not run native sidecars (Kubernetes 1.29+)", "error", verr)
+			w.Inject.NativeSidecar = false
+		}
+	}
 	server := webhook.New(webhook.Options{
 		Inject:       w.Inject,
 		ParseOptions: ownParseOptions(cfg),

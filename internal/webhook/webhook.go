@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,6 +23,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/shadowplane/shadowplane/internal/inject"
 	"github.com/shadowplane/shadowplane/nodemeta"
@@ -258,4 +260,23 @@ func Check(cm *corev1.ConfigMap, opts policy.ParseOptions) (problems, warnings [
 		}
 	}
 	return problems, warnings
+}
+
+// NativeSidecarsFrom is the first Kubernetes minor version (1.x) that runs
+// init containers with restartPolicy Always as sidecars by default (the
+// SidecarContainers feature, beta and on since 1.29).
+const NativeSidecarsFrom = 29
+
+// SupportsNativeSidecars reads the API server's version: an older cluster
+// would reject (or, with the gate off, mishandle) a native sidecar.
+func SupportsNativeSidecars(info *version.Info) (bool, error) {
+	if info.Major != "1" {
+		return info.Major > "1", nil
+	}
+	// GKE and EKS report minors like "29+".
+	minor, err := strconv.Atoi(strings.TrimSuffix(info.Minor, "+"))
+	if err != nil {
+		return false, fmt.Errorf("API server minor version %q: %w", info.Minor, err)
+	}
+	return minor >= NativeSidecarsFrom, nil
 }

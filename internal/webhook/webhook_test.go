@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/shadowplane/shadowplane/internal/inject"
@@ -267,4 +268,24 @@ func value(m prometheus.Metric) float64 {
 		return out.Counter.GetValue()
 	}
 	return out.Gauge.GetValue()
+}
+
+func TestSupportsNativeSidecars(t *testing.T) {
+	for _, tc := range []struct {
+		major, minor string
+		want         bool
+		err          bool
+	}{
+		{"1", "34", true, false},
+		{"1", "29", true, false},
+		{"1", "29+", true, false},
+		{"1", "28", false, false},
+		{"1", "x", false, true},
+		{"2", "0", true, false},
+	} {
+		got, err := SupportsNativeSidecars(&version.Info{Major: tc.major, Minor: tc.minor})
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%s.%s: %v, %v; want %v, error %v", tc.major, tc.minor, got, err, tc.want, tc.err)
+		}
+	}
 }
