@@ -158,7 +158,7 @@ func rolloutWebhookConfig(t *testing.T, dir string) (controlplane.WebhookConfig,
 func (r *rolloutEnv) startKubelet(t *testing.T, namespace string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &testKubelet{t: t, kube: r.kube, cp: r.cp, namespace: namespace, dir: filepath.Join(r.dir, namespace),
-		appPort: 8080, appGrace: time.Second, envoy: r.e.envoy, sp: r.e.shadowplane, nextIP: &r.ip}
+		appPort: 8080, appGrace: 2 * time.Second, envoy: r.e.envoy, sp: r.e.shadowplane, nextIP: &r.ip}
 	done := make(chan struct{})
 	go func() { k.run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -292,18 +292,19 @@ func shadowplaneCLI(t *testing.T, stdin string, args ...string) string {
 	return stdout.String()
 }
 
-// TestAdoptRolloutZeroLoss adopts a Deployment with `shadowplane inject` and
-// removes the sidecar with `shadowplane uninject`, each a real rolling update
-// (kube-controller-manager's Deployment, ReplicaSet and EndpointSlice
-// controllers, real Envoy sidecars), under 200 requests/s through a balancer
-// that follows the EndpointSlices: no request fails. The same rollouts with
-// the old numeric targetPort swap lose requests: old pods get the Envoy port,
-// where nothing listens.
+// TestAdoptRolloutZeroLoss adopts a Deployment and removes the sidecar
+// again, each a real rolling update (kube-controller-manager's Deployment,
+// ReplicaSet and EndpointSlice controllers, real Envoy sidecars), under 200
+// requests/s through a balancer that follows the EndpointSlices: by
+// namespace label through the webhook, with `shadowplane inject` and
+// `uninject` (native sidecar, and ordinary container), no request fails. The
+// same rollouts with the old numeric targetPort swap lose requests: old pods
+// get the Envoy port, where nothing listens.
 func TestAdoptRolloutZeroLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	byWebhook, named, numeric := "adopt-webhook", "adopt-named", "adopt-numeric"
-	r := startRolloutEnv(t, ctx, byWebhook, named, numeric)
+	byWebhook, named, classic, numeric := "adopt-webhook", "adopt-named", "adopt-classic", "adopt-numeric"
+	r := startRolloutEnv(t, ctx, byWebhook, named, classic, numeric)
 	injectArgs := []string{"inject", "-f", "-", "--service", "checkout", "--ports", "15001:8080", "--drain-delay", "2s"}
 
 	results := map[string]loadRun{}
@@ -339,6 +340,17 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 			},
 		},
 		{
+			// Envoy as an ordinary container (clusters before 1.29): its
+			// preStop drain runs beside the app's grace.
+			namespace: classic,
+			inject: func(plain string) string {
+				return shadowplaneCLI(t, plain, append(injectArgs, "--native-sidecar=false")...)
+			},
+			uninject: func(injected string) string {
+				return shadowplaneCLI(t, injected, "uninject", "-f", "-", "--service", "checkout")
+			},
+		},
+		{
 			// What inject did before named ports: the Service's targetPort
 			// swapped to Envoy's port number in the same apply, and back.
 			namespace: numeric,
@@ -369,16 +381,17 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 		waitEndpoints(t, ctx, b, "8080")
 	}
 
-	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject", numeric + " inject", numeric + " uninject"} {
+	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject",
+		classic + " inject", classic + " uninject", numeric + " inject", numeric + " uninject"} {
 		run := results[name]
 		t.Logf("ROLLOUT %-22s sent %5d  failed %4d  via Envoy %5d  first failure: %s", name, run.sent, run.failed, run.viaEnvoy, run.firstFailure)
 	}
-	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject"} {
+	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject", classic + " inject", classic + " uninject"} {
 		if run := results[name]; run.failed != 0 {
 			t.Errorf("%s: %d of %d requests failed (first: %s), want 0", name, run.failed, run.sent, run.firstFailure)
 		}
 	}
-	for _, name := range []string{byWebhook + " inject", named + " inject"} {
+	for _, name := range []string{byWebhook + " inject", named + " inject", classic + " inject"} {
 		if run := results[name]; run.viaEnvoy == 0 {
 			t.Errorf("%s: no request went through Envoy during the rollout", name)
 		}
