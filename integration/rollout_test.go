@@ -313,12 +313,22 @@ func (k *testKubelet) terminate(ctx context.Context, pod *corev1.Pod, p *testPod
 		if p.sidecar == nil {
 			return
 		}
+		started := time.Now()
 		resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + p.health + p.drain)
 		if err != nil {
 			k.t.Errorf("kubelet: preStop of %s: %v", pod.Name, err)
 			return
 		}
 		resp.Body.Close()
+		// The hook held the termination for the drain delay, and Envoy's
+		// admin started the graceful drain (the health listener's Lua
+		// filter logs the admin's answer).
+		if held := time.Since(started); resp.StatusCode != http.StatusOK || held < time.Second {
+			k.t.Errorf("kubelet: preStop of %s: HTTP %d after %v, want 200 after the drain delay", pod.Name, resp.StatusCode, held)
+		}
+		if log := p.sidecar.Log(); !strings.Contains(log, "graceful drain requested: 200") {
+			k.t.Errorf("kubelet: preStop of %s: Envoy's admin did not start a drain:\n%s", pod.Name, p.sidecar.LogTail(20))
+		}
 	}
 	if p.native {
 		time.Sleep(k.appGrace)
