@@ -14,7 +14,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -246,11 +248,12 @@ func (s *Server) validatePolicies(req *admissionv1.AdmissionRequest) *admissionv
 // Check runs the watcher's parser over every policy key of a ConfigMap and
 // returns its errors and warnings as the watcher words them.
 func Check(cm *corev1.ConfigMap, opts policy.ParseOptions) (problems, warnings []string) {
-	for key, data := range cm.Data {
+	// Keys in order, so one ConfigMap always gets one message.
+	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
 		if !policy.IsPolicyKey(key) {
 			continue
 		}
-		_, errs := policy.ParsePolicies(cm.Namespace, cm.Name, key, []byte(data), opts)
+		_, errs := policy.ParsePolicies(cm.Namespace, cm.Name, key, []byte(cm.Data[key]), opts)
 		for _, e := range errs {
 			if e.Warning {
 				warnings = append(warnings, e.Error())
