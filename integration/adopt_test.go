@@ -250,7 +250,9 @@ func (r *rolloutEnv) rollout(t *testing.T, ctx context.Context, b *sliceBalancer
 	r.apply(t, ctx, manifests)
 	r.waitRolledOut(t, ctx, namespace)
 	t.Logf("%s: rolled out in %v", namespace, time.Since(started).Round(100*time.Millisecond))
-	time.Sleep(time.Second)
+	// Long enough for an EndpointSlice change without a rollout (a Service
+	// edit) to reach the balancer within the window.
+	time.Sleep(2 * time.Second)
 	close(stop)
 	return <-result
 }
@@ -303,8 +305,8 @@ func shadowplaneCLI(t *testing.T, stdin string, args ...string) string {
 func TestAdoptRolloutZeroLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	byWebhook, named, classic, numeric := "adopt-webhook", "adopt-named", "adopt-classic", "adopt-numeric"
-	r := startRolloutEnv(t, ctx, byWebhook, named, classic, numeric)
+	byWebhook, named, classic, unnamed, numeric := "adopt-webhook", "adopt-named", "adopt-classic", "adopt-unnamed", "adopt-numeric"
+	r := startRolloutEnv(t, ctx, byWebhook, named, classic, unnamed, numeric)
 	injectArgs := []string{"inject", "-f", "-", "--service", "checkout", "--ports", "15001:8080", "--drain-delay", "2s"}
 
 	results := map[string]loadRun{}
@@ -312,7 +314,10 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 		namespace string
 		prepare   func(plain string) string // the app as deployed first; nil: adoptApp
 		inject    func(plain string) string
-		uninject  func(injected string) string
+		// switchService, when set, is a second apply after the inject
+		// rollout, which points the Service at the sidecar.
+		switchService func(injected string) string
+		uninject      func(injected string) string
 	}{
 		{
 			// Adoption by label: the template asks for the sidecar by
@@ -351,6 +356,22 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 			},
 		},
 		{
+			// The app's port has no name: inject leaves the Service on the
+			// app for the rollout, and its second run, once every pod has
+			// the sidecar, switches the Service to Envoy's port name.
+			namespace: unnamed,
+			prepare: func(plain string) string {
+				return strings.Replace(plain, "{name: http, containerPort: 8080}", "{containerPort: 8080}", 1)
+			},
+			inject: func(plain string) string { return shadowplaneCLI(t, plain, injectArgs...) },
+			switchService: func(injected string) string {
+				return shadowplaneCLI(t, injected, injectArgs...)
+			},
+			uninject: func(injected string) string {
+				return shadowplaneCLI(t, injected, "uninject", "-f", "-", "--service", "checkout")
+			},
+		},
+		{
 			// What inject did before named ports: the Service's targetPort
 			// swapped to Envoy's port number in the same apply, and back.
 			namespace: numeric,
@@ -376,17 +397,23 @@ func TestAdoptRolloutZeroLoss(t *testing.T) {
 
 		injected := scenario.inject(plain)
 		results[ns+" inject"] = r.rollout(t, ctx, b, ns, injected)
+		if scenario.switchService != nil {
+			waitEndpoints(t, ctx, b, "8080")
+			injected = scenario.switchService(injected)
+			results[ns+" switch"] = r.rollout(t, ctx, b, ns, injected)
+		}
 		waitEndpoints(t, ctx, b, "15001")
 		results[ns+" uninject"] = r.rollout(t, ctx, b, ns, scenario.uninject(injected))
 		waitEndpoints(t, ctx, b, "8080")
 	}
 
-	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject",
-		classic + " inject", classic + " uninject", numeric + " inject", numeric + " uninject"} {
+	lossless := []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject",
+		classic + " inject", classic + " uninject", unnamed + " inject", unnamed + " switch", unnamed + " uninject"}
+	for _, name := range append(lossless, numeric+" inject", numeric+" uninject") {
 		run := results[name]
 		t.Logf("ROLLOUT %-22s sent %5d  failed %4d  via Envoy %5d  first failure: %s", name, run.sent, run.failed, run.viaEnvoy, run.firstFailure)
 	}
-	for _, name := range []string{byWebhook + " inject", byWebhook + " uninject", named + " inject", named + " uninject", classic + " inject", classic + " uninject"} {
+	for _, name := range lossless {
 		if run := results[name]; run.failed != 0 {
 			t.Errorf("%s: %d of %d requests failed (first: %s), want 0", name, run.failed, run.sent, run.firstFailure)
 		}
