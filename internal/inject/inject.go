@@ -131,29 +131,16 @@ func Manifests(in io.Reader, out io.Writer, o Options) (Result, error) {
 		return res, err
 	}
 	var namespaces []string
-	names := portNames{}
-	for i, obj := range objects {
-		w, ok := podOf(obj)
-		if !ok {
-			continue
-		}
-		name := w.name
+	names, err := eachWorkload(objects, &res, func(w workload) (PodChange, bool, error) {
 		injectedBefore := findEnvoy(w.spec) != nil
-		change, err := Pod(w.meta, w.spec, name, o)
-		if err != nil {
-			return res, fmt.Errorf("document %d: %w", i+1, err)
-		}
-		if err := names.add(name, change, injectedBefore); err != nil {
-			return res, err
-		}
-		if change.Changed {
-			res.Workloads = append(res.Workloads, name)
-		} else {
-			res.Unchanged = append(res.Unchanged, name)
-		}
-		if !slices.Contains(namespaces, w.namespace) {
+		change, err := Pod(w.meta, w.spec, w.name, o)
+		if err == nil && !slices.Contains(namespaces, w.namespace) {
 			namespaces = append(namespaces, w.namespace)
 		}
+		return change, injectedBefore, err
+	})
+	if err != nil {
+		return res, err
 	}
 	for i, obj := range objects {
 		if svc, ok := obj.(*corev1.Service); ok && svc.Name == o.Service {
@@ -178,25 +165,15 @@ func Remove(in io.Reader, out io.Writer, service string) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	names := portNames{}
-	for i, obj := range objects {
-		w, ok := podOf(obj)
-		if !ok {
-			continue
-		}
-		name := w.name
+	names, err := eachWorkload(objects, &res, func(w workload) (PodChange, bool, error) {
 		change, err := Unpod(w.meta, w.spec)
 		if err != nil {
-			return res, fmt.Errorf("document %d: %s: %w", i+1, name, err)
+			err = fmt.Errorf("%s: %w", w.name, err)
 		}
-		if !change.Changed {
-			res.Unchanged = append(res.Unchanged, name)
-			continue
-		}
-		res.Workloads = append(res.Workloads, name)
-		if err := names.add(name, change, true); err != nil {
-			return res, err
-		}
+		return change, true, err
+	})
+	if err != nil {
+		return res, err
 	}
 	for _, obj := range objects {
 		svc, ok := obj.(*corev1.Service)
@@ -218,6 +195,32 @@ func Remove(in io.Reader, out io.Writer, service string) (Result, error) {
 		}
 	}
 	return res, encode(objects, out)
+}
+
+// eachWorkload runs change on the pod part of every workload in objects,
+// records in res which it changed, and collects the names of Envoy's ports
+// (sidecarBefore: the workload had the sidecar before the change).
+func eachWorkload(objects []runtime.Object, res *Result, change func(workload) (c PodChange, sidecarBefore bool, err error)) (portNames, error) {
+	names := portNames{}
+	for i, obj := range objects {
+		w, ok := podOf(obj)
+		if !ok {
+			continue
+		}
+		c, sidecarBefore, err := change(w)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if !c.Changed {
+			res.Unchanged = append(res.Unchanged, w.name)
+		} else {
+			res.Workloads = append(res.Workloads, w.name)
+		}
+		if err := names.add(w.name, c, sidecarBefore); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // portNames maps each listen port to the name of Envoy's port in the
