@@ -11,6 +11,8 @@ SHELL := /bin/bash
 ENVOY_VERSION := 1.40.0
 K8S_VERSION   := v1.34.10
 ETCD_VERSION  := v3.6.16
+# istiod for `make bench-peers` only; pinned in tools/istiod/go.mod.
+ISTIO_VERSION := v0.0.0-20260827124520-eed52ebb66ad
 
 TOOLS := $(CURDIR)/.tools
 BIN   := $(TOOLS)/bin
@@ -30,7 +32,7 @@ UNIT_PKGS := ./policy/... ./nodemeta/... ./translator/... ./watcher/... ./xds/..
 NETNS_EXEC := $(CURDIR)/hack/netns-exec
 GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
 
-.PHONY: deploy-kustomize build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory nginx clean
+.PHONY: deploy-kustomize build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-peers istiod nginx clean
 
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
@@ -135,6 +137,28 @@ bench-isolation: tools build nginx
 # Only the API server is needed: the control plane runs in process.
 bench-memory: tools
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'ConfigMapMemory' -benchtime 1x -v ./integration/...
+
+# bench-peers: shadowplane and istiod side by side on the same kube-apiserver
+# and the same real Envoy, in one run (docs/benchmarks.md). Not part of `test`.
+bench-peers: tools build istiod
+	ISTIOD_BIN=$(BIN)/pilot-discovery ISTIO_CRDS=$(TOOLS)/istio/crd-all.gen.yaml \
+	  $(GO_TEST) -count=1 -timeout 40m -run '^$$' -bench 'Peers' -benchtime 1x -v ./integration/peers/
+
+## istiod: pilot-discovery and Istio's CRDs, both from the module pinned in
+## tools/istiod (about 25 minutes the first time on 2 shared cores; cached
+## by Go afterwards)
+istiod: $(BIN)/pilot-discovery $(TOOLS)/istio/crd-all.gen.yaml
+$(BIN)/pilot-discovery: tools/istiod/go.mod tools/istiod/go.sum
+	mkdir -p $(BIN)
+	grep -q 'istio.io/istio $(ISTIO_VERSION)$$' tools/istiod/go.mod || { echo "tools/istiod/go.mod does not pin istio.io/istio $(ISTIO_VERSION)"; exit 1; }
+	cd tools/istiod && $(GO) build -trimpath -ldflags "-s -w" -o $@ istio.io/istio/pilot/cmd/pilot-discovery
+	test -x $@
+$(TOOLS)/istio/crd-all.gen.yaml: tools/istiod/go.mod tools/istiod/go.sum
+	mkdir -p $(TOOLS)/istio
+	cd tools/istiod && $(GO) mod download istio.io/istio && \
+	  dir="$$($(GO) list -m -f '{{.Dir}}' istio.io/istio)" && test -n "$$dir" && \
+	  cp "$$dir/manifests/charts/base/files/crd-all.gen.yaml" $@
+	chmod 644 $@
 
 ## nginx: Debian's nginx (with its built-in mirror module) in .tools/nginx, for
 ## the isolation benchmark; unpacked from the .debs, without root or apt-get

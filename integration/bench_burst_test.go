@@ -101,7 +101,7 @@ func BenchmarkPropagationBurst(b *testing.B) {
 	fmt.Fprintf(&t, "|---:|---:|---:|---:|---:|---:|---:|\n")
 	fmt.Fprintf(&t, "| %d | %d | %d | %d | %d | %d | %s ms |\n", writes, pushes, len(samples), len(outOfOrder),
 		len(results.All), results.Errors(), harness.Millis(toFinal))
-	fmt.Fprintf(&t, "\nMachine: %s\n", machineDescription(b))
+	fmt.Fprintf(&t, "\nMachine: %s\n", harness.MachineDescription(env(b).envoy))
 	fmt.Print(t.String())
 
 	if n := results.Errors(); n > 0 {

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -286,26 +283,8 @@ func isolationTable(rows []isolationRow, l benchLoad) string {
 
 // benchMachine describes the machine and the versions measured.
 func benchMachine(nginx string) string {
-	cpu := "unknown"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if name, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
-				break
-			}
-		}
-	}
-	envoy := "unknown"
-	if out, err := exec.Command(testtools.Path("envoy"), "--version").Output(); err == nil {
-		// "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
-		if m := envoyVersionRE.FindSubmatch(out); m != nil {
-			envoy = string(m[1])
-		}
-	}
-	return fmt.Sprintf("Machine: %d CPUs (%s); %s; Envoy %s; nginx %s.", runtime.NumCPU(), cpu, runtime.Version(), envoy, harness.NginxVersion(nginx))
+	return fmt.Sprintf("Machine: %s, nginx %s.", harness.MachineDescription(testtools.Path("envoy")), harness.NginxVersion(nginx))
 }
-
-var envoyVersionRE = regexp.MustCompile(`version: [0-9a-f]+/([0-9][^/\s]*)/`)
 
 func envInt(b *testing.B, name string, def int) int {
 	v := os.Getenv(name)

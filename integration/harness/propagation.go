@@ -68,26 +68,42 @@ func (k *Kube) UpdateEndpointSliceTimed(ctx context.Context, namespace, name, po
 // the time it first held. For measuring, keep interval well below the
 // latency measured (e.g. 1 ms); WaitUntil is the 10 ms form for waiting.
 func PollUntil(ctx context.Context, interval, timeout time.Duration, cond func() (bool, error)) (time.Time, error) {
+	check, err := PollOn(ctx, nil, interval, timeout, cond)
+	return check.End, err
+}
+
+// Check is when the successful call of a PollOn condition started and
+// returned.
+type Check struct{ Start, End time.Time }
+
+// PollOn calls cond at once, then on every signal from wake and every
+// interval, until it returns true, and returns when that call started and
+// ended. Waking on an event (e.g. an xDS ACK) instead of a short interval
+// lets a benchmark see a change without adding a polling interval, or the
+// load of polling, to what it measures.
+func PollOn(ctx context.Context, wake <-chan struct{}, interval, timeout time.Duration, cond func() (bool, error)) (Check, error) {
 	deadline := time.Now().Add(timeout)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	var lastErr error
 	for {
+		start := time.Now()
 		ok, err := cond()
 		now := time.Now()
 		if ok {
-			return now, nil
+			return Check{Start: start, End: now}, nil
 		}
 		lastErr = err
 		if now.After(deadline) {
 			if lastErr != nil {
-				return now, fmt.Errorf("timed out after %s: %w", timeout, lastErr)
+				return Check{End: now}, fmt.Errorf("timed out after %s: %w", timeout, lastErr)
 			}
-			return now, fmt.Errorf("timed out after %s", timeout)
+			return Check{End: now}, fmt.Errorf("timed out after %s", timeout)
 		}
 		select {
 		case <-ctx.Done():
-			return time.Now(), ctx.Err()
+			return Check{End: time.Now()}, ctx.Err()
+		case <-wake:
 		case <-ticker.C:
 		}
 	}

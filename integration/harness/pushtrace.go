@@ -11,6 +11,7 @@ import (
 // benchmark can break a change's propagation into parts: watch event seen,
 // snapshot set, response sent, ACK received.
 type PushTrace struct {
+	acked     chan struct{} // made by Observer
 	mu        sync.Mutex
 	snapshots []traceStep
 	responses []traceStep
@@ -34,6 +35,7 @@ type PushSteps struct {
 
 // Observer is the hook to give the control plane (ControlPlaneOptions).
 func (p *PushTrace) Observer() *xds.Observer {
+	p.acked = make(chan struct{}, 1)
 	return &xds.Observer{
 		SnapshotSet: func(_ string, changed map[string]string, observedAt, at time.Time) {
 			p.mu.Lock()
@@ -51,9 +53,17 @@ func (p *PushTrace) Observer() *xds.Observer {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			p.acks = append(p.acks, traceStep{typ: typ, version: version, at: at})
+			select {
+			case p.acked <- struct{}{}:
+			default:
+			}
 		},
 	}
 }
+
+// Acked is signalled after each ACK the control plane receives (coalesced
+// while nobody reads it), so a benchmark can look at Envoy right then.
+func (p *PushTrace) Acked() <-chan struct{} { return p.acked }
 
 // After returns the steps of the first push of one type that follows
 // `since`: its snapshot, the first response carrying that snapshot's
