@@ -32,7 +32,7 @@ UNIT_PKGS := ./policy/... ./nodemeta/... ./translator/... ./watcher/... ./xds/..
 NETNS_EXEC := $(CURDIR)/hack/netns-exec
 GO_TEST    := $(GO) test -exec $(NETNS_EXEC)
 
-.PHONY: deploy-kustomize build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-peers istiod nginx clean
+.PHONY: deploy-kustomize build tools test unit integration lint golden fuzz demo bench bench-propagation bench-isolation bench-memory bench-scale bench-peers istiod nginx clean
 
 build:
 	$(GO) build -o bin/shadowplane ./cmd/shadowplane
@@ -137,6 +137,14 @@ bench-isolation: tools build nginx
 # Only the API server is needed: the control plane runs in process.
 bench-memory: tools
 	$(GO_TEST) -count=1 -timeout 30m -run '^$$' -bench 'ConfigMapMemory' -benchtime 1x -v ./integration/...
+
+## bench-scale: 1,000, 5,000 and 10,000 simulated sidecars (SCALE_SIZES) in
+## N/10 node groups against `shadowplane serve` and the real kube-apiserver;
+## writes docs/bench-scale.md (the table) and docs/bench-scale.svg (the plot),
+## and heap and goroutine profiles to bin/scale-profiles
+SCALE_SIZES ?= 1000,5000,10000
+bench-scale: tools build
+	SCALE_SIZES=$(SCALE_SIZES) SCALE_OUT=$(CURDIR)/docs SCALE_PROFILES=$(CURDIR)/bin/scale-profiles $(GO_TEST) -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkScale$$' -benchtime 1x -v ./integration/
 
 # bench-peers: shadowplane and istiod side by side on the same kube-apiserver
 # and the same real Envoy, in one run (docs/benchmarks.md). Not part of `test`.

@@ -39,10 +39,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/certs"
+	"github.com/shadowplane/shadowplane/internal/controlplane"
 	"github.com/shadowplane/shadowplane/internal/testtools"
+	"github.com/shadowplane/shadowplane/watcher"
 )
 
 // decodeManifests reads every object of a multi-document YAML file.
@@ -183,8 +186,12 @@ func TestDeployManifests(t *testing.T) {
 		{"create", "authentication.k8s.io", "tokenreviews", "", true},
 		{"get", "", "pods", "default", true},
 		{"get", "", "services", "default", true},
+		{"patch", "", "configmaps", "default", true},
 		{"get", "", "configmaps", "default", false},
 		{"update", "", "configmaps", "default", false},
+		{"update", "coordination.k8s.io", "leases/shadowplane", "shadowplane-system", true},
+		{"update", "coordination.k8s.io", "leases/other", "shadowplane-system", false},
+		{"get", "coordination.k8s.io", "leases/shadowplane", "default", false},
 		{"update", "", "events", "default", false},
 		{"list", "", "pods", "default", false},
 		{"create", "authentication.k8s.io", "subjectaccessreviews", "", false},
@@ -197,10 +204,14 @@ func TestDeployManifests(t *testing.T) {
 	if args := deploymentArgs(t, manifests); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--namespaces") }) {
 		t.Fatalf("deploy/shadowplane.yaml is cluster mode but passes %v", args)
 	}
+	// As deployed, it campaigns for the Lease (short periods, so it renews
+	// while the test runs: get, create, then update).
 	cp, err := harness.StartControlPlane(ctx, e.kube, harness.ControlPlaneOptions{
 		AllowedURLHosts: []string{"10.16.0.147"},
 		Logger:          testLogger(t),
 		Client:          saClient,
+		LeaderElection: &controlplane.LeaderElection{Namespace: "shadowplane-system", Identity: "deploy-test",
+			LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatalf("control plane as the deployed service account: %v", err)
@@ -218,7 +229,14 @@ func TestDeployManifests(t *testing.T) {
 	// says it again, which patches the Event's count.
 	repeatTargetMissing(t, ctx, e.kube.Client, "default", "mirror-policies")
 
-	checkVerbsUsed(t, requests.all(), clusterRoleRules(t, manifests))
+	// The leader writes the example policy's status.
+	if err := harness.WaitUntil(ctx, 20*time.Second, func() (bool, error) {
+		cm, err := e.kube.Client.CoreV1().ConfigMaps("default").Get(ctx, "mirror-policies", metav1.GetOptions{})
+		return err == nil && cm.Annotations[watcher.AnnotationStatus] != "", err
+	}); err != nil {
+		t.Errorf("no status annotation on the example policy ConfigMap: %v", err)
+	}
+	checkVerbsUsed(t, requests.all(), append(clusterRoleRules(t, manifests), roleRulesNamed(t, manifests, "shadowplane")...))
 	for _, r := range requests.all() {
 		if r.resource == "configmaps" && (r.verb == "list" || r.verb == "watch") && r.labelSelector != "shadowplane.io/policy=true" {
 			t.Errorf("%s %s without the policy label selector: every ConfigMap would be fetched", r.verb, r.path)
@@ -576,11 +594,17 @@ func repeatTargetMissing(t *testing.T, ctx context.Context, c kubernetes.Interfa
 	}
 	setTarget := func(from, to string) {
 		t.Helper()
-		cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		must(t, err)
-		cm.Data["policies.yaml"] = strings.Replace(cm.Data["policies.yaml"], "namespace: "+from, "namespace: "+to, 1)
-		_, err = c.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
-		must(t, err)
+		// The leader patches the status annotation meanwhile: retry a lost
+		// race, as kubectl edit would.
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cm.Data["policies.yaml"] = strings.Replace(cm.Data["policies.yaml"], "namespace: "+from, "namespace: "+to, 1)
+			_, err = c.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+			return err
+		}))
 	}
 	waitEvent("staging/entrance", 1)
 	setTarget("staging", "qa")

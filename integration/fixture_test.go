@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,4 +211,40 @@ func (f *mirrorFixture) waitRouteMirrors(n int) {
 func (f *mirrorFixture) get(ctx context.Context, path string) *http.Request {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.sidecar.URL+path, nil)
 	return req
+}
+
+// steadyTraffic is GET requests through the sidecar at a fixed rate, one
+// second at a time, until Stop.
+type steadyTraffic struct {
+	stop         chan struct{}
+	done         chan struct{}
+	sent, failed atomic.Int64
+	firstFailure atomic.Value
+	Stop         func() // idempotent; waits for the last second to end
+}
+
+// startTraffic sends rate requests per second to /<prefix>/<second>/<i>.
+func (f *mirrorFixture) startTraffic(rate int, prefix string) *steadyTraffic {
+	s := &steadyTraffic{stop: make(chan struct{}), done: make(chan struct{})}
+	s.Stop = sync.OnceFunc(func() { close(s.stop); <-s.done })
+	f.t.Cleanup(s.Stop)
+	go func() {
+		defer close(s.done)
+		for i := 0; ; i++ {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			res := harness.RunAtRate(f.ctx, f.client, rate, time.Second, func(ctx context.Context, j int) *http.Request {
+				return f.get(ctx, fmt.Sprintf("/%s/%d/%d", prefix, i, j))
+			})
+			s.sent.Add(int64(len(res.All)))
+			if n := res.Errors(); n > 0 {
+				s.failed.Add(int64(n))
+				s.firstFailure.CompareAndSwap(nil, res.FirstError())
+			}
+		}
+	}()
+	return s
 }

@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,29 +66,10 @@ func TestRecoveryAfterAPIServerRestart(t *testing.T) {
 	}
 
 	// Primary traffic and /readyz, watched throughout.
+	traffic := f.startTraffic(recoveryRate, "entrance/recovery")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var sent, failed atomic.Int64
-	var firstFailure atomic.Value
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			res := harness.RunAtRate(f.ctx, f.client, recoveryRate, time.Second, func(ctx context.Context, j int) *http.Request {
-				return f.get(ctx, fmt.Sprintf("/entrance/recovery/%d/%d", i, j))
-			})
-			sent.Add(int64(len(res.All)))
-			if n := res.Errors(); n > 0 {
-				failed.Add(int64(n))
-				firstFailure.CompareAndSwap(nil, res.FirstError())
-			}
-		}
-	}()
+	wg.Add(1)
 	var readyzProbes, readyzBad atomic.Int64
 	var readyzDetail, readyzFirstBad atomic.Value // the last detail, the first failure
 	go func() {
@@ -112,7 +91,7 @@ func TestRecoveryAfterAPIServerRestart(t *testing.T) {
 			}
 		}
 	}()
-	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	stopLoad := sync.OnceFunc(func() { traffic.Stop(); close(stop); wg.Wait() })
 	t.Cleanup(stopLoad)
 
 	time.Sleep(2 * time.Second) // traffic before the outage
@@ -147,11 +126,11 @@ func TestRecoveryAfterAPIServerRestart(t *testing.T) {
 
 	time.Sleep(2 * time.Second) // traffic after the change
 	stopLoad()
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d primary requests failed; first: %v", n, sent.Load(), firstFailure.Load())
+	if n := traffic.failed.Load(); n != 0 {
+		t.Errorf("%d of %d primary requests failed; first: %v", n, traffic.sent.Load(), traffic.firstFailure.Load())
 	}
-	if f.primary.Count() != int(sent.Load()) {
-		t.Errorf("primary got %d requests, want %d", f.primary.Count(), sent.Load())
+	if f.primary.Count() != int(traffic.sent.Load()) {
+		t.Errorf("primary got %d requests, want %d", f.primary.Count(), traffic.sent.Load())
 	}
 	if n := readyzBad.Load(); n != 0 {
 		t.Errorf("/readyz failed %d of %d probes; first: %v", n, readyzProbes.Load(), readyzFirstBad.Load())
@@ -161,5 +140,5 @@ func TestRecoveryAfterAPIServerRestart(t *testing.T) {
 	} else {
 		t.Logf("/readyz at the end of the outage: %q", d)
 	}
-	t.Logf("%d primary requests, %d /readyz probes", sent.Load(), readyzProbes.Load())
+	t.Logf("%d primary requests, %d /readyz probes", traffic.sent.Load(), readyzProbes.Load())
 }

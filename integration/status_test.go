@@ -303,7 +303,7 @@ func (f *mirrorFixture) waitStatus(cond func(map[string]statusRow) bool) map[str
 
 // scrapeMetrics fetches /metrics and returns every sample by its series,
 // e.g. `shadowplane_xds_nacks_total{type="route"}`.
-func scrapeMetrics(t *testing.T, base string) map[string]float64 {
+func scrapeMetrics(t testing.TB, base string) map[string]float64 {
 	t.Helper()
 	body, err := harness.GetJSON(context.Background(), base+"/metrics")
 	if err != nil {

@@ -42,7 +42,18 @@ type harness struct {
 
 // newHarness creates the watcher; opts.Client, Recorder, Registry, OnWorld
 // and Logger are filled in.
+// The leader's annotation writes are off: they are asynchronous, and a
+// World built from one would be taken for the World of the test's next
+// change (newStoreHarness has them on).
 func newHarness(t *testing.T, opts Options, objects ...runtime.Object) *harness {
+	t.Helper()
+	opts.noStoreWrites = true
+	return newStoreHarness(t, opts, objects...)
+}
+
+// newStoreHarness is newHarness with the leader's annotation writes as
+// configured in opts.
+func newStoreHarness(t *testing.T, opts Options, objects ...runtime.Object) *harness {
 	t.Helper()
 	h := &harness{
 		t:        t,
@@ -208,7 +219,7 @@ next:
 }
 
 // metricValue reads a counter or gauge.
-func metricValue(t *testing.T, m prometheus.Metric) float64 {
+func metricValue(t testing.TB, m prometheus.Metric) float64 {
 	t.Helper()
 	var out dto.Metric
 	if err := m.Write(&out); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,9 +33,9 @@ type scope struct {
 }
 
 // newScope sets up the informers of namespace (metav1.NamespaceAll for all),
-// reports their requests to health and calls changed(kind) on every relevant
-// event.
-func newScope(client kubernetes.Interface, namespace string, selector labels.Selector, health *watchHealth, changed func(kind string)) (*scope, error) {
+// reports their requests to health and calls changed(kind, objects) on every
+// relevant event.
+func newScope(client kubernetes.Interface, namespace string, selector labels.Selector, health *watchHealth, changed func(kind string, objs ...any)) (*scope, error) {
 	services := client.CoreV1().Services(namespace)
 	slices := client.DiscoveryV1().EndpointSlices(namespace)
 	configMaps := client.CoreV1().ConfigMaps(namespace)
@@ -91,7 +92,7 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		{sliceInformer, stripEndpointSlice, changeHandler{kind: kindEndpointSlice, changed: changed}},
 		// The API server filters by label already; checking again keeps the
 		// watcher right with clients that do not (e.g. fakes).
-		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap}},
+		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap, changedUpdate: configMapChanged}},
 	} {
 		if err := inf.informer.SetWatchErrorHandlerWithContext(logAPIErrors); err != nil {
 			return nil, fmt.Errorf("watcher: set %s watch error handler: %w", inf.handler.kind, err)
@@ -118,7 +119,7 @@ type informerSet struct {
 	done   sync.WaitGroup
 }
 
-func newInformerSet(client kubernetes.Interface, namespaces []string, selector labels.Selector, health *watchHealth, changed func(kind string)) (*informerSet, error) {
+func newInformerSet(client kubernetes.Interface, namespaces []string, selector labels.Selector, health *watchHealth, changed func(kind string, objs ...any)) (*informerSet, error) {
 	set := &informerSet{}
 	for _, ns := range namespaces {
 		s, err := newScope(client, ns, selector, health, changed)
@@ -175,14 +176,17 @@ func logAPIErrors(ctx context.Context, r *cache.Reflector, err error) {
 // changeHandler reports informer events that may change the World.
 type changeHandler struct {
 	kind    string
-	changed func(kind string)
+	changed func(kind string, objs ...any)
 	// relevant filters objects; nil means all are.
 	relevant func(obj any) bool
+	// changedUpdate, when set, says whether an update changed anything the
+	// World depends on.
+	changedUpdate func(oldObj, newObj any) bool
 }
 
 func (h changeHandler) OnAdd(obj any, _ bool) {
 	if h.isRelevant(obj) {
-		h.changed(h.kind)
+		h.changed(h.kind, obj)
 	}
 }
 
@@ -190,8 +194,11 @@ func (h changeHandler) OnUpdate(oldObj, newObj any) {
 	if sameResourceVersion(oldObj, newObj) {
 		return // a relist delivers unchanged objects as updates
 	}
+	if h.changedUpdate != nil && !h.changedUpdate(oldObj, newObj) {
+		return
+	}
 	if h.isRelevant(oldObj) || h.isRelevant(newObj) {
-		h.changed(h.kind)
+		h.changed(h.kind, oldObj, newObj)
 	}
 }
 
@@ -200,7 +207,7 @@ func (h changeHandler) OnDelete(obj any) {
 		obj = tombstone.Obj
 	}
 	if h.isRelevant(obj) {
-		h.changed(h.kind)
+		h.changed(h.kind, obj)
 	}
 }
 
@@ -215,4 +222,17 @@ func sameResourceVersion(a, b any) bool {
 		return false
 	}
 	return ma.GetResourceVersion() != "" && ma.GetResourceVersion() == mb.GetResourceVersion()
+}
+
+// configMapChanged reports whether a policy ConfigMap update changed its
+// labels, policy keys or stored last valid versions: the leader's status
+// writes (sidecar counts) change nothing the World depends on.
+func configMapChanged(oldObj, newObj any) bool {
+	a, okA := oldObj.(*corev1.ConfigMap)
+	b, okB := newObj.(*corev1.ConfigMap)
+	if !okA || !okB {
+		return true
+	}
+	return !maps.Equal(a.Labels, b.Labels) || !maps.Equal(a.Data, b.Data) ||
+		a.Annotations[AnnotationLastValid] != b.Annotations[AnnotationLastValid]
 }

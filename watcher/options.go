@@ -3,6 +3,7 @@ package watcher
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -56,12 +57,28 @@ type Options struct {
 	// Recorder records the verdict Events. When nil, Run records them to the
 	// API through Client as component EventComponent.
 	Recorder record.EventRecorder
+	// LeaderElected says leadership is decided elsewhere and told through
+	// Watcher.SetLeader; until then the watcher follows: it serves, but
+	// records no Event and writes no annotation. When false the watcher
+	// leads from the start (a single replica).
+	LeaderElected bool
+	// Identity names this replica in the status it writes (default: the
+	// host name).
+	Identity string
+	// SidecarsAcked counts, by "namespace/name" of the Service they front,
+	// the connected sidecars that have acknowledged their current
+	// configuration, for the status of the policies of that Service; nil
+	// counts none. It is called once per status refresh.
+	SidecarsAcked func() map[string]int
 	// OnWorld receives each new World. It is called from one goroutine, never
 	// concurrently, and must not modify the World. Required.
 	OnWorld func(*translator.World)
 
 	// clock is replaced by tests to drive the debounce deterministically.
 	clock clock.Clock
+	// noStoreWrites turns the leader's annotation writes off, for tests
+	// that are not about them.
+	noStoreWrites bool
 }
 
 // withDefaults validates o and returns a copy with defaults filled in and the
@@ -96,6 +113,9 @@ func (o Options) withDefaults() (Options, labels.Selector, error) {
 	o.Namespaces = namespaces
 	if o.Logger == nil {
 		o.Logger = hclog.Default().Named("watcher")
+	}
+	if o.Identity == "" {
+		o.Identity, _ = os.Hostname()
 	}
 	if o.clock == nil {
 		o.clock = clock.RealClock{}

@@ -54,14 +54,15 @@ func stripEndpointSlice(obj any) (any, error) {
 }
 
 // stripConfigMap keeps a ConfigMap's identity (Events refer to it), its
-// labels (to re-check the selector) and its policy keys.
+// labels (to re-check the selector), its policy keys and the annotations
+// the leader writes (store.go).
 func stripConfigMap(obj any) (any, error) {
 	c, ok := obj.(*corev1.ConfigMap)
 	if !ok {
 		return obj, nil
 	}
 	c.ManagedFields = nil
-	c.Annotations = nil
+	c.Annotations = storeAnnotations(c.Annotations)
 	c.OwnerReferences = nil
 	c.BinaryData = nil
 	for key := range c.Data {
@@ -70,4 +71,18 @@ func stripConfigMap(obj any) (any, error) {
 		}
 	}
 	return c, nil
+}
+
+// storeAnnotations keeps only the leader's annotations.
+func storeAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for _, name := range []string{AnnotationLastValid, AnnotationStatus} {
+		if v, ok := in[name]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = v
+		}
+	}
+	return out
 }

@@ -85,36 +85,51 @@ func (v verdict) fingerprint() string {
 	return contenthash.Of(parts...)
 }
 
-// reporter turns verdicts into Events and log lines, each once per change.
+// reporter turns verdicts into log lines and Events, each once per change.
+// Every replica logs; only the leader records Events, so replicas do not
+// duplicate them.
 type reporter struct {
 	recorder record.EventRecorder
 	log      hclog.Logger
-	// reported holds the fingerprint of the last verdict reported for each
+	// logged holds the fingerprint of the last verdict logged for each
 	// subject that still has one.
-	reported map[subject]string
+	logged map[subject]string
+	// recorded is the same for Events; while this replica follows it is
+	// left as is, and a new leader seeds it from the status annotations
+	// (seed) so that it does not record again what the old leader did.
+	recorded map[subject]string
 }
 
 func newReporter(recorder record.EventRecorder, log hclog.Logger) *reporter {
-	return &reporter{recorder: recorder, log: log, reported: map[subject]string{}}
+	return &reporter{recorder: recorder, log: log, logged: map[subject]string{}, recorded: map[subject]string{}}
 }
 
-// report records the verdicts that changed since the last call, and the
-// removal of policies that were in force (prev) and no longer are.
-// configMap finds a ConfigMap in the informer cache; nil when it is gone.
-func (r *reporter) report(o outcome, prev map[policyID]*policy.Policy, configMap func(namespace, name string) *corev1.ConfigMap) {
+// seed replaces what the reporter believes was recorded as Events.
+func (r *reporter) seed(recorded map[subject]string) { r.recorded = recorded }
+
+// report logs the verdicts that changed since the last call, and the
+// removal of policies that were in force (prev) and no longer are; with
+// events, it also records them as Events. configMap finds a ConfigMap in
+// the informer cache; nil when it is gone.
+func (r *reporter) report(o outcome, prev map[policyID]*policy.Policy, configMap func(namespace, name string) *corev1.ConfigMap, events bool) {
 	current := make(map[subject]string, len(o.verdicts))
 	for _, v := range o.verdicts {
 		fp := v.fingerprint()
 		current[v.subject] = fp
-		if r.reported[v.subject] == fp {
+		logIt := r.logged[v.subject] != fp
+		recordIt := events && r.recorded[v.subject] != fp
+		if !logIt && !recordIt {
 			continue
 		}
 		cm := configMap(v.subject.source.Namespace, v.subject.source.ConfigMap)
 		for _, n := range v.notes {
-			r.record(cm, v.subject, n)
+			r.record(cm, v.subject, n, logIt, recordIt)
 		}
 	}
-	r.reported = current
+	r.logged = current
+	if events {
+		r.recorded = current
+	}
 
 	for _, id := range sortedIDs(prev) {
 		if o.inForce[id] != nil {
@@ -127,26 +142,28 @@ func (r *reporter) report(o outcome, prev map[policyID]*policy.Policy, configMap
 		if cm != nil {
 			msg = fmt.Sprintf("policy %s removed: key %s no longer defines it; its copies stop", id.Name, p.Source.Key)
 		}
-		r.record(cm, src, note{eventType: eventNormal, reason: ReasonPolicyRemoved, message: msg})
+		r.record(cm, src, note{eventType: eventNormal, reason: ReasonPolicyRemoved, message: msg}, true, events)
 	}
 }
 
-// record logs one note and, when its ConfigMap still exists, records it as an
-// Event on it.
-func (r *reporter) record(cm *corev1.ConfigMap, s subject, n note) {
-	fields := []any{"reason", n.reason, "namespace", s.source.Namespace, "configmap", s.source.ConfigMap}
-	if s.source.Key != "" {
-		fields = append(fields, "key", s.source.Key)
+// record logs one note and, when asked and its ConfigMap still exists,
+// records it as an Event on it.
+func (r *reporter) record(cm *corev1.ConfigMap, s subject, n note, logIt, recordIt bool) {
+	if logIt {
+		fields := []any{"reason", n.reason, "namespace", s.source.Namespace, "configmap", s.source.ConfigMap}
+		if s.source.Key != "" {
+			fields = append(fields, "key", s.source.Key)
+		}
+		if s.policy != "" {
+			fields = append(fields, "policy", s.policy)
+		}
+		if n.eventType == eventWarning {
+			r.log.Warn(n.message, fields...)
+		} else {
+			r.log.Info(n.message, fields...)
+		}
 	}
-	if s.policy != "" {
-		fields = append(fields, "policy", s.policy)
-	}
-	if n.eventType == eventWarning {
-		r.log.Warn(n.message, fields...)
-	} else {
-		r.log.Info(n.message, fields...)
-	}
-	if cm != nil {
+	if recordIt && cm != nil {
 		r.recorder.Event(cm, n.eventType, n.reason, n.message)
 	}
 }

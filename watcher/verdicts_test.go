@@ -47,7 +47,7 @@ func TestReporterReportsEachChangeOnce(t *testing.T) {
 	var state map[policyID]*policy.Policy = inForce()
 	step := func(keys []parsedKey, w *translator.World) []string {
 		o := reconcile(state, keys, w)
-		r.report(o, state, cms)
+		r.report(o, state, cms, true)
 		state = o.inForce
 		return drain(rec)
 	}
@@ -87,7 +87,7 @@ func TestReporterTargetMissingThenApplied(t *testing.T) {
 	state := inForce()
 	step := func(w *translator.World) []string {
 		o := reconcile(state, keys, w)
-		r.report(o, state, cms)
+		r.report(o, state, cms, true)
 		state = o.inForce
 		return drain(rec)
 	}
@@ -109,6 +109,6 @@ func TestReporterSkipsEventsForDeletedConfigMap(t *testing.T) {
 	r := newReporter(rec, hclog.NewNullLogger())
 	p := validPolicy("a", "p.yaml", 0, "p1", 250000)
 	noConfigMaps := configMapFinder(nil)
-	r.report(reconcile(inForce(p), nil, testWorld()), inForce(p), noConfigMaps)
+	r.report(reconcile(inForce(p), nil, testWorld()), inForce(p), noConfigMaps, true)
 	checkEvents(t, drain(rec))
 }

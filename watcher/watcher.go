@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -38,10 +39,24 @@ type Watcher struct {
 
 	started atomic.Bool
 	synced  atomic.Bool
+	// leader is true while this replica records Events and writes the
+	// annotations; promoted asks the next build to read what the previous
+	// leader recorded first.
+	leader   atomic.Bool
+	promoted atomic.Bool
+	store    *storeWriter
 
 	// Owned by the goroutine in Run.
+	// references holds "namespace/name" of every Service some policy
+	// (valid or not) names; nil until the first World.
+	references atomic.Pointer[map[string]bool]
+
 	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
+	stored  map[configMapRef]storedPolicies
+	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
+	// converted are the Services of the last World, by key.
+	converted map[string]convertedService
 }
 
 // New sets up a Watcher; nothing is watched until Run.
@@ -63,6 +78,22 @@ func New(opts Options) (*Watcher, error) {
 		probe:    probeAPIServer(opts.Client),
 		inForce:  map[policyID]*policy.Policy{},
 		parsed:   map[keySource]cachedParse{},
+		stored:   map[configMapRef]storedPolicies{},
+	}
+	w.store = &storeWriter{
+		client:   opts.Client,
+		log:      opts.Logger,
+		clock:    opts.clock,
+		identity: opts.Identity,
+		acked:    opts.SidecarsAcked,
+		cached:   w.cachedConfigMap,
+		isLeader: w.leader.Load,
+		disabled: opts.noStoreWrites,
+		metrics:  m,
+		kick:     make(chan struct{}, 1),
+	}
+	if !opts.LeaderElected {
+		w.SetLeader(true)
 	}
 	recorder := opts.Recorder
 	if recorder == nil {
@@ -122,6 +153,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.debounce.reset()
 	w.emit(w.opts.clock.Now())
 	w.synced.Store(true)
+	stored := make(chan struct{})
+	go func() {
+		defer close(stored)
+		w.store.run(ctx)
+	}()
+	defer func() { <-stored }()
 	recovered := make(chan struct{})
 	go func() {
 		defer close(recovered)
@@ -136,14 +173,86 @@ func (w *Watcher) Run(ctx context.Context) error {
 // handed on.
 func (w *Watcher) Synced() bool { return w.synced.Load() }
 
+// SetLeader tells the watcher whether this replica leads. A new leader
+// first reads the verdicts its predecessor recorded from the status
+// annotations, then records only what changed since, and writes the status
+// and last valid versions from then on.
+func (w *Watcher) SetLeader(leader bool) {
+	if w.leader.Swap(leader) == leader {
+		return
+	}
+	if leader {
+		w.promoted.Store(true)
+		w.metrics.leader.Set(1)
+		w.opts.Logger.Info("leading: recording Events and writing policy status", "identity", w.opts.Identity)
+		w.debounce.mark() // rebuild, to report and write as the leader
+		return
+	}
+	w.metrics.leader.Set(0)
+	w.opts.Logger.Info("following: serving xDS; the leader records Events and writes policy status", "identity", w.opts.Identity)
+}
+
+// Leader reports whether this replica leads.
+func (w *Watcher) Leader() bool { return w.leader.Load() }
+
+// cachedConfigMap finds a policy ConfigMap in the informer cache.
+func (w *Watcher) cachedConfigMap(ref configMapRef) *corev1.ConfigMap {
+	for _, s := range w.informers.Load().scopes {
+		if cm, err := s.configMaps.ConfigMaps(ref.Namespace).Get(ref.Name); err == nil {
+			return cm
+		}
+	}
+	return nil
+}
+
 // WatchDown reports since when a Kubernetes watch has been failing; while it
 // does, the last World handed on stays in force.
 func (w *Watcher) WatchDown() (since time.Time, down bool) { return w.health.down() }
 
-// changed is called by the informers for every relevant event.
-func (w *Watcher) changed(kind string) {
+// changed is called by the informers for every relevant event. A Service or
+// EndpointSlice of a Service no policy names cannot change any
+// translation, so it is counted and dropped: no World, no translation.
+func (w *Watcher) changed(kind string, objs ...any) {
 	w.metrics.events.WithLabelValues(kind).Inc()
+	if kind == kindConfigMap && len(objs) == 2 && w.store.echoes(objs[0], objs[1]) {
+		return // the leader's own write of what this replica has in force
+	}
+	if !w.referenced(kind, objs) {
+		w.metrics.ignored.WithLabelValues(kind).Inc()
+		return
+	}
 	w.debounce.mark()
+}
+
+// referenced reports whether any of objs may matter to a translation.
+func (w *Watcher) referenced(kind string, objs []any) bool {
+	refs := w.references.Load()
+	if refs == nil || kind == kindConfigMap {
+		return true // before the first World, everything counts
+	}
+	for _, obj := range objs {
+		if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tombstone.Obj
+		}
+		key, ok := serviceKeyOf(obj)
+		if !ok || (*refs)[key] {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceKeyOf is "namespace/name" of the Service a Service or EndpointSlice
+// belongs to.
+func serviceKeyOf(obj any) (string, bool) {
+	switch o := obj.(type) {
+	case *corev1.Service:
+		return o.Namespace + "/" + o.Name, true
+	case *discoveryv1.EndpointSlice:
+		name, ok := o.Labels[discoveryv1.LabelServiceName]
+		return o.Namespace + "/" + name, ok
+	}
+	return "", false
 }
 
 // emit builds a World and hands it on.

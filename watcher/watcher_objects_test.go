@@ -16,8 +16,18 @@ import (
 	"github.com/shadowplane/shadowplane/translator"
 )
 
+// withPolicyOn adds a policy that names web and the given targets, so
+// changes to them are not ignored.
+func withPolicyOn(objects []runtime.Object, targets ...string) []runtime.Object {
+	var entries []string
+	for i, target := range targets {
+		entries = append(entries, mirrorEntry(fmt.Sprintf("p%02d", i), target, "1"))
+	}
+	return append(objects, policyConfigMap("default", "mirrors", map[string]string{"policies.yaml": policiesYAML(entries...)}))
+}
+
 func TestWatcherEndpointsFollowSlices(t *testing.T) {
-	h := newHarness(t, Options{}, baseObjects("default")...)
+	h := newHarness(t, Options{}, withPolicyOn(baseObjects("default"), "web-shadow")...)
 	h.start(3)
 	h.world("first", func(*translator.World) bool { return true })
 	addresses := func(w *translator.World) []string {
@@ -106,12 +116,17 @@ func TestWatcherWorldsAreNeverModified(t *testing.T) {
 // the debounce has been quiet, become one more World with the final state.
 func TestWatcherCoalescesBurst(t *testing.T) {
 	fc := testingclock.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	h := newHarness(t, Options{Debounce: 100 * time.Millisecond, MaxDelay: time.Second, clock: fc}, baseObjects("default")...)
+	const n = 20
+	var burst []string
+	for i := range n {
+		burst = append(burst, fmt.Sprintf("burst-%02d", i))
+	}
+	h := newHarness(t, Options{Debounce: 100 * time.Millisecond, MaxDelay: time.Second, clock: fc}, withPolicyOn(baseObjects("default"), burst...)...)
 	h.start(3)
 	h.world("first", func(*translator.World) bool { return true })
+	h.events()
 	burstStart := fc.Now()
 
-	const n = 20
 	for i := range n {
 		if _, err := h.client.CoreV1().Services("default").Create(context.Background(),
 			httpService("default", fmt.Sprintf("burst-%02d", i)), metav1.CreateOptions{}); err != nil {
@@ -160,5 +175,45 @@ func TestWatcherCoalescesBurst(t *testing.T) {
 	}
 	if got := metricValue(t, h.watcher.metrics.worlds); got != worlds {
 		t.Errorf("shadowplane_worlds_total = %v, want %v", got, worlds)
+	}
+}
+
+// TestWatcherIgnoresUnreferencedServices: a Service or EndpointSlice no
+// policy names costs no World; once a policy names it, it counts.
+func TestWatcherIgnoresUnreferencedServices(t *testing.T) {
+	h := newHarness(t, Options{}, withPolicyOn(baseObjects("default"), "web-shadow")...)
+	h.start(3)
+	h.world("first", func(*translator.World) bool { return true })
+	worlds := metricValue(t, h.watcher.metrics.worlds)
+
+	ctx := context.Background()
+	if _, err := h.client.CoreV1().Services("default").Create(ctx, httpService("default", "lonely"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.client.DiscoveryV1().EndpointSlices("default").Create(ctx, slice("default", "lonely-1", "lonely", discoveryv1.AddressTypeIPv4,
+		[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint("10.0.0.7")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{kindService, kindEndpointSlice} {
+		ignored := h.watcher.metrics.ignored.WithLabelValues(kind)
+		h.eventually(kind+" event ignored", func() bool { return metricValue(t, ignored) == 1 })
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := metricValue(t, h.watcher.metrics.worlds); got != worlds {
+		t.Errorf("shadowplane_worlds_total went from %v to %v for Services no policy names", worlds, got)
+	}
+
+	// A policy naming it makes its changes count again.
+	w := h.setPolicies("default", "mirrors", map[string]string{"policies.yaml": policiesYAML(mirrorEntry("p1", "lonely", "1"))})
+	if got := len(w.Service("default", "lonely").Endpoints); got != 1 {
+		t.Fatalf("lonely has %d endpoints in the World, want 1", got)
+	}
+	w = h.update("lonely's slice changes", func(ctx context.Context) error {
+		_, err := h.client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice("default", "lonely-1", "lonely", discoveryv1.AddressTypeIPv4,
+			[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint("10.0.0.7"), readyEndpoint("10.0.0.8")), metav1.UpdateOptions{})
+		return err
+	})
+	if got := len(w.Service("default", "lonely").Endpoints); got != 2 {
+		t.Errorf("lonely has %d endpoints after its slice changed, want 2", got)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/shadowplane/shadowplane/internal/policyrefs"
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
@@ -51,12 +53,104 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
 	w.parsed = parsed
-	world, out := assembleWorld(services, endpointSlices, keys, w.inForce)
+	// The stored last valid versions, which every replica reads alike, take
+	// precedence over this replica's memory: replicas that started at
+	// different times then keep the same version of an invalid policy.
+	world, out := reconcileWorld(w.services(services, endpointSlices), keys, w.lastValid(configMaps))
 	world.ObservedAt = observedAt
-	w.reporter.report(out, w.inForce, configMapFinder(configMaps))
+	leader := w.leader.Load()
+	if leader && w.promoted.CompareAndSwap(true, false) {
+		w.reporter.seed(recordedSubjects(configMaps))
+	}
+	w.reporter.report(out, w.inForce, configMapFinder(configMaps), leader)
 	w.metrics.observe(out)
 	w.inForce = out.inForce
+	desired, err := desiredFrom(out, w.reporter.recorded, configMaps)
+	if err != nil {
+		return nil, err
+	}
+	w.store.set(desired)
+	w.references.Store(w.referencedServices(keys, out.inForce))
 	return world, nil
+}
+
+// referencedServices is every Service named by a policy in force or by a
+// current definition, valid or not: a Service appearing can make an
+// invalid definition valid. Policies are immutable and the parse cache
+// keeps them, so each one's references are worked out once.
+func (w *Watcher) referencedServices(keys []parsedKey, inForce map[policyID]*policy.Policy) *map[string]bool {
+	refs := map[string]bool{}
+	next := make(map[*policy.Policy][]string, len(w.refs))
+	add := func(p *policy.Policy) {
+		services, ok := w.refs[p]
+		if !ok {
+			services = policyrefs.Services(p)
+		}
+		next[p] = services
+		for _, s := range services {
+			refs[s] = true
+		}
+	}
+	for _, k := range keys {
+		for _, p := range k.policies {
+			add(p)
+		}
+	}
+	for _, p := range inForce {
+		add(p)
+	}
+	w.refs = next
+	return &refs
+}
+
+// storedPolicies caches the decoding of one ConfigMap's last-valid
+// annotation.
+type storedPolicies struct {
+	raw      string
+	policies []*policy.Policy
+}
+
+// lastValid merges the policies in force in memory with the stored last
+// valid versions of configMaps, which win.
+func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy.Policy {
+	merged := make(map[policyID]*policy.Policy, len(w.inForce))
+	for id, p := range w.inForce {
+		merged[id] = p
+	}
+	next := make(map[configMapRef]storedPolicies, len(configMaps))
+	for _, cm := range configMaps {
+		ref := configMapRef{cm.Namespace, cm.Name}
+		raw := cm.Annotations[AnnotationLastValid]
+		entry, ok := w.stored[ref]
+		if !ok || entry.raw != raw {
+			policies, err := decodeLastValid(cm)
+			if err != nil {
+				w.opts.Logger.Warn("ignoring unreadable last valid versions; the leader rewrites them", "error", err)
+			}
+			entry = storedPolicies{raw: raw, policies: policies}
+		}
+		next[ref] = entry
+		for _, p := range entry.policies {
+			merged[policyID{Namespace: p.Namespace, Name: p.Name}] = p
+		}
+	}
+	w.stored = next
+	return merged
+}
+
+// recordedSubjects reads the verdicts recorded as Events from the status
+// annotations of configMaps.
+func recordedSubjects(configMaps []*corev1.ConfigMap) map[subject]string {
+	out := map[subject]string{}
+	for _, cm := range configMaps {
+		ref := configMapRef{cm.Namespace, cm.Name}
+		for name, fp := range recordedVerdicts(cm) {
+			if s, ok := parseSubjectName(ref, name); ok {
+				out[s] = fp
+			}
+		}
+	}
+	return out
 }
 
 // BuildWorld converts Kubernetes objects into the World the watcher hands on
@@ -78,10 +172,75 @@ func BuildWorld(services []*corev1.Service, endpointSlices []*discoveryv1.Endpoi
 // parsed policy keys against them and the policies in force so far (prev).
 func assembleWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, keys []parsedKey,
 	prev map[policyID]*policy.Policy) (*translator.World, outcome) {
-	world := &translator.World{Services: buildServices(services, endpointSlices)}
+	return reconcileWorld(buildServices(services, endpointSlices), keys, prev)
+}
+
+// reconcileWorld reconciles the parsed policy keys against converted
+// Services and the policies in force so far (prev).
+func reconcileWorld(services map[string]*translator.Service, keys []parsedKey, prev map[policyID]*policy.Policy) (*translator.World, outcome) {
+	world := &translator.World{Services: services}
 	out := reconcile(prev, keys, world)
 	world.Policies = sortedPolicies(out.inForce)
 	return world, out
+}
+
+// convertedService is a Service converted for a World, with the resource
+// versions it was converted from.
+type convertedService struct {
+	versions string
+	service  *translator.Service
+}
+
+// services converts the Services and their EndpointSlices like
+// buildServices, but converts again only the Services whose object or
+// slices changed since the last World: translator.Service values are never
+// modified once handed on, so unchanged ones are shared between Worlds. In
+// a cluster of 10,000 Services that is most of the cost of an event.
+func (w *Watcher) services(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) map[string]*translator.Service {
+	slicesOf := make(map[string][]*discoveryv1.EndpointSlice, len(services))
+	for _, sl := range endpointSlices {
+		if name := sl.Labels[discoveryv1.LabelServiceName]; name != "" {
+			key := translator.ServiceKey(sl.Namespace, name)
+			slicesOf[key] = append(slicesOf[key], sl)
+		}
+	}
+	out := make(map[string]*translator.Service, len(services))
+	next := make(map[string]convertedService, len(services))
+	for _, svc := range services {
+		key := translator.ServiceKey(svc.Namespace, svc.Name)
+		own := slicesOf[key]
+		versions, cacheable := resourceVersions(svc, own)
+		if c, ok := w.converted[key]; ok && cacheable && c.versions == versions {
+			out[key], next[key] = c.service, c
+			continue
+		}
+		converted := buildServices([]*corev1.Service{svc}, own)[key]
+		out[key] = converted
+		if cacheable {
+			next[key] = convertedService{versions: versions, service: converted}
+		}
+	}
+	w.converted = next
+	return out
+}
+
+// resourceVersions identifies the state of a Service and its slices; false
+// when an object has no resource version (fake clients), which is then
+// converted every time.
+func resourceVersions(svc *corev1.Service, own []*discoveryv1.EndpointSlice) (string, bool) {
+	if svc.ResourceVersion == "" {
+		return "", false
+	}
+	parts := make([]string, 0, 1+len(own))
+	parts = append(parts, svc.ResourceVersion)
+	for _, sl := range own {
+		if sl.ResourceVersion == "" {
+			return "", false
+		}
+		parts = append(parts, sl.Name+"@"+sl.ResourceVersion)
+	}
+	slices.Sort(parts[1:]) // the lister's order is not fixed
+	return strings.Join(parts, ","), true
 }
 
 // parseConfigMaps parses every policy key, in (namespace, ConfigMap, key)
@@ -103,6 +262,7 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 			}
 		}
 		slices.Sort(keys)
+		parsed := make([]parsedKey, 0, len(keys))
 		for _, key := range keys {
 			src := keySource{Namespace: cm.Namespace, ConfigMap: cm.Name, Key: key}
 			data := cm.Data[key]
@@ -112,8 +272,10 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 				c = cachedParse{data: data, policies: policies, errs: errs}
 			}
 			next[src] = c
-			out = append(out, parsedKey{source: src, policies: c.policies, errs: c.errs})
+			parsed = append(parsed, parsedKey{source: src, policies: c.policies, errs: c.errs})
 		}
+		applyCaps(parsed)
+		out = append(out, parsed...)
 	}
 	return out, next
 }

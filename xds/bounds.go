@@ -162,12 +162,27 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 	return nil
 }
 
+// gRPC transport buffers per connection; see ServerOptions.
+const (
+	readBufferBytes  = 4 << 10
+	writeBufferBytes = 16 << 10
+)
+
 // ServerOptions are the gRPC server options that enforce the transport
 // bounds: message size, streams per connection (a backstop above the
 // counted limit, so the counted one answers first with a clear status), and
-// the admission interceptor ahead of authentication.
+// the admission interceptor ahead of authentication; and the transport's
+// buffer sizes.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		// Per connection gRPC keeps a read and a write buffer, 32 KiB each
+		// by default: 64 KiB per sidecar, most of the memory of an idle
+		// stream. Requests are small, so a 4 KiB read buffer does; the
+		// write buffer, one HTTP/2 frame, is taken from a pool for each
+		// flush and given back (docs/benchmarks.md, "Memory per stream").
+		grpc.ReadBufferSize(readBufferBytes),
+		grpc.WriteBufferSize(writeBufferBytes),
+		grpc.SharedWriteBuffer(true),
 		grpc.MaxRecvMsgSize(s.limits.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(uint32(2 * s.limits.MaxStreamsPerConnection)),
 		grpc.ChainStreamInterceptor(s.admissionInterceptor(), s.StreamInterceptor()),

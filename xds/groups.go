@@ -22,6 +22,10 @@ type groupState struct {
 	// snapshot describes what the cache holds for the group; nil until the
 	// first snapshot is set.
 	snapshot *groupSnapshot
+	// inputs fingerprints the part of the World the snapshot was
+	// translated from (groupInputs); an equal fingerprint needs no
+	// translation.
+	inputs string
 }
 
 type groupSnapshot struct {
@@ -51,9 +55,23 @@ func (s *Server) SetWorld(w *translator.World) {
 	s.mu.Unlock()
 
 	sort.Slice(groups, func(i, j int) bool { return groups[i].Key() < groups[j].Key() })
+	byService := policiesByService(w)
+	s.byService = byService
 	for _, g := range groups {
-		s.refreshGroup(w, g, true)
+		inputs := groupInputs(w, g, byService, &s.inputs)
+		s.mu.Lock()
+		state := s.groups[g.Key()]
+		unchanged := state != nil && state.snapshot != nil && state.inputs == inputs
+		s.mu.Unlock()
+		if unchanged {
+			// Nothing this group is translated from changed: no
+			// translation, no serialization.
+			s.metrics.groupsSkipped.Inc()
+			continue
+		}
+		s.refreshGroup(w, g, true, inputs)
 	}
+	s.inputs.sweep()
 }
 
 // ensureGroupSnapshot gives a group its first snapshot from the latest
@@ -75,15 +93,18 @@ func (s *Server) ensureGroupSnapshot(key string) {
 	s.mu.Unlock()
 
 	if needed {
-		s.refreshGroup(w, group, false)
+		if s.byService == nil {
+			s.byService = policiesByService(w)
+		}
+		s.refreshGroup(w, group, false, groupInputs(w, group, s.byService, &s.inputs))
 	}
 }
 
 // refreshGroup translates w for one group and sets the group's snapshot if
 // any version changed. Callers hold translateMu. observeEvent says whether
 // w's ObservedAt dates this change (true for SetWorld, false when a new
-// proxy merely joins).
-func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, observeEvent bool) {
+// proxy merely joins); inputs is groupInputs(w, group).
+func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, observeEvent bool, inputs string) {
 	key := group.Key()
 	logger := s.log.With("group", key)
 
@@ -102,6 +123,7 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	var previous map[string]string
 	if g := s.groups[key]; g != nil && g.snapshot != nil {
 		previous = g.snapshot.versions
+		g.inputs = inputs
 	}
 	s.mu.Unlock()
 	changed := changedTypes(previous, built.versions)
@@ -124,6 +146,7 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	s.mu.Lock()
 	if g := s.groups[key]; g != nil {
 		g.snapshot = &groupSnapshot{versions: built.versions, names: built.names, set: now}
+		g.inputs = inputs
 	}
 	for _, t := range changed {
 		s.pushCounts[t]++

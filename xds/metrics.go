@@ -17,6 +17,7 @@ type metrics struct {
 	eventToSnapshot prometheus.Histogram
 	snapshotErrors  *prometheus.CounterVec
 	invalidNodes    prometheus.Counter
+	groupsSkipped   prometheus.Counter
 }
 
 // Reasons, the label of snapshotErrors.
@@ -62,12 +63,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shadowplane_xds_snapshot_errors_total",
 			Help: "Snapshot failures, by reason: translate_panic and invalid (inconsistent or duplicate resources) keep the previous snapshot; set_snapshot means open watches could not be answered.",
 		}, []string{"reason"}),
+		groupsSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shadowplane_xds_group_translations_skipped_total",
+			Help: "Node groups left alone by a new World because nothing they are translated from changed (no translation, no serialization).",
+		}),
 		invalidNodes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shadowplane_xds_invalid_nodes_total",
 			Help: "xDS streams closed because the node metadata named no valid node group.",
 		}),
 	}
-	reg.MustRegister(m.pushes, m.responses, m.nacks, m.connected, m.groups,
+	reg.MustRegister(m.pushes, m.responses, m.nacks, m.connected, m.groups, m.groupsSkipped,
 		m.translation, m.eventToSnapshot, m.snapshotErrors, m.invalidNodes)
 
 	// Start every known series at zero, so rates work from the first scrape.

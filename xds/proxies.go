@@ -152,3 +152,31 @@ func (s *Server) Proxies() []ProxyStatus {
 	})
 	return out
 }
+
+// SyncedProxies counts, by "namespace/name" of the Service they front, the
+// connected proxy streams that have acknowledged their group's current
+// version of every type they requested: the sidecars that run the
+// configuration in force. One pass over the streams, however many
+// Services.
+func (s *Server) SyncedProxies() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, st := range s.streams {
+		g := s.groups[st.groupKey]
+		if st.groupKey == "" || g == nil || g.snapshot == nil || len(st.types) == 0 {
+			continue
+		}
+		synced := true
+		for typeURL, t := range st.types {
+			if t.status(g.snapshot.versions[typeURL]) != StatusSynced {
+				synced = false
+				break
+			}
+		}
+		if synced {
+			out[g.group.Namespace+"/"+g.group.Service]++
+		}
+	}
+	return out
+}

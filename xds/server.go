@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -88,6 +89,10 @@ type Server struct {
 	// Lock order: translateMu before mu. Never hold mu across SetSnapshot:
 	// the cache pushes into streams whose goroutines take mu in callbacks.
 	translateMu sync.Mutex
+	// inputs caches what groupInputs reads of each policy, and byService
+	// indexes the latest World's policies; both guarded by translateMu.
+	inputs    inputCache
+	byService map[string][]*policy.Policy
 
 	mu         sync.Mutex
 	world      *translator.World

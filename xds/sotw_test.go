@@ -217,6 +217,9 @@ func TestSotwProxiesOfOneGroupShareASnapshot(t *testing.T) {
 	if len(proxies) != 2 || proxies[0].ID != "entrance-a" || proxies[1].ID != "entrance-b" {
 		t.Fatalf("Proxies() = %+v, want entrance-a then entrance-b", proxies)
 	}
+	if got := h.srv.SyncedProxies(); len(got) != 1 || got[testGroup.Namespace+"/"+testGroup.Service] != 2 {
+		t.Errorf("SyncedProxies = %v, want 2 for %s/%s only", got, testGroup.Namespace, testGroup.Service)
+	}
 
 	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
 	a.Collect("runtime")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/signal"
@@ -40,6 +42,10 @@ func newServeCommand() *cobra.Command {
 		logFormat        string
 		logLevel         string
 		webhookCfg       controlplane.WebhookConfig
+		leaderElect      bool
+		newStreamsPerSec float64
+		newStreamBurst   int
+		election         controlplane.LeaderElection
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -67,6 +73,7 @@ func newServeCommand() *cobra.Command {
 			// bucket admits up to its burst at once: client-go's default of
 			// 5 requests/s would keep a reconnecting fleet waiting minutes.
 			limits := xds.DefaultLimits()
+			limits.NewStreamsPerSecond, limits.NewStreamBurst = newStreamsPerSec, newStreamBurst
 			restConfig.QPS = float32(3 * limits.NewStreamsPerSecond)
 			restConfig.Burst = 3 * limits.NewStreamBurst
 			client, err := kubernetes.NewForConfig(restConfig)
@@ -82,7 +89,23 @@ func newServeCommand() *cobra.Command {
 					tlsKeyFile = ""
 				}
 			}
+			var leaderElection *controlplane.LeaderElection
+			if election.Namespace == "" {
+				election.Namespace = ownNamespace()
+			}
+			switch {
+			case !leaderElect:
+				logger.Info("leader election off (--leader-elect=false): this replica records Events and writes policy status alone; run one replica only")
+			case election.Namespace == "":
+				logger.Warn("leader election off: not in a pod and no --leader-election-namespace, so this replica records Events and writes policy status alone; give a namespace to run several replicas")
+			default:
+				if election.Identity == "" {
+					election.Identity = replicaIdentity()
+				}
+				leaderElection = &election
+			}
 			cp, err := controlplane.New(controlplane.Config{
+				LeaderElection:   leaderElection,
 				Client:           client,
 				Namespaces:       namespaces,
 				XDSAddress:       xdsAddress,
@@ -99,6 +122,7 @@ func newServeCommand() *cobra.Command {
 				TokenAudience:    tokenAudience,
 				MaxConnectionAge: maxConnectionAge,
 				Webhook:          webhookCfg,
+				Limits:           limits,
 			})
 			if err != nil {
 				return err
@@ -141,9 +165,40 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&webhookCfg.Inject.EnvoyImage, "inject-envoy-image", "envoyproxy/envoy:v1.40.0", "Envoy image of injected sidecars")
 	f.BoolVar(&webhookCfg.Inject.NativeSidecar, "inject-native-sidecar", true, "inject Envoy as a native sidecar (Kubernetes 1.29+)")
 	f.DurationVar(&webhookCfg.Inject.DrainDelay, "inject-drain-delay", bootstrap.DefaultDrainDelay, "how long injected sidecars drain in their preStop")
+	f.Float64Var(&newStreamsPerSec, "xds-new-streams-per-second", xds.DefaultLimits().NewStreamsPerSecond, "new xDS streams admitted per second (each costs up to three API calls to verify); a reconnecting fleet is spread out at this rate")
+	f.IntVar(&newStreamBurst, "xds-new-stream-burst", xds.DefaultLimits().NewStreamBurst, "new xDS streams admitted at once beyond --xds-new-streams-per-second")
+	f.BoolVar(&leaderElect, "leader-elect", true, "elect one replica with a coordination.k8s.io Lease in --leader-election-namespace to record Events and write each policy ConfigMap's status and last valid versions (every replica serves xDS); false, or outside a pod with no namespace given: this replica does it alone")
+	f.StringVar(&election.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's own namespace, from POD_NAMESPACE or the ServiceAccount mount)")
+	f.StringVar(&election.Name, "leader-election-lease", controlplane.DefaultLeaseName, "name of the Lease")
+	f.StringVar(&election.Identity, "leader-election-identity", "", "this replica's name in the Lease (default: host name plus a random suffix)")
+	f.DurationVar(&election.LeaseDuration, "leader-election-lease-duration", controlplane.DefaultLeaseDuration, "how long a leader that stopped renewing keeps the Lease; a leader that stops cleanly gives it up at once")
+	f.DurationVar(&election.RenewDeadline, "leader-election-renew-deadline", controlplane.DefaultRenewDeadline, "how long the leader tries to renew before it stops leading")
+	f.DurationVar(&election.RetryPeriod, "leader-election-retry-period", controlplane.DefaultRetryPeriod, "how often replicas try to take or renew the Lease")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd
+}
+
+// ownNamespace is the pod's namespace, from the ServiceAccount mount or
+// POD_NAMESPACE; "" outside a pod.
+func ownNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// replicaIdentity is the host name (the pod name) plus a random suffix, so
+// that two processes on one host never share an identity.
+func replicaIdentity() string {
+	host, _ := os.Hostname()
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	return host + "_" + hex.EncodeToString(suffix[:])
 }
 
 func orAll(namespaces []string) []string {

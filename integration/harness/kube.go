@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -187,8 +188,16 @@ func (k *Kube) ApplyNamedEndpointSlice(ctx context.Context, namespace, service, 
 const PolicyLabel = "shadowplane.io/policy"
 
 // ApplyPolicyConfigMap creates or updates a labelled policy ConfigMap whose
-// data key holds the given YAML.
+// data key holds the given YAML. The control plane's leader patches its
+// status annotation meanwhile, so an update that lost that race is retried,
+// as kubectl edit would be.
 func (k *Kube) ApplyPolicyConfigMap(ctx context.Context, namespace, name, key, yaml string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		return k.applyPolicyConfigMap(ctx, namespace, name, key, yaml)
+	})
+}
+
+func (k *Kube) applyPolicyConfigMap(ctx context.Context, namespace, name, key, yaml string) error {
 	api := k.Client.CoreV1().ConfigMaps(namespace)
 	existing, err := api.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

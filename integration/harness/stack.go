@@ -52,6 +52,9 @@ type ControlPlaneOptions struct {
 	Observer *xds.Observer
 	// Webhook serves the admission webhooks when its Address is set.
 	Webhook controlplane.WebhookConfig
+	// LeaderElection, when set, makes the control plane campaign for the
+	// Lease; nil makes it lead alone.
+	LeaderElection *controlplane.LeaderElection
 }
 
 // StartControlPlane starts the control plane against kube and waits until
@@ -89,6 +92,7 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 		Limits:           o.Limits,
 		XDSObserver:      o.Observer,
 		Webhook:          o.Webhook,
+		LeaderElection:   o.LeaderElection,
 	}
 	if certs != nil {
 		cfg.TLSCertFile, cfg.TLSKeyFile = certs.CertFile, certs.KeyFile

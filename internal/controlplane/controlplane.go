@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/shadowplane/shadowplane/internal/certs"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
@@ -67,6 +68,10 @@ type Config struct {
 	// Webhook configures the admission webhooks (off unless its Address
 	// is set).
 	Webhook WebhookConfig
+	// LeaderElection, when set, elects one replica to record Events and
+	// write policy status and last valid versions; nil makes this replica
+	// the leader from the start (a single replica).
+	LeaderElection *LeaderElection
 }
 
 // DefaultMaxConnectionAge is Config.MaxConnectionAge's default.
@@ -85,6 +90,8 @@ type ControlPlane struct {
 
 	xdsListener net.Listener
 	grpcServer  *grpc.Server
+	// elector is nil without leader election.
+	elector *leaderelection.LeaderElector
 	// web are the HTTP servers: probes and metrics, debug, webhooks.
 	web []webServer
 	// background are further parts that run until the context ends.
@@ -125,6 +132,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		ParseOptions: ownParseOptions(cfg),
 		Logger:       cfg.Logger.Named("watcher"),
 		Registry:     registry,
+		// Followers serve as usual; the leader alone writes status.
+		LeaderElected: cfg.LeaderElection != nil,
+		Identity:      identityOf(cfg.LeaderElection),
+		SidecarsAcked: func() map[string]int { return cp.XDS.SyncedProxies() },
 		OnWorld: func(world *translator.World) {
 			cp.XDS.SetWorld(world)
 			cp.firstWorld.Store(true)
@@ -134,6 +145,15 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
 	cp.Watcher = w
+	if cfg.LeaderElection != nil {
+		le, err := cfg.LeaderElection.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		if cp.elector, err = newElector(le, cfg.Client, cfg.Logger.Named("leader"), w.SetLeader); err != nil {
+			return nil, err
+		}
+	}
 
 	if cfg.DebugAddress == "" {
 		cfg.DebugAddress = "127.0.0.1:0"
@@ -244,9 +264,15 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	partsCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	parts := 3 + len(cp.web) + len(cp.background)
+	if cp.elector != nil {
+		parts++
+	}
 	errs := make(chan error, parts)
 	for _, part := range cp.background {
 		go func() { errs <- part(partsCtx) }()
+	}
+	if cp.elector != nil {
+		go func() { errs <- runElection(partsCtx, cp.elector) }()
 	}
 	go func() { errs <- cp.XDS.Run(partsCtx) }()
 	go func() { errs <- wrap("watcher", cp.Watcher.Run(partsCtx)) }()
@@ -324,4 +350,13 @@ func xdsSecurity(cfg Config) (credentials.TransportCredentials, *xds.Auth, error
 	authn := kubeauth.New(kubeauth.Options{Client: cfg.Client, Audience: cfg.TokenAudience})
 	claims := kubeauth.NewClaimVerifier(cfg.Client)
 	return credentials.NewTLS(source.ServerTLSConfig()), &xds.Auth{Authenticate: authn.Authenticate, Verify: claims.Verify}, nil
+}
+
+// identityOf is the replica identity the status names: the Lease identity,
+// or the watcher's default (the host name) without an election.
+func identityOf(le *LeaderElection) string {
+	if le == nil {
+		return ""
+	}
+	return le.Identity
 }

@@ -78,7 +78,7 @@ func (cp *ControlPlane) addWebhook(cfg Config, registry prometheus.Registerer) e
 		Registry:     registry,
 	})
 	cp.web = append(cp.web, webServer{name: "webhook server", listener: tls.NewListener(l, tlsConfig), server: newHTTPServer(server.Handler())})
-	missed := webhook.NewMissed(cfg.Client, cfg.Namespaces, w.MissedInterval, cfg.Logger.Named("webhook"), registry)
+	missed := webhook.NewMissed(cfg.Client, cfg.Namespaces, cp.Watcher.Leader, w.MissedInterval, cfg.Logger.Named("webhook"), registry)
 	cp.background = append(cp.background, missed.Run)
 	if w.ConfigurationName != "" && w.CAFile != "" {
 		cp.background = append(cp.background, func(ctx context.Context) error {

@@ -26,9 +26,11 @@ const DefaultMissedInterval = 2 * time.Minute
 // the sidecar (annotation shadowplane.io/service) but run without it, because
 // they were created while the control plane was away (the webhook fails
 // open) or it admitted them uninjected. Each gets one Warning Event, and
-// shadowplane_webhook_missed_pods counts them, so a fail-open is seen.
+// shadowplane_webhook_missed_pods counts them, so a fail-open is seen. Only
+// the leader replica looks, so each pod gets one Event however many serve.
 type Missed struct {
 	client     kubernetes.Interface
+	leading    func() bool
 	namespaces []string // nil: all
 	interval   time.Duration
 	log        hclog.Logger
@@ -37,11 +39,11 @@ type Missed struct {
 }
 
 // NewMissed builds the reporter and registers its gauge.
-func NewMissed(client kubernetes.Interface, namespaces []string, interval time.Duration, log hclog.Logger, registry prometheus.Registerer) *Missed {
+func NewMissed(client kubernetes.Interface, namespaces []string, leading func() bool, interval time.Duration, log hclog.Logger, registry prometheus.Registerer) *Missed {
 	if interval <= 0 {
 		interval = DefaultMissedInterval
 	}
-	m := &Missed{client: client, namespaces: namespaces, interval: interval, log: log, reported: map[types.UID]bool{},
+	m := &Missed{client: client, leading: leading, namespaces: namespaces, interval: interval, log: log, reported: map[types.UID]bool{},
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shadowplane_webhook_missed_pods",
 			Help: "Pods that ask for the sidecar (annotation shadowplane.io/service) but run without it: created while the injection webhook was unreachable (it fails open), or admitted uninjected.",
@@ -67,6 +69,12 @@ func (m *Missed) Run(ctx context.Context) error {
 }
 
 func (m *Missed) check(ctx context.Context) error {
+	if !m.leading() {
+		// A new leader reports afresh; its own gauge says how many.
+		m.reported = map[types.UID]bool{}
+		m.gauge.Set(0)
+		return nil
+	}
 	namespaces := m.namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}

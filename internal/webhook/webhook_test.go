@@ -227,8 +227,8 @@ func TestKeepCABundle(t *testing.T) {
 }
 
 // TestMissed: a pod that asks for the sidecar and runs without it gets one
-// Event, however often it is seen; opted-out, injected and finished pods
-// none.
+// Event from the leader, however often it is seen; opted-out, injected and
+// finished pods none.
 func TestMissed(t *testing.T) {
 	asks := func(name string, edit func(*corev1.Pod)) *corev1.Pod {
 		p := pod(edit)
@@ -242,8 +242,16 @@ func TestMissed(t *testing.T) {
 		asks("done", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
 		asks("injected", func(p *corev1.Pod) { _, _ = inject.Pod(&p.ObjectMeta, &p.Spec, "pod", testServer().o.Inject) }),
 	)
-	m := NewMissed(client, nil, 0, hclog.NewNullLogger(), prometheus.NewRegistry())
+	leader := false
+	m := NewMissed(client, nil, func() bool { return leader }, 0, hclog.NewNullLogger(), prometheus.NewRegistry())
 	ctx := context.Background()
+	if err := m.check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if events, _ := client.CoreV1().Events("shop").List(ctx, metav1.ListOptions{}); len(events.Items) != 0 {
+		t.Errorf("a follower reported %d pods; only the leader reports", len(events.Items))
+	}
+	leader = true
 	for range 2 {
 		if err := m.check(ctx); err != nil {
 			t.Fatal(err)

@@ -35,6 +35,11 @@ seccompProfile: {type: RuntimeDefault}
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [list, watch]
+# The leader patches the status and last-valid annotations of policy
+# ConfigMaps (a merge patch of those two only).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [patch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]

@@ -1,0 +1,90 @@
+package xds
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/shadowplane/shadowplane/internal/contenthash"
+	"github.com/shadowplane/shadowplane/internal/policyrefs"
+	"github.com/shadowplane/shadowplane/nodemeta"
+	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/translator"
+)
+
+// policiesByService indexes a World's policies by the "namespace/name" of
+// the Service they copy from, which is the node group they apply to.
+func policiesByService(w *translator.World) map[string][]*policy.Policy {
+	out := map[string][]*policy.Policy{}
+	for _, p := range w.Policies {
+		if p != nil {
+			key := p.Namespace + "/" + p.Service
+			out[key] = append(out[key], p)
+		}
+	}
+	return out
+}
+
+// groupInputs fingerprints what a group's translation reads from a World:
+// the group itself, the policies of its Service, and every Service those
+// policies name (ports and ready endpoints), or its absence. A World that
+// differs elsewhere (another group's policy, an unrelated Service's
+// endpoints) gives the same fingerprint, so SetWorld leaves the group
+// alone. Marshalling cannot fail for these plain structs; were it to, the
+// error text still moves the hash.
+func groupInputs(w *translator.World, g nodemeta.NodeGroup, byService map[string][]*policy.Policy, cache *inputCache) string {
+	parts := [][]byte{[]byte(g.Key())}
+	refs := []string{g.Namespace + "/" + g.Service}
+	for _, p := range byService[g.Namespace+"/"+g.Service] {
+		c := cache.of(p)
+		parts = append(parts, c.json)
+		refs = append(refs, c.services...)
+	}
+	slices.Sort(refs)
+	for _, ref := range slices.Compact(refs) {
+		parts = append(parts, []byte(ref), marshal(w.Services[ref]))
+	}
+	return contenthash.Of(parts...)
+}
+
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(err.Error())
+	}
+	return b
+}
+
+// inputCache remembers each policy's encoding and references: policies are
+// immutable, and a World shares the unchanged ones with the previous World,
+// so each is worked out once rather than once per group and World.
+type inputCache struct {
+	entries map[*policy.Policy]policyInputs
+	// used are the entries the current World needed; the rest are dropped
+	// by sweep.
+	used map[*policy.Policy]policyInputs
+}
+
+type policyInputs struct {
+	json     []byte
+	services []string
+}
+
+func (c *inputCache) of(p *policy.Policy) policyInputs {
+	in, ok := c.used[p]
+	if ok {
+		return in
+	}
+	if in, ok = c.entries[p]; !ok {
+		in = policyInputs{json: marshal(p), services: policyrefs.Services(p)}
+	}
+	if c.used == nil {
+		c.used = map[*policy.Policy]policyInputs{}
+	}
+	c.used[p] = in
+	return in
+}
+
+// sweep keeps only what the last World used.
+func (c *inputCache) sweep() {
+	c.entries, c.used = c.used, nil
+}
