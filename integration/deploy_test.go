@@ -196,7 +196,10 @@ func TestDeployManifests(t *testing.T) {
 		{"list", "", "pods", "default", false},
 		{"create", "authentication.k8s.io", "subjectaccessreviews", "", false},
 		{"get", "", "secrets", "", false},
-		{"list", "", "secrets", "default", false},
+		{"get", "", "secrets", "default", false},
+		{"list", "", "secrets", "default", true},
+		{"watch", "", "secrets", "default", true},
+		{"update", "", "secrets", "default", false},
 	})
 	requests.reset()
 
@@ -238,8 +241,12 @@ func TestDeployManifests(t *testing.T) {
 	}
 	checkVerbsUsed(t, requests.all(), append(clusterRoleRules(t, manifests), roleRulesNamed(t, manifests, "shadowplane")...))
 	for _, r := range requests.all() {
-		if r.resource == "configmaps" && (r.verb == "list" || r.verb == "watch") && r.labelSelector != "shadowplane.io/policy=true" {
-			t.Errorf("%s %s without the policy label selector: every ConfigMap would be fetched", r.verb, r.path)
+		if r.resource == "configmaps" && (r.verb == "list" || r.verb == "watch") &&
+			r.labelSelector != "shadowplane.io/policy=true" && r.labelSelector != "shadowplane.io/mirror-tls=true" {
+			t.Errorf("%s %s without the policy or mirror-tls label selector: every ConfigMap would be fetched", r.verb, r.path)
+		}
+		if r.resource == "secrets" && r.labelSelector != "shadowplane.io/mirror-tls=true" {
+			t.Errorf("%s %s without the mirror-tls label selector: Secrets shadowplane has no use for would be fetched", r.verb, r.path)
 		}
 	}
 }
@@ -455,10 +462,12 @@ func TestDeployNamespaced(t *testing.T) {
 			accessCheck{"create", "", "events", ns, true},
 			accessCheck{"get", "", "pods", ns, true},
 			accessCheck{"get", "", "services", ns, true},
-			accessCheck{"get", "", "secrets", ns, false})
+			accessCheck{"get", "", "secrets", ns, false},
+			accessCheck{"list", "", "secrets", ns, true})
 	}
 	checks = append(checks,
 		accessCheck{"list", "", "configmaps", outside, false},
+		accessCheck{"list", "", "secrets", outside, false},
 		accessCheck{"list", "", "configmaps", "", false},
 		accessCheck{"watch", "", "services", "", false},
 		accessCheck{"list", "discovery.k8s.io", "endpointslices", "", false},

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/xds"
 )
@@ -43,6 +45,8 @@ type fixtureOptions struct {
 	// kube is the API server to use (default: the one the package shares),
 	// for tests that stop it.
 	kube *harness.Kube
+	// logger receives the control plane's log (default: the test log).
+	logger hclog.Logger
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -79,10 +83,14 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 	must(t, kube.ApplyService(ctx, f.ns, "entrance-shadow", harness.ServicePort{Name: "http", Port: 8080, TargetPort: f.shadow.Port}))
 	must(t, kube.ApplyEndpointSlice(ctx, f.ns, "entrance-shadow", "http", f.shadow.Port, harness.SliceEndpoint{Address: e.endpointHost, Ready: true}))
 
+	logger := o.logger
+	if logger == nil {
+		logger = testLogger(t)
+	}
 	if f.cp, err = harness.StartControlPlane(ctx, kube, harness.ControlPlaneOptions{
 		Namespaces:       []string{f.ns},
 		AllowedURLHosts:  o.allowedURLHosts,
-		Logger:           testLogger(t),
+		Logger:           logger,
 		MaxConnectionAge: o.maxConnectionAge,
 		Limits:           o.limits,
 	}); err != nil {

@@ -7,7 +7,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-var mirrorFields = []string{"service", "namespace", "port", "url", "name", "percent"}
+var mirrorFields = []string{"service", "namespace", "port", "url", "name", "percent", "host", "tls"}
 
 // explicitMirrorNameRE is what a user-chosen mirror name may look like. Dots
 // are left to default names, so the two can never collide.
@@ -84,6 +84,9 @@ func (p *policyParser) parseMirror(path string, n *yaml.Node, pol *Policy, ownTa
 				p.fail(joinPath(path, "name"), nameNode, "must be 1 to 63 characters of a-z, 0-9, \"-\" and \"_\", got %s", quoteShort(name))
 			}
 		}
+	}
+	if len(p.k.errs) == before {
+		p.parseMirrorTLSAndHost(path, fields, &m)
 	}
 	percentPath := joinPath(path, "percent")
 	if absentNode(fields["percent"]) {

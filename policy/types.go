@@ -93,6 +93,15 @@ type Mirror struct {
 
 	// URL target, already parsed.
 	URL *URLTarget
+	// TLS, for an https URL target only: CA, client certificate and SNI;
+	// nil means the system trust store, no client certificate and the
+	// URL's host as SNI.
+	TLS *MirrorTLS
+
+	// Host, when set, is the Host (:authority) of the copies, host[:port]
+	// lower-cased; else Service targets keep the request's Host and URL
+	// targets get the URL's.
+	Host string
 
 	// PartsPerMillion is the share of matching requests copied:
 	// percent × 10,000 (so 25% = 250000, 1.5% = 15000, 0.0001% = 1).

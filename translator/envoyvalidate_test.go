@@ -17,6 +17,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -66,8 +67,12 @@ func staticBootstrap(out *translator.Output) (*bootstrapv3.Bootstrap, error) {
 			c.LoadAssignment = proto.Clone(cla).(*endpointv3.ClusterLoadAssignment)
 			c.LoadAssignment.ClusterName = c.Name
 		}
+		if err := staticSecretRefs(c); err != nil {
+			return nil, err
+		}
 		static.Clusters = append(static.Clusters, c)
 	}
+	static.Secrets = out.Secrets
 	return &bootstrapv3.Bootstrap{
 		Node:            &corev3.Node{Id: "validate", Cluster: "validate"},
 		StaticResources: static,
@@ -135,5 +140,32 @@ func envoyValidate(t *testing.T, bs *bootstrapv3.Bootstrap) error {
 	if strings.Contains(strings.ToLower(output), "deprecated") {
 		return fmt.Errorf("envoy --mode validate warns about deprecated fields:\n%s", output)
 	}
+	return nil
+}
+
+// staticSecretRefs makes a cluster's SDS references name static secrets of
+// the bootstrap (a reference without sds_config), since no ADS stream
+// serves them during validation.
+func staticSecretRefs(c *clusterv3.Cluster) error {
+	ts := c.GetTransportSocket()
+	if ts == nil {
+		return nil
+	}
+	ctx := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	common := ctx.GetCommonTlsContext()
+	for _, ref := range common.GetTlsCertificateSdsSecretConfigs() {
+		ref.SdsConfig = nil
+	}
+	if ref := common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); ref != nil {
+		ref.SdsConfig = nil
+	}
+	typed, err := anypb.New(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: typed}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -72,8 +73,11 @@ type goldenInput struct {
 	services       []*corev1.Service
 	endpointSlices []*discoveryv1.EndpointSlice
 	configMaps     []*corev1.ConfigMap
-	node           *corev3.Node
-	opts           policy.ParseOptions
+	// tlsSecrets and caConfigMaps carry the label policy.TLSObjectLabel.
+	tlsSecrets   []*corev1.Secret
+	caConfigMaps []*corev1.ConfigMap
+	node         *corev3.Node
+	opts         policy.ParseOptions
 }
 
 // goldenCase is a case's input run through the production path.
@@ -85,8 +89,12 @@ type goldenCase struct {
 
 // goldenFileNames are the expected output files of every case.
 var goldenFileNames = []string{
-	"listeners.json", "routes.json", "clusters.json", "endpoints.json", "runtime.json", "versions.json", "warnings.json",
+	"listeners.json", "routes.json", "clusters.json", "endpoints.json", "runtime.json", "secrets.json", "versions.json", "warnings.json",
 }
+
+// goldenNow is when the cases' certificates are checked, so their output
+// never changes with the day the tests run.
+var goldenNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // goldenCaseDirs lists the case directories: those holding an in.yaml.
 func goldenCaseDirs(t *testing.T) []string {
@@ -240,7 +248,7 @@ func loadGoldenCase(t *testing.T, dir string) goldenCase {
 	if err != nil {
 		t.Fatalf("%s/in.yaml: %v", dir, err)
 	}
-	world, problems := watcher.BuildWorld(in.services, in.endpointSlices, in.configMaps, in.opts)
+	world, problems := watcher.BuildWorldWithTLS(in.services, in.endpointSlices, in.configMaps, in.tlsSecrets, in.caConfigMaps, in.opts, goldenNow)
 	for _, p := range problems {
 		if !p.Warning {
 			t.Errorf("%s/in.yaml: %v", dir, p)
@@ -267,6 +275,7 @@ func readGoldenInput(path string) (goldenInput, error) {
 	if err != nil {
 		return in, err
 	}
+	tlsSelector := labels.SelectorFromSet(labels.Set{policy.TLSObjectLabel: "true"})
 	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(f))
 	for i := 0; ; i++ {
@@ -302,6 +311,13 @@ func readGoldenInput(path string) (goldenInput, error) {
 		case *corev1.ConfigMap:
 			if policySelector.Matches(labels.Set(o.Labels)) {
 				in.configMaps = append(in.configMaps, o)
+			}
+			if tlsSelector.Matches(labels.Set(o.Labels)) {
+				in.caConfigMaps = append(in.caConfigMaps, o)
+			}
+		case *corev1.Secret:
+			if tlsSelector.Matches(labels.Set(o.Labels)) {
+				in.tlsSecrets = append(in.tlsSecrets, withStringData(o))
 			}
 		default:
 			return in, fmt.Errorf("%s: document %d: kind %s is not used by shadowplane", path, i, meta.Kind)
@@ -369,6 +385,7 @@ func goldenFiles(t *testing.T, out *translator.Output, problems []*policy.Policy
 		"clusters.json":  indentJSON(t, resourcesJSON(t, out.Clusters)),
 		"endpoints.json": indentJSON(t, resourcesJSON(t, out.Endpoints)),
 		"runtime.json":   indentJSON(t, resourcesJSON(t, out.Runtimes)[0]),
+		"secrets.json":   indentJSON(t, resourcesJSON(t, redactedSecrets(out.Secrets))),
 		"versions.json":  indentJSON(t, out.Versions),
 		"warnings.json": indentJSON(t, struct {
 			Policies    []string `json:"policies"`
@@ -401,4 +418,34 @@ func indentJSON(t *testing.T, v any) []byte {
 		t.Fatalf("encoding a golden file: %v", err)
 	}
 	return buf.Bytes()
+}
+
+// withStringData moves a Secret's stringData into data, as the API server
+// does when it stores a Secret.
+func withStringData(s *corev1.Secret) *corev1.Secret {
+	if s.Data == nil {
+		s.Data = map[string][]byte{}
+	}
+	for k, v := range s.StringData {
+		s.Data[k] = []byte(v)
+	}
+	s.StringData = nil
+	return s
+}
+
+// redactedSecrets are copies of the secrets with each private key replaced
+// by a marker: a golden file is not the place for key material, even a
+// test key's.
+func redactedSecrets(secrets []*tlsv3.Secret) []*tlsv3.Secret {
+	out := make([]*tlsv3.Secret, len(secrets))
+	for i, s := range secrets {
+		s = proto.Clone(s).(*tlsv3.Secret)
+		if c := s.GetTlsCertificate(); c.GetPrivateKey() != nil {
+			c.PrivateKey = &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
+				InlineString: fmt.Sprintf("[%d bytes of private key, redacted]", len(c.GetPrivateKey().GetInlineBytes())),
+			}}
+		}
+		out[i] = s
+	}
+	return out
 }

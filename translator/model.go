@@ -15,6 +15,13 @@ type World struct {
 	// namespace then name.
 	Policies []*policy.Policy
 
+	// ClientCertificates of mirror targets, from labelled Secrets, by
+	// ClientCertificateKey.
+	ClientCertificates map[string]*ClientCertificate
+	// CABundles of mirror targets, from labelled ConfigMaps, by
+	// CABundleKey.
+	CABundles map[string]*CABundle
+
 	// ObservedAt is when the oldest Kubernetes change folded into this World
 	// was seen; it feeds the event-to-snapshot latency metric. The translator
 	// ignores it, so it never affects output.

@@ -8,6 +8,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 
 	"github.com/shadowplane/shadowplane/nodemeta"
@@ -22,6 +23,9 @@ type Output struct {
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	// Runtimes holds exactly one Runtime, named RuntimeLayerName.
 	Runtimes []*runtimev3.Runtime
+	// Secrets are the CA bundles and client certificates the shadow
+	// clusters fetch by SDS.
+	Secrets []*tlsv3.Secret
 
 	// Versions maps the URL of each of ResourceTypes to a hash of that
 	// type's resources, so a change re-sends only the types it touches.
@@ -48,6 +52,7 @@ func Translate(w *World, g nodemeta.NodeGroup) *Output {
 	}
 	out.Clusters = t.buildClusters()
 	out.Endpoints = t.buildEndpoints()
+	out.Secrets = t.buildSecrets()
 	out.Runtimes = []*runtimev3.Runtime{t.buildRuntime()}
 	out.Versions = versions(out)
 	out.Warnings = t.sortedWarnings()

@@ -12,9 +12,7 @@ import (
 	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -123,7 +121,7 @@ func (t *translation) shadowCluster(target *shadowTarget) *clusterv3.Cluster {
 	}
 	c.TransportSocket = &corev3.TransportSocket{
 		Name:       tlsTransportSocketName,
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(u.Host))},
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(u.Host, target.tlsNamespace, target.tls))},
 	}
 	c.TypedExtensionProtocolOptions = httpProtocolOptions(shadowProtocolOptions(target.guard, true))
 	return c
@@ -244,30 +242,6 @@ func downstreamProtocol() *upstreamhttpv3.HttpProtocolOptions_UseDownstreamProto
 // Envoy looks them up by.
 func httpProtocolOptions(opts *upstreamhttpv3.HttpProtocolOptions) map[string]*anypb.Any {
 	return map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(opts)}
-}
-
-// upstreamTLS verifies an https target's certificate against the system
-// trust store and the URL's host (a DNS name, or an IP address SAN for an
-// IP), and sends the host as SNI unless it is an IP.
-func upstreamTLS(host string) *tlsv3.UpstreamTlsContext {
-	sanType := tlsv3.SubjectAltNameMatcher_DNS
-	sni := host
-	if net.ParseIP(host) != nil {
-		sanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
-		sni = ""
-	}
-	return &tlsv3.UpstreamTlsContext{
-		Sni: sni,
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: systemCABundle}},
-				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
-					SanType: sanType,
-					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}},
-				}},
-			}},
-		},
-	}
 }
 
 // singleHostAssignment is the inline endpoint list of a cluster with one

@@ -2,7 +2,6 @@ package translator
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -40,8 +39,11 @@ type shadowTarget struct {
 	portFound bool
 	portRef   policy.PortRef
 
-	// URL target.
-	url *policy.URLTarget
+	// URL target, and how it is reached over TLS: the mirror's settings
+	// and the namespace whose Secret and ConfigMap they name.
+	url          *policy.URLTarget
+	tls          *policy.MirrorTLS
+	tlsNamespace string
 
 	// users are the IDs of the policies that copy to it, for messages.
 	users []string
@@ -54,7 +56,9 @@ func (t *translation) resolveMirrors(policies []*policy.Policy) map[*policy.Poli
 	for _, p := range policies {
 		refs := make([]mirrorRef, 0, len(p.Mirrors))
 		for _, m := range p.Mirrors {
-			refs = append(refs, t.resolveMirror(p, m))
+			if t.usableMirror(p, m) {
+				refs = append(refs, t.resolveMirror(p, m))
+			}
 		}
 		out[p] = refs
 	}
@@ -66,9 +70,12 @@ func (t *translation) resolveMirror(p *policy.Policy, m policy.Mirror) mirrorRef
 	ref := mirrorRef{policy: p, mirror: m}
 	if m.URL != nil {
 		target = t.urlTarget(p, m)
-		ref.hostRewrite = hostHeader(m.URL)
+		ref.hostRewrite = m.URL.Authority()
 	} else {
 		target = t.serviceTarget(p, m)
+	}
+	if m.Host != "" {
+		ref.hostRewrite = m.Host
 	}
 	target.guard = tighterGuard(target.guard, p.Guard.WithDefaults())
 	if !containsString(target.users, policyID(p)) {
@@ -119,11 +126,11 @@ func (t *translation) urlTarget(p *policy.Policy, m policy.Mirror) *shadowTarget
 		t.warnf("policy %s: mirror %s: the URL path %q is ignored; copies keep the path of the request they copy",
 			policyID(p), m.Name, path)
 	}
-	name := fmt.Sprintf("shadow-url|%s|%s|%d", u.Scheme, u.Host, u.Port)
+	name := fmt.Sprintf("shadow-url|%s|%s|%d", u.Scheme, u.Host, u.Port) + tlsClusterSuffix(p.Namespace, m.TLS)
 	if target, ok := t.targets[name]; ok {
 		return target
 	}
-	target := &shadowTarget{cluster: name, url: u}
+	target := &shadowTarget{cluster: name, url: u, tls: m.TLS, tlsNamespace: p.Namespace}
 	t.targets[name] = target
 	return target
 }
@@ -134,18 +141,6 @@ func urlPath(raw string) string {
 		return ""
 	}
 	return u.EscapedPath()
-}
-
-// hostHeader is the Host of copies sent to a URL target: the URL's host,
-// with the port when it is not the scheme's default.
-func hostHeader(u *policy.URLTarget) string {
-	if (u.Scheme == "http" && u.Port == 80) || (u.Scheme == "https" && u.Port == 443) || u.Port == 0 {
-		if strings.Contains(u.Host, ":") { // IPv6 literal
-			return "[" + u.Host + "]"
-		}
-		return u.Host
-	}
-	return net.JoinHostPort(u.Host, strconv.Itoa(int(u.Port)))
 }
 
 // tighterGuard returns, field by field, the smaller of two guards, so a

@@ -140,6 +140,9 @@ func validateOutput(t *testing.T, out *Output) {
 	for _, e := range out.Endpoints {
 		check("endpoints "+e.ClusterName, e)
 	}
+	for _, s := range out.Secrets {
+		check("secret "+s.Name, s)
+	}
 	if len(out.Runtimes) != 1 || out.Runtimes[0].GetName() != RuntimeLayerName {
 		t.Fatalf("want exactly one runtime named %q, got %v", RuntimeLayerName, out.Runtimes)
 	}

@@ -17,10 +17,11 @@ type ResourceType struct {
 
 // ResourceTypes is the one list of the xDS types shadowplane serves: every
 // type an Output holds, in the order ADS delivers them (clusters before
-// endpoints, listeners before routes). Do not modify it.
+// their endpoints and secrets, listeners before routes). Do not modify it.
 var ResourceTypes = []ResourceType{
 	{URL: resourcev3.ClusterType, Name: "cluster", of: func(o *Output) []proto.Message { return messages(o.Clusters) }},
 	{URL: resourcev3.EndpointType, Name: "endpoint", of: func(o *Output) []proto.Message { return messages(o.Endpoints) }},
+	{URL: resourcev3.SecretType, Name: "secret", of: func(o *Output) []proto.Message { return messages(o.Secrets) }},
 	{URL: resourcev3.ListenerType, Name: "listener", of: func(o *Output) []proto.Message { return messages(o.Listeners) }},
 	{URL: resourcev3.RouteType, Name: "route", of: func(o *Output) []proto.Message { return messages(o.Routes) }},
 	{URL: resourcev3.RuntimeType, Name: "runtime", of: func(o *Output) []proto.Message { return messages(o.Runtimes) }},

@@ -11,10 +11,11 @@ import (
 // TestResourceTypesReachEveryResource: the one type list reaches each of
 // Output's resources, and versions are its content hashes.
 func TestResourceTypesReachEveryResource(t *testing.T) {
-	out := translateValid(t, baseWorld(), entranceGroup)
+	out := translateValid(t, tlsWorld(), entranceGroup)
 	var want []proto.Message
 	want = append(want, messages(out.Clusters)...)
 	want = append(want, messages(out.Endpoints)...)
+	want = append(want, messages(out.Secrets)...)
 	want = append(want, messages(out.Listeners)...)
 	want = append(want, messages(out.Routes)...)
 	want = append(want, messages(out.Runtimes)...)

@@ -27,6 +27,10 @@ type scope struct {
 	services   corelisters.ServiceLister
 	slices     discoverylisters.EndpointSliceLister
 	configMaps corelisters.ConfigMapLister
+	// tlsSecrets and caConfigMaps hold the labelled client certificates
+	// and CA bundles of mirror targets.
+	tlsSecrets   corelisters.SecretLister
+	caConfigMaps corelisters.ConfigMapLister
 	// handlersSynced report whether each event handler has seen its
 	// informer's initial listing.
 	handlersSynced []cache.InformerSynced
@@ -73,11 +77,17 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		},
 	})
 
+	secrets := client.CoreV1().Secrets(namespace)
+	tlsSecretInformer := newInformer(kindSecret, &corev1.Secret{}, labelledListWatch(tlsSelector, secrets.List, secrets.Watch))
+	caConfigMapInformer := newInformer(kindCAConfigMap, &corev1.ConfigMap{}, labelledListWatch(tlsSelector, configMaps.List, configMaps.Watch))
+
 	s := &scope{
-		informers:  []cache.SharedIndexInformer{serviceInformer, sliceInformer, configMapInformer},
-		services:   corelisters.NewServiceLister(serviceInformer.GetIndexer()),
-		slices:     discoverylisters.NewEndpointSliceLister(sliceInformer.GetIndexer()),
-		configMaps: corelisters.NewConfigMapLister(configMapInformer.GetIndexer()),
+		informers:    []cache.SharedIndexInformer{serviceInformer, sliceInformer, configMapInformer, tlsSecretInformer, caConfigMapInformer},
+		services:     corelisters.NewServiceLister(serviceInformer.GetIndexer()),
+		slices:       discoverylisters.NewEndpointSliceLister(sliceInformer.GetIndexer()),
+		configMaps:   corelisters.NewConfigMapLister(configMapInformer.GetIndexer()),
+		tlsSecrets:   corelisters.NewSecretLister(tlsSecretInformer.GetIndexer()),
+		caConfigMaps: corelisters.NewConfigMapLister(caConfigMapInformer.GetIndexer()),
 	}
 	isPolicyConfigMap := func(obj any) bool {
 		cm, ok := obj.(*corev1.ConfigMap)
@@ -93,6 +103,8 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		// The API server filters by label already; checking again keeps the
 		// watcher right with clients that do not (e.g. fakes).
 		{configMapInformer, stripConfigMap, changeHandler{kind: kindConfigMap, changed: changed, relevant: isPolicyConfigMap, changedUpdate: configMapChanged}},
+		{tlsSecretInformer, stripTLSSecret, changeHandler{kind: kindSecret, changed: changed, relevant: isTLSObject}},
+		{caConfigMapInformer, stripCAConfigMap, changeHandler{kind: kindCAConfigMap, changed: changed, relevant: isTLSObject}},
 	} {
 		if err := inf.informer.SetWatchErrorHandlerWithContext(logAPIErrors); err != nil {
 			return nil, fmt.Errorf("watcher: set %s watch error handler: %w", inf.handler.kind, err)

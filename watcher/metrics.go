@@ -26,9 +26,12 @@ const (
 	kindService       = "service"
 	kindEndpointSlice = "endpointslice"
 	kindConfigMap     = "configmap"
+	// Labelled client certificates and CA bundles of mirror targets.
+	kindSecret      = "secret"
+	kindCAConfigMap = "ca-configmap"
 )
 
-var allKinds = []string{kindService, kindEndpointSlice, kindConfigMap}
+var allKinds = []string{kindService, kindEndpointSlice, kindConfigMap, kindSecret, kindCAConfigMap}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{

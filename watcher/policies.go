@@ -136,6 +136,9 @@ func judge(c claim, last *policy.Policy, world *translator.World) (*policy.Polic
 	if c.policy != nil && !hasError(c.errs) && !hasError(refs) {
 		// CheckReferences' warnings already say the policy stays in force.
 		v.notes = append(errorNotes(c.errs, ReasonPolicyWarning, ""), errorNotes(refs, ReasonTargetMissing, "")...)
+		tlsRefs := translator.CheckMirrorTLS(c.policy, world)
+		v.notes = append(v.notes, errorNotes(tlsRefs, ReasonMirrorTLSInvalid, "")...)
+		refs = append(refs, tlsRefs...)
 		if len(refs) == 0 {
 			v.notes = append(v.notes, note{eventType: eventNormal, reason: ReasonPolicyApplied, message: appliedMessage(c.policy)})
 		}

@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
@@ -69,30 +69,12 @@ func (o *outage) begin() {
 	o.watches = nil
 }
 
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(substring string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), substring)
-}
-
 func TestWatcherRecoversFromAPIServerOutage(t *testing.T) {
 	objects := append(baseObjects("default"), policyConfigMap("default", "mirrors", map[string]string{
 		"policies.yaml": policiesYAML(mirrorEntry("p1", "web-shadow", "25")),
 	}))
 	h := newHarness(t, Options{}, objects...)
-	var logs lockedBuffer
+	var logs testtools.SyncBuffer
 	h.watcher.health.logger = hclog.New(&hclog.LoggerOptions{Output: &logs})
 	var o outage
 	o.install(h)
@@ -149,10 +131,10 @@ func TestWatcherRecoversFromAPIServerOutage(t *testing.T) {
 	if h.watcher.informers.Load() == before {
 		t.Error("the informers were not replaced after the outage")
 	}
-	if got := logs.count("kubernetes watch down"); got != 1 {
-		t.Errorf("%d log lines for the watch going down, want 1:\n%s", got, logs.buf.String())
+	if got := strings.Count(logs.String(), "kubernetes watch down"); got != 1 {
+		t.Errorf("%d log lines for the watch going down, want 1:\n%s", got, logs.String())
 	}
-	if got := logs.count("kubernetes watches restored"); got != 1 {
-		t.Errorf("%d log lines for the watches coming back, want 1:\n%s", got, logs.buf.String())
+	if got := strings.Count(logs.String(), "kubernetes watches restored"); got != 1 {
+		t.Errorf("%d log lines for the watches coming back, want 1:\n%s", got, logs.String())
 	}
 }

@@ -28,6 +28,10 @@ const (
 	ReasonPolicyWarning = "PolicyWarning"
 	// ReasonPolicyRemoved: a policy is no longer defined and is out of force.
 	ReasonPolicyRemoved = "PolicyRemoved"
+	// ReasonMirrorTLSInvalid: the Secret or CA ConfigMap a mirror names is
+	// missing or unusable; that mirror gets no copies until it is fixed,
+	// the rest of the policy stays in force.
+	ReasonMirrorTLSInvalid = "MirrorTLSInvalid"
 )
 
 const (

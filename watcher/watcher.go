@@ -15,6 +15,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	"github.com/shadowplane/shadowplane/policy"
 )
@@ -57,6 +58,10 @@ type Watcher struct {
 	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
 	// converted are the Services of the last World, by key.
 	converted map[string]convertedService
+	// tlsRecheck fires when a certificate's validity changes.
+	tlsRecheck clock.Timer
+	// tlsChecks are the last checks of the labelled Secrets and CA keys.
+	tlsChecks map[string]tlsCheck
 }
 
 // New sets up a Watcher; nothing is watched until Run.

@@ -67,8 +67,8 @@ func TestWatcherFirstWorld(t *testing.T) {
 		t.Errorf(`shadowplane_policies{state="valid"} = %v, want 1`, got)
 	}
 	// The metrics are registered under their documented names.
-	if n := gatheredSeries(t, h.registry, "shadowplane_policies", "shadowplane_watcher_events_total", "shadowplane_worlds_total"); n != 6 {
-		t.Errorf("gathered %d series, want 6", n)
+	if n := gatheredSeries(t, h.registry, "shadowplane_policies", "shadowplane_watcher_events_total", "shadowplane_worlds_total"); n != 8 {
+		t.Errorf("gathered %d series, want 8", n)
 	}
 }
 

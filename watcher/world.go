@@ -32,6 +32,8 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		services       []*corev1.Service
 		endpointSlices []*discoveryv1.EndpointSlice
 		configMaps     []*corev1.ConfigMap
+		tlsSecrets     []*corev1.Secret
+		caConfigMaps   []*corev1.ConfigMap
 	)
 	for _, s := range w.informers.Load().scopes {
 		svc, err := s.services.List(labels.Everything())
@@ -46,17 +48,30 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list configmaps: %w", err)
 		}
+		secrets, err := s.tlsSecrets.List(tlsSelector)
+		if err != nil {
+			return nil, fmt.Errorf("list secrets: %w", err)
+		}
+		cas, err := s.caConfigMaps.List(tlsSelector)
+		if err != nil {
+			return nil, fmt.Errorf("list CA configmaps: %w", err)
+		}
 		services = append(services, svc...)
 		endpointSlices = append(endpointSlices, eps...)
 		configMaps = append(configMaps, cms...)
+		tlsSecrets = append(tlsSecrets, secrets...)
+		caConfigMaps = append(caConfigMaps, cas...)
 	}
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
 	w.parsed = parsed
+	material := buildTLSMaterial(tlsSecrets, caConfigMaps, w.opts.clock.Now(), w.tlsChecks)
+	w.tlsChecks = material.checks
+	w.scheduleTLSRecheck(material.recheck)
 	// The stored last valid versions, which every replica reads alike, take
 	// precedence over this replica's memory: replicas that started at
 	// different times then keep the same version of an invalid policy.
-	world, out := reconcileWorld(w.services(services, endpointSlices), keys, w.lastValid(configMaps))
+	world, out := reconcileWorld(w.services(services, endpointSlices), keys, w.lastValid(configMaps), material)
 	world.ObservedAt = observedAt
 	leader := w.leader.Load()
 	if leader && w.promoted.CompareAndSwap(true, false) {
@@ -163,22 +178,37 @@ func recordedSubjects(configMaps []*corev1.ConfigMap) map[subject]string {
 // modifies none of its arguments.
 func BuildWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, configMaps []*corev1.ConfigMap,
 	opts policy.ParseOptions) (*translator.World, []*policy.PolicyError) {
+	return BuildWorldWithTLS(services, endpointSlices, configMaps, nil, nil, opts, time.Time{})
+}
+
+// BuildWorldWithTLS is BuildWorld with the client certificates and CA
+// bundles of mirror targets: the Secrets and ConfigMaps labelled
+// policy.TLSObjectLabel (selecting them is the caller's business), checked
+// for validity at now.
+func BuildWorldWithTLS(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, configMaps []*corev1.ConfigMap,
+	tlsSecrets []*corev1.Secret, caConfigMaps []*corev1.ConfigMap, opts policy.ParseOptions, now time.Time) (*translator.World, []*policy.PolicyError) {
 	keys, _ := parseConfigMaps(configMaps, nil, opts)
-	world, out := assembleWorld(services, endpointSlices, keys, nil)
+	world, out := assembleWorld(services, endpointSlices, keys, nil, buildTLSMaterial(tlsSecrets, caConfigMaps, now, nil))
 	return world, out.problems
 }
 
 // assembleWorld converts the Services and EndpointSlices, then reconciles the
 // parsed policy keys against them and the policies in force so far (prev).
 func assembleWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, keys []parsedKey,
-	prev map[policyID]*policy.Policy) (*translator.World, outcome) {
-	return reconcileWorld(buildServices(services, endpointSlices), keys, prev)
+	prev map[policyID]*policy.Policy, material tlsMaterial) (*translator.World, outcome) {
+	return reconcileWorld(buildServices(services, endpointSlices), keys, prev, material)
 }
 
 // reconcileWorld reconciles the parsed policy keys against converted
-// Services and the policies in force so far (prev).
-func reconcileWorld(services map[string]*translator.Service, keys []parsedKey, prev map[policyID]*policy.Policy) (*translator.World, outcome) {
-	world := &translator.World{Services: services}
+// Services, the checked TLS material of mirror targets and the policies in
+// force so far (prev).
+func reconcileWorld(services map[string]*translator.Service, keys []parsedKey, prev map[policyID]*policy.Policy,
+	material tlsMaterial) (*translator.World, outcome) {
+	world := &translator.World{
+		Services:           services,
+		ClientCertificates: material.certificates,
+		CABundles:          material.bundles,
+	}
 	out := reconcile(prev, keys, world)
 	world.Policies = sortedPolicies(out.inForce)
 	return world, out

@@ -45,7 +45,7 @@ func TestBoundsRefuseWithClearStatus(t *testing.T) {
 			c.SendRaw(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: names})
 		}},
 		{"a type not served", boundTypeURL, codes.InvalidArgument, func(c *adsclient.SotW) {
-			c.SendRaw(&discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"})
+			c.SendRaw(&discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"})
 		}},
 		{"a request flood", boundRequestRate, codes.ResourceExhausted, func(c *adsclient.SotW) {
 			for i := 0; i < 40; i++ {

@@ -25,8 +25,9 @@ func policiesByService(w *translator.World) map[string][]*policy.Policy {
 }
 
 // groupInputs fingerprints what a group's translation reads from a World:
-// the group itself, the policies of its Service, and every Service those
-// policies name (ports and ready endpoints), or its absence. A World that
+// the group itself, the policies of its Service, the client certificates
+// and CA bundles their mirrors name, and every Service those policies name
+// (ports and ready endpoints), or its absence. A World that
 // differs elsewhere (another group's policy, an unrelated Service's
 // endpoints) gives the same fingerprint, so SetWorld leaves the group
 // alone. Marshalling cannot fail for these plain structs; were it to, the
@@ -37,6 +38,7 @@ func groupInputs(w *translator.World, g nodemeta.NodeGroup, byService map[string
 	for _, p := range byService[g.Namespace+"/"+g.Service] {
 		c := cache.of(p)
 		parts = append(parts, c.json)
+		parts = append(parts, tlsInputs(w, p)...)
 		refs = append(refs, c.services...)
 	}
 	slices.Sort(refs)
@@ -87,4 +89,25 @@ func (c *inputCache) of(p *policy.Policy) policyInputs {
 // sweep keeps only what the last World used.
 func (c *inputCache) sweep() {
 	c.entries, c.used = c.used, nil
+}
+
+// tlsInputs are the client certificates and CA bundles a policy's mirrors
+// name, each with its key (or its absence), so rotating one re-translates
+// the groups that use it. They only feed the hash.
+func tlsInputs(w *translator.World, p *policy.Policy) [][]byte {
+	var out [][]byte
+	for _, m := range p.Mirrors {
+		if m.TLS == nil {
+			continue
+		}
+		if m.TLS.ClientCertSecret != "" {
+			key := translator.ClientCertificateKey(p.Namespace, m.TLS.ClientCertSecret)
+			out = append(out, []byte(key), marshal(w.ClientCertificates[key]))
+		}
+		if m.TLS.CAConfigMap != "" {
+			key := translator.CABundleKey(p.Namespace, m.TLS.CAConfigMap, m.TLS.CAKey)
+			out = append(out, []byte(key), marshal(w.CABundles[key]))
+		}
+	}
+	return out
 }

@@ -25,6 +25,10 @@ type Request struct {
 	BodyLen    int64
 	BodyErr    string // set when reading the body failed (e.g. a truncated copy)
 	At         time.Time
+	// Over TLS: the SNI the client sent, and the common name of its
+	// client certificate ("" without one).
+	TLSServerName    string
+	ClientCommonName string
 }
 
 // Behaviour is how a backend answers.
@@ -111,6 +115,12 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		rec.BodyErr = err.Error()
+	}
+	if r.TLS != nil {
+		rec.TLSServerName = r.TLS.ServerName
+		if len(r.TLS.PeerCertificates) > 0 {
+			rec.ClientCommonName = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
 	}
 	b.record(rec)
 

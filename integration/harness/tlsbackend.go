@@ -2,6 +2,7 @@ package harness
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log"
 	"net"
@@ -23,6 +24,34 @@ func StartTLSBackend(name, host string) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}
+	return startTLSBackend(name, host, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, true)
+}
+
+// StartMutualTLSBackend is StartBackend over HTTPS with the given serving
+// certificate, requiring a client certificate that one of clientCAs (PEM)
+// signed: another cluster's gateway. Keep-alives are off, so every request
+// makes a handshake of its own and shows the client certificate in use at
+// that moment. Requests record the SNI and the client certificate's
+// common name.
+func StartMutualTLSBackend(name, host string, serving certs.Pair, clientCAs []byte) (*Backend, error) {
+	cert, err := tls.X509KeyPair(serving.CertPEM, serving.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", name, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(clientCAs) {
+		return nil, fmt.Errorf("backend %s: no client CA certificate", name)
+	}
+	return startTLSBackend(name, host, &tls.Config{
+		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		// HTTP/1.1, whose "Connection: close" stops reuse at once (an
+		// HTTP/2 GOAWAY could race a copy already on its way).
+		NextProtos: []string{"http/1.1"},
+	}, false)
+}
+
+func startTLSBackend(name, host string, cfg *tls.Config, keepAlive bool) (*Backend, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
@@ -31,9 +60,10 @@ func StartTLSBackend(name, host string) (*Backend, error) {
 	b.server = &http.Server{
 		Handler:           http.HandlerFunc(b.serve),
 		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         cfg,
 		ErrorLog:          handshakeErrorLog(&b.tlsHandshakeErrors),
 	}
+	b.server.SetKeepAlivesEnabled(keepAlive)
 	go func() { _ = b.server.ServeTLS(l, "", "") }()
 	return b, nil
 }

@@ -96,31 +96,45 @@ func (a *Authority) Issue(dnsNames []string, ips []net.IP, lifetime time.Duratio
 	if len(dnsNames) == 0 && len(ips) == 0 {
 		return Pair{}, errors.New("a serving certificate needs at least one DNS name or IP")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return Pair{}, fmt.Errorf("generate key: %w", err)
-	}
 	cn := ""
 	if len(dnsNames) > 0 {
 		cn = dnsNames[0]
+	}
+	return a.sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: []string{"shadowplane"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    dnsNames,
+		IPAddresses: ips,
+	}, lifetime, now)
+}
+
+// IssueClient signs a client certificate named commonName, for a mirror
+// target that requires one (and for tests of it).
+func (a *Authority) IssueClient(commonName string, lifetime time.Duration, now time.Time) (Pair, error) {
+	return a.sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: commonName, Organization: []string{"shadowplane"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, lifetime, now)
+}
+
+// sign completes tmpl (serial, validity from five minutes ago for clock
+// skew, never past the CA's own, key usage) and signs it with a new key.
+func (a *Authority) sign(tmpl *x509.Certificate, lifetime time.Duration, now time.Time) (Pair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Pair{}, fmt.Errorf("generate key: %w", err)
 	}
 	notAfter := now.Add(lifetime)
 	if notAfter.After(a.cert.NotAfter) {
 		notAfter = a.cert.NotAfter
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"shadowplane"}},
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     dnsNames,
-		IPAddresses:  ips,
-	}
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore = now.Add(-5 * time.Minute)
+	tmpl.NotAfter = notAfter
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
 	if err != nil {
-		return Pair{}, fmt.Errorf("sign serving certificate: %w", err)
+		return Pair{}, fmt.Errorf("sign certificate: %w", err)
 	}
 	keyPEM, err := encodeKey(key)
 	if err != nil {
