@@ -32,8 +32,10 @@ seccompProfile: {type: RuntimeDefault}
 
 {{/* The rules the control plane's informers, Events and identity checks use, per namespace or cluster-wide. */}}
 {{- define "shadowplane.watchRules" -}}
+# Secrets: the TLS Secrets labelled shadowplane.io/mirror-tls that https
+# mirrors name (label selector server-side; RBAC cannot narrow by label).
 - apiGroups: [""]
-  resources: [services, configmaps]
+  resources: [services, configmaps, secrets]
   verbs: [list, watch]
 # The leader patches the status and last-valid annotations of policy
 # ConfigMaps (a merge patch of those two only).
