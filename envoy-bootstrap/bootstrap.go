@@ -15,6 +15,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -61,6 +62,9 @@ type Options struct {
 	// NoCopyStats turns the report off; Envoy still keeps only
 	// shadowplane's stats.
 	NoCopyStats bool
+	// Health, when its Port is set, adds the listener the kubelet probes
+	// (ReadyPath) and drains through (DrainPath).
+	Health Health
 }
 
 // Render builds and validates the bootstrap.
@@ -98,13 +102,30 @@ func Render(o Options) (*bootstrapv3.Bootstrap, error) {
 		}
 	}
 
+	clusters := []*clusterv3.Cluster{xdsCluster}
+	var listeners []*listenerv3.Listener
+	if o.Health.Port != 0 {
+		if o.Health.Address == "" {
+			o.Health.Address = o.Node.ListenAddress
+		}
+		if o.Health.Address == "" {
+			o.Health.Address = nodemeta.DefaultListenAddress
+		}
+		listener, cluster, err := healthResources(o.Health, adminAddress, adminPort)
+		if err != nil {
+			return nil, fmt.Errorf("health listener: %w", err)
+		}
+		listeners, clusters = append(listeners, listener), append(clusters, cluster)
+	}
+
 	b := &bootstrapv3.Bootstrap{
 		Node: o.Node.Node(),
 		Admin: &bootstrapv3.Admin{
 			Address: socketAddress(adminAddress, adminPort),
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Clusters: []*clusterv3.Cluster{xdsCluster},
+			Clusters:  clusters,
+			Listeners: listeners,
 		},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
@@ -209,6 +230,14 @@ func (o Options) check() error {
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return fmt.Errorf("xds address %q: %q is not a port number", o.XDSAddress, port)
+	}
+	if o.Health.Port > 65535 {
+		return fmt.Errorf("health port %d is not a port number", o.Health.Port)
+	}
+	for _, pair := range o.Node.Ports {
+		if o.Health.Port != 0 && (pair.Listen == o.Health.Port || pair.App == o.Health.Port) {
+			return fmt.Errorf("health port %d is also in the port pair %d:%d", o.Health.Port, pair.Listen, pair.App)
+		}
 	}
 	return nil
 }

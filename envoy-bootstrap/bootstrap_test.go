@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/nodemeta"
@@ -38,6 +39,8 @@ func TestRenderRejectsBadOptions(t *testing.T) {
 		{"xds without port", func(o *Options) { o.XDSAddress = "localhost" }, "HOST:PORT"},
 		{"xds bad port", func(o *Options) { o.XDSAddress = "localhost:http" }, "not a port number"},
 		{"listen address not ip", func(o *Options) { o.Node.ListenAddress = "localhost" }, "not an IP"},
+		{"health port is a listen port", func(o *Options) { o.Health.Port = 15002 }, "health port 15002 is also in the port pair 15002:9090"},
+		{"health port out of range", func(o *Options) { o.Health.Port = 70000 }, "not a port number"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,6 +90,7 @@ func TestRealEnvoyAcceptsBootstrap(t *testing.T) {
 		"delta-dns":    func(o *Options) { o.Delta = true; o.XDSAddress = "shadowplane.shadowplane-system.svc:18000" },
 		"default-bind": func(o *Options) { o.Node.ListenAddress = "" },
 		"custom-admin": func(o *Options) { o.AdminPort = 19000 },
+		"health":       func(o *Options) { o.Health = Health{Port: 15021, DrainDelay: 3 * time.Second} },
 	}
 	for name, mutate := range variants {
 		for _, format := range []string{"yaml", "json"} {
@@ -121,5 +125,45 @@ func TestRealEnvoyValidationCanFail(t *testing.T) {
 	}
 	if out, ok := testtools.EnvoyValidate(t, path); ok {
 		t.Fatalf("envoy accepted a broken config:\n%s", out)
+	}
+}
+
+// TestHealthListener: the kubelet's port serves the admin /ready and a
+// drain route, on the listeners' address, and nothing else of the admin
+// interface.
+func TestHealthListener(t *testing.T) {
+	o := validOptions()
+	o.Health = Health{Port: 15021}
+	b, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listeners := b.GetStaticResources().GetListeners()
+	if len(listeners) != 1 || listeners[0].GetName() != HealthListenerName {
+		t.Fatalf("static listeners = %v, want the health listener only", listeners)
+	}
+	addr := listeners[0].GetAddress().GetSocketAddress()
+	if addr.GetAddress() != "127.0.0.1" || addr.GetPortValue() != 15021 {
+		t.Errorf("health listener on %s:%d, want the listen address 127.0.0.1:15021", addr.GetAddress(), addr.GetPortValue())
+	}
+	data, err := Marshal(b, "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, want := range []string{"path: /ready", "path: /drain", "/drain_listeners?graceful", "fixedDelay: 5s", "name: " + HealthClusterName} {
+		if !strings.Contains(text, want) {
+			t.Errorf("bootstrap lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "prefix: /") {
+		t.Error("the health listener routes a prefix: it must expose exact paths only, never the whole admin interface")
+	}
+	without, err := Render(validOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(without.GetStaticResources().GetListeners()); n != 0 {
+		t.Errorf("without a health port: %d static listeners", n)
 	}
 }

@@ -167,8 +167,8 @@ func TestDeployManifests(t *testing.T) {
 	}
 	deployment, err := e.kube.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
 	must(t, err)
-	if n := len(deployment.Spec.Template.Spec.Containers); n != 2 {
-		t.Errorf("injected Deployment stored with %d containers, want app + sidecar", n)
+	if spec := deployment.Spec.Template.Spec; len(spec.Containers) != 1 || len(spec.InitContainers) != 2 || spec.InitContainers[1].RestartPolicy == nil {
+		t.Errorf("injected Deployment stored with containers %d and init containers %d, want the app, and the bootstrap and native Envoy sidecar", len(spec.Containers), len(spec.InitContainers))
 	}
 	if cm, err := e.kube.Client.CoreV1().ConfigMaps("default").Get(ctx, certs.CAConfigMapName, metav1.GetOptions{}); err != nil || cm.Data[certs.KeyCACert] != string(tls.Data[certs.KeyCACert]) {
 		t.Errorf("CA ConfigMap default/%s from inject --ca-file: %v", certs.CAConfigMapName, err)

@@ -80,6 +80,8 @@ func newBootstrapCommand() *cobra.Command {
 	f.StringVar(&o.Node.ListenAddress, "listen-address", "", "address the listeners bind to (default 0.0.0.0)")
 	f.StringVar(&o.XDSAddress, "xds-address", "shadowplane.shadowplane-system.svc:18000", "control plane gRPC address host:port")
 	f.Uint32Var(&o.AdminPort, "admin-port", bootstrap.DefaultAdminPort, "Envoy admin port, on 127.0.0.1")
+	f.Uint32Var(&o.Health.Port, "health-port", 0, "port of the listener the kubelet probes (GET "+bootstrap.ReadyPath+") and drains through (preStop GET "+bootstrap.DrainPath+"); 0: none")
+	f.DurationVar(&o.Health.DrainDelay, "drain-delay", bootstrap.DefaultDrainDelay, "how long GET "+bootstrap.DrainPath+" holds the preStop hook after starting a graceful drain: longer than the endpoint propagation delay")
 	f.BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
 	f.BoolVar(&insecure, "insecure", false, "talk to the control plane in plain text without a token (only a control plane run with --insecure-xds accepts it)")
 	f.StringVar(&tlsOpts.ServerName, "xds-server-name", "", "DNS name the control plane's certificate must carry, also sent as SNI (default: the host of --xds-address)")

@@ -102,3 +102,40 @@ spec:
 		}
 	}
 }
+
+// TestUninjectCommand: uninject of inject's output gives the app back, and
+// both say on stderr what they did; an input without workloads is an error.
+func TestUninjectCommand(t *testing.T) {
+	const app = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: checkout, namespace: shop}
+spec:
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec: {containers: [{name: app, image: checkout:1, ports: [{name: http, containerPort: 8080}]}]}
+`
+	injected, stderr, code := runCLI(t, []byte(app), "inject", "-f", "-", "--service", "checkout", "--ports", "15001:8080")
+	if code != 0 || !strings.Contains(stderr, "injected [Deployment/checkout]") {
+		t.Fatalf("inject: exit %d: %s", code, stderr)
+	}
+	again, stderr, code := runCLI(t, []byte(injected), "inject", "-f", "-", "--service", "checkout", "--ports", "15001:8080")
+	if code != 0 || again != injected || !strings.Contains(stderr, "left as they were: [Deployment/checkout]") {
+		t.Errorf("inject of inject's output: exit %d, changed: %v, stderr %q", code, again != injected, stderr)
+	}
+	removed, stderr, code := runCLI(t, []byte(injected), "uninject", "-f", "-")
+	if code != 0 || !strings.Contains(stderr, "removed the sidecar from [Deployment/checkout]") {
+		t.Fatalf("uninject: exit %d: %s", code, stderr)
+	}
+	obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(removed), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := obj.(*appsv1.Deployment).Spec.Template.Spec
+	if len(spec.InitContainers) != 0 || len(spec.Volumes) != 0 || spec.Containers[0].Ports[0].Name != "http" {
+		t.Errorf("uninjected pod spec = %+v, want the app alone with its port named http again", spec)
+	}
+	if _, stderr, code := runCLI(t, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"), "uninject", "-f", "-"); code == 0 || !strings.Contains(stderr, "no Deployment") {
+		t.Errorf("uninject without workloads: exit %d: %s", code, stderr)
+	}
+}

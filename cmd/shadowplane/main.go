@@ -34,6 +34,7 @@ func newRootCommand() *cobra.Command {
 		newStatusCommand(),
 		newTopCommand(),
 		newInjectCommand(),
+		newUninjectCommand(),
 		newCertgenCommand(),
 		newSetCommand(),
 		newPromoteCommand(),

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
 	"github.com/shadowplane/shadowplane/internal/controlplane"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
 	"github.com/shadowplane/shadowplane/internal/logging"
@@ -40,6 +41,7 @@ func newServeCommand() *cobra.Command {
 		drainDelay       time.Duration
 		logFormat        string
 		logLevel         string
+		webhookCfg       controlplane.WebhookConfig
 		leaderElect      bool
 		newStreamsPerSec float64
 		newStreamBurst   int
@@ -122,6 +124,7 @@ func newServeCommand() *cobra.Command {
 				MaxConnectionAge:  maxConnectionAge,
 				Limits:            limits,
 				CopyMetricsPerPod: copyPerPod,
+				Webhook:           webhookCfg,
 			})
 			if err != nil {
 				return err
@@ -154,6 +157,16 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&insecureXDS, "insecure-xds", false, "serve xDS in plain text and trust each sidecar's node metadata without verifying its identity: local development only (logs a warning; shadowplane_xds_insecure is 1)")
 	f.StringVar(&tokenAudience, "token-audience", kubeauth.DefaultAudience, "audience the sidecars' projected ServiceAccount tokens must carry")
 	f.DurationVar(&maxConnectionAge, "xds-max-connection-age", controlplane.DefaultMaxConnectionAge, "end each xDS connection after this long so sidecars re-authenticate with fresh tokens and see rotated certificates")
+	f.StringVar(&webhookCfg.Address, "webhook-address", "", "HTTPS listen address of the admission webhooks (sidecar injection, policy validation), e.g. :9443; empty: none")
+	f.StringVar(&webhookCfg.CertFile, "webhook-tls-cert-file", "", "webhook serving certificate (default: --xds-tls-cert-file, which certgen issues for the shadowplane Service)")
+	f.StringVar(&webhookCfg.KeyFile, "webhook-tls-key-file", "", "key of --webhook-tls-cert-file (default: --xds-tls-key-file)")
+	f.StringVar(&webhookCfg.ConfigurationName, "webhook-configuration", "shadowplane", "Mutating- and ValidatingWebhookConfiguration whose caBundle serve keeps equal to --webhook-ca-file; empty: leave them alone")
+	f.StringVar(&webhookCfg.CAFile, "webhook-ca-file", "/etc/shadowplane/xds-tls/ca.crt", "CA bundle the API server must trust for the webhooks (the ca.crt of Secret shadowplane-xds-tls)")
+	f.StringVar(&webhookCfg.Inject.XDSAddress, "inject-xds-address", "shadowplane."+envOr("POD_NAMESPACE", "shadowplane-system")+".svc:18000", "control plane address injected sidecars use")
+	f.StringVar(&webhookCfg.Inject.ShadowplaneImage, "inject-image", "ghcr.io/shadowplane/shadowplane:"+imageTag(), "shadowplane image of injected bootstrap init containers")
+	f.StringVar(&webhookCfg.Inject.EnvoyImage, "inject-envoy-image", "envoyproxy/envoy:v1.40.0", "Envoy image of injected sidecars")
+	f.BoolVar(&webhookCfg.Inject.NativeSidecar, "inject-native-sidecar", true, "inject Envoy as a native sidecar (Kubernetes 1.29+)")
+	f.DurationVar(&webhookCfg.Inject.DrainDelay, "inject-drain-delay", bootstrap.DefaultDrainDelay, "how long injected sidecars drain in their preStop")
 	f.Float64Var(&newStreamsPerSec, "xds-new-streams-per-second", xds.DefaultLimits().NewStreamsPerSecond, "new xDS streams admitted per second (each costs up to three API calls to verify); a reconnecting fleet is spread out at this rate")
 	f.IntVar(&newStreamBurst, "xds-new-stream-burst", xds.DefaultLimits().NewStreamBurst, "new xDS streams admitted at once beyond --xds-new-streams-per-second")
 	f.BoolVar(&leaderElect, "leader-elect", true, "elect one replica with a coordination.k8s.io Lease in --leader-election-namespace to record Events and write each policy ConfigMap's status and last valid versions (every replica serves xDS); false, or outside a pod with no namespace given: this replica does it alone")

@@ -27,13 +27,17 @@ type Envoy struct {
 // admin interface answers (not until it is /ready: that needs the control
 // plane's first config).
 func StartEnvoy(ctx context.Context, envoyPath, bootstrapPath string, adminPort uint32, dir string) (*Envoy, error) {
-	proc, err := StartProcess(exec.Command(envoyPath,
-		"-c", bootstrapPath,
+	return StartEnvoyArgs(ctx, envoyPath, []string{"-c", bootstrapPath, "--drain-time-s", "1"}, adminPort, dir)
+}
+
+// StartEnvoyArgs is StartEnvoy with Envoy's own arguments (the bootstrap's
+// -c among them), e.g. those of an injected pod's sidecar container.
+func StartEnvoyArgs(ctx context.Context, envoyPath string, args []string, adminPort uint32, dir string) (*Envoy, error) {
+	proc, err := StartProcess(exec.Command(envoyPath, append([]string{
 		"--disable-hot-restart", // several Envoys on one machine must not share memory
 		"--log-level", "info",
 		"--component-log-level", "upstream:info,config:debug",
-		"--drain-time-s", "1",
-	), filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log"))
+	}, args...)...), filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log"))
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,8 @@ type ControlPlaneOptions struct {
 	Limits xds.Limits
 	// Observer is told of each step of a push, to time its parts.
 	Observer *xds.Observer
+	// Webhook serves the admission webhooks when its Address is set.
+	Webhook controlplane.WebhookConfig
 	// LeaderElection, when set, makes the control plane campaign for the
 	// Lease; nil makes it lead alone.
 	LeaderElection *controlplane.LeaderElection
@@ -89,6 +91,7 @@ func StartControlPlane(ctx context.Context, kube *Kube, o ControlPlaneOptions) (
 		MaxConnectionAge: o.MaxConnectionAge,
 		Limits:           o.Limits,
 		XDSObserver:      o.Observer,
+		Webhook:          o.Webhook,
 		LeaderElection:   o.LeaderElection,
 	}
 	if certs != nil {

@@ -69,6 +69,9 @@ type Config struct {
 	// CopyMetricsPerPod labels the copy metrics by sidecar (pod) too: one
 	// series per sidecar, for debugging a few pods.
 	CopyMetricsPerPod bool
+	// Webhook configures the admission webhooks (off unless its Address
+	// is set).
+	Webhook WebhookConfig
 	// LeaderElection, when set, elects one replica to record Events and
 	// write policy status and last valid versions; nil makes this replica
 	// the leader from the start (a single replica).
@@ -86,14 +89,18 @@ type ControlPlane struct {
 	XDSAddr   net.Addr
 	HTTPAddr  net.Addr
 	DebugAddr net.Addr
-	Registry  *prometheus.Registry
+	// WebhookAddr is the admission webhooks' address, nil when off.
+	WebhookAddr net.Addr
+	Registry    *prometheus.Registry
 
 	xdsListener net.Listener
 	grpcServer  *grpc.Server
 	// elector is nil without leader election.
 	elector *leaderelection.LeaderElector
-	// web are the HTTP servers: probes and metrics, then debug.
-	web        []webServer
+	// web are the HTTP servers: probes and metrics, debug, webhooks.
+	web []webServer
+	// background are further parts that run until the context ends.
+	background []func(context.Context) error
 	firstWorld atomic.Bool
 	draining   atomic.Bool
 	// shutdownDelay is how long /readyz fails before the parts stop.
@@ -201,6 +208,15 @@ func New(cfg Config) (*ControlPlane, error) {
 		{name: "http server", listener: listeners[1], server: newHTTPServer(cp.XDS.HTTPHandler(cp.Ready, cp.ReadyDetail))},
 		{name: "debug server", listener: listeners[2], server: newHTTPServer(debugHandler(cp.XDS.DebugHandler()))},
 	}
+	if cfg.Webhook.Address != "" {
+		if err := cp.addWebhook(cfg, registry); err != nil {
+			for _, web := range cp.web {
+				web.listener.Close()
+			}
+			cp.xdsListener.Close()
+			return nil, err
+		}
+	}
 	return cp, nil
 }
 
@@ -263,11 +279,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// streams here before the open ones are ended and reconnect elsewhere.
 	partsCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	parts := 3 + len(cp.web)
+	parts := 3 + len(cp.web) + len(cp.background)
 	if cp.elector != nil {
 		parts++
 	}
 	errs := make(chan error, parts)
+	for _, part := range cp.background {
+		go func() { errs <- part(partsCtx) }()
+	}
 	if cp.elector != nil {
 		go func() { errs <- runElection(partsCtx, cp.elector) }()
 	}

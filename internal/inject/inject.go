@@ -1,10 +1,13 @@
 // Package inject adds a shadowplane Envoy sidecar to Kubernetes workload
-// manifests, like `istioctl kube-inject` but without a mesh: an init
+// manifests and pods, like `istioctl kube-inject` but without a mesh: an init
 // container renders the bootstrap with `shadowplane bootstrap`, an Envoy
-// container serves it, and the fronted Service's targetPort is swapped from
-// the app's port to Envoy's listen port. By default the sidecar talks to the
-// control plane over TLS, trusting the CA from ConfigMap shadowplane-ca and
-// proving who it is with a projected ServiceAccount token.
+// container (a native sidecar where the cluster has them) serves it. The
+// Service reaches Envoy through a named targetPort: the name moves from the
+// app's container port to Envoy's in the same template change, so during the
+// rollout old pods map it to the app and new pods to Envoy, and no request
+// goes to a port nobody listens on. Uninject moves it back. By default the
+// sidecar talks to the control plane over TLS, trusting the CA from ConfigMap
+// shadowplane-ca and proving who it is with a projected ServiceAccount token.
 package inject
 
 import (
@@ -15,13 +18,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path"
 	"slices"
-	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -75,22 +76,54 @@ type Options struct {
 	// new one during a rotation) published as ConfigMap shadowplane-ca in
 	// every namespace of an injected workload.
 	CABundle []byte
+	// NativeSidecar runs Envoy as an init container with restartPolicy
+	// Always (Kubernetes 1.29 and later): ready before the app starts,
+	// stopped after it. Otherwise Envoy is an ordinary container.
+	NativeSidecar bool
+	// HealthPort is the sidecar's readiness and drain port (default
+	// DefaultHealthPort); DrainDelay how long its preStop holds the pod's
+	// termination (default bootstrap.DefaultDrainDelay).
+	HealthPort uint32
+	DrainDelay time.Duration
 }
 
-// Result reports what Manifests changed.
+// DefaultHealthPort is where the kubelet probes the sidecar (Istio's).
+const DefaultHealthPort = 15021
+
+func (o Options) healthPort() uint32 {
+	if o.HealthPort == 0 {
+		return DefaultHealthPort
+	}
+	return o.HealthPort
+}
+
+func (o Options) drainDelay() time.Duration {
+	if o.DrainDelay == 0 {
+		return bootstrap.DefaultDrainDelay
+	}
+	return o.DrainDelay
+}
+
+// Result reports what Manifests or Remove changed.
 type Result struct {
-	Workloads    []string // kind/name of injected workloads
-	Services     []string // Services whose targetPort was swapped
+	Workloads    []string // kind/name of workloads changed
+	Unchanged    []string // kind/name of workloads left as they were (injected already, or without sidecar)
+	Services     []string // Services whose targetPort changed
 	CAConfigMaps []string // namespace/name of the published CA ConfigMaps ("" namespace: kubectl's current one)
+	// Notes say what is left to do by hand, e.g. a Service to point at the
+	// sidecar once the rollout is done.
+	Notes []string
 }
 
 // Manifests reads YAML or JSON documents, injects every Deployment,
-// StatefulSet, DaemonSet and Pod, swaps the targetPort of the Service named
-// o.Service, and writes all documents back as YAML (other kinds unchanged).
-// With o.CABundle, the CA ConfigMaps come first, so the pods find them.
+// StatefulSet, DaemonSet and Pod (those injected already stay as they are),
+// points the Service named o.Service at the sidecar by port name where that
+// loses nothing, and writes all documents back as YAML (other kinds
+// unchanged). With o.CABundle, the CA ConfigMaps come first, so the pods find
+// them.
 func Manifests(in io.Reader, out io.Writer, o Options) (Result, error) {
 	var res Result
-	if err := o.complete(); err != nil {
+	if err := o.Complete(); err != nil {
 		return res, err
 	}
 	objects, err := decode(in)
@@ -98,35 +131,216 @@ func Manifests(in io.Reader, out io.Writer, o Options) (Result, error) {
 		return res, err
 	}
 	var namespaces []string
-	for i, obj := range objects {
-		ns, err := injectObject(obj, o, &res)
-		if err != nil {
-			return res, fmt.Errorf("document %d: %w", i+1, err)
+	names, err := eachWorkload(objects, &res, func(w workload) (PodChange, bool, error) {
+		injectedBefore := findEnvoy(w.spec) != nil
+		change, err := Pod(w.meta, w.spec, w.name, o)
+		if err == nil && !slices.Contains(namespaces, w.namespace) {
+			namespaces = append(namespaces, w.namespace)
 		}
-		if ns != nil && !slices.Contains(namespaces, *ns) {
-			namespaces = append(namespaces, *ns)
+		return change, injectedBefore, err
+	})
+	if err != nil {
+		return res, err
+	}
+	for i, obj := range objects {
+		if svc, ok := obj.(*corev1.Service); ok && svc.Name == o.Service {
+			if err := pointServiceAtSidecar(svc, o.Ports, names, &res); err != nil {
+				return res, fmt.Errorf("document %d: %w", i+1, err)
+			}
 		}
 	}
 	if o.CABundle != nil {
 		objects = publishCA(objects, namespaces, o.CABundle, &res)
 	}
+	return res, encode(objects, out)
+}
+
+// Remove is uninject: it takes the sidecar out of every workload and gives
+// each Envoy port name back to the app port it forwarded to. A Service named
+// service that still targets a listen port by number (as inject before named
+// ports did) is pointed at the name instead, so the rollout loses nothing.
+func Remove(in io.Reader, out io.Writer, service string) (Result, error) {
+	var res Result
+	objects, err := decode(in)
+	if err != nil {
+		return res, err
+	}
+	names, err := eachWorkload(objects, &res, func(w workload) (PodChange, bool, error) {
+		change, err := Unpod(w.meta, w.spec)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", w.name, err)
+		}
+		return change, true, err
+	})
+	if err != nil {
+		return res, err
+	}
+	for _, obj := range objects {
+		svc, ok := obj.(*corev1.Service)
+		if !ok || svc.Name != service {
+			continue
+		}
+		changed := false
+		for i, p := range svc.Spec.Ports {
+			if p.TargetPort.Type != intstr.Int {
+				continue
+			}
+			if name, ok := names[uint32(p.TargetPort.IntVal)]; ok {
+				svc.Spec.Ports[i].TargetPort = intstr.FromString(name.name)
+				changed = true
+			}
+		}
+		if changed {
+			res.Services = append(res.Services, "Service/"+svc.Name)
+		}
+	}
+	return res, encode(objects, out)
+}
+
+// eachWorkload runs change on the pod part of every workload in objects,
+// records in res which it changed, and collects the names of Envoy's ports
+// (sidecarBefore: the workload had the sidecar before the change).
+func eachWorkload(objects []runtime.Object, res *Result, change func(workload) (c PodChange, sidecarBefore bool, err error)) (portNames, error) {
+	names := portNames{}
+	for i, obj := range objects {
+		w, ok := podOf(obj)
+		if !ok {
+			continue
+		}
+		c, sidecarBefore, err := change(w)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if !c.Changed {
+			res.Unchanged = append(res.Unchanged, w.name)
+		} else {
+			res.Workloads = append(res.Workloads, w.name)
+		}
+		if err := names.add(w.name, c, sidecarBefore); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// portNames maps each listen port to the name of Envoy's port in the
+// workloads seen, and whether every pod may already resolve it safely.
+type portNames map[uint32]struct {
+	name     string
+	switchOK bool
+}
+
+// add records one workload's names; workloads behind one Service must agree.
+func (n portNames) add(workload string, change PodChange, injectedBefore bool) error {
+	for listen, name := range change.PortNames {
+		moved := injectedBefore || slices.Contains(change.Moved, listen)
+		if seen, ok := n[listen]; ok && seen.name != name {
+			return fmt.Errorf("%s names listen port %d %q, another workload %q: one Service cannot reach both by name", workload, listen, name, seen.name)
+		}
+		entry := n[listen]
+		entry.name, entry.switchOK = name, moved && (entry.name == "" || entry.switchOK)
+		n[listen] = entry
+	}
+	return nil
+}
+
+// pointServiceAtSidecar makes each Service port that reaches an app port
+// target the name of Envoy's port for it. A port already targeting that name
+// needs nothing. A port targeting the app port by number is switched to the
+// name when every pod resolves the name safely (the name was the app port's,
+// or the workload had the sidecar already); otherwise it stays on the app
+// until the rollout is done, and a note says so.
+func pointServiceAtSidecar(svc *corev1.Service, pairs []nodemeta.PortPair, names portNames, res *Result) error {
+	if len(svc.Spec.Ports) > 1 {
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "" {
+				return fmt.Errorf("Service %s has %d ports and port %d has no name: name every port (Kubernetes requires it) so that each maps to one container port", svc.Name, len(svc.Spec.Ports), p.Port)
+			}
+		}
+	}
+	matched, changed := false, false
+	for i, p := range svc.Spec.Ports {
+		target := p.TargetPort
+		if target.Type == intstr.String {
+			for _, entry := range names {
+				if entry.name == target.StrVal {
+					matched = true
+				}
+			}
+			continue
+		}
+		if target.IntVal == 0 {
+			target = intstr.FromInt32(p.Port)
+		}
+		for _, pair := range pairs {
+			if uint32(target.IntVal) != pair.App && uint32(target.IntVal) != pair.Listen {
+				continue
+			}
+			matched = true
+			entry, ok := names[pair.Listen]
+			switch {
+			case !ok:
+				return fmt.Errorf("Service %s targets port %d by number and no workload in the input has the sidecar for it: inject the workload in the same run (its port names decide)", svc.Name, target.IntVal)
+			case entry.switchOK || uint32(target.IntVal) == pair.Listen:
+				svc.Spec.Ports[i].TargetPort = intstr.FromString(entry.name)
+				changed = true
+			default:
+				res.Notes = append(res.Notes, fmt.Sprintf("Service %s port %d targets the app's port %d by number, and that container port has no name the old pods could resolve: "+
+					"it stays on the app (traffic bypasses the sidecar) while the new pods roll out; once `kubectl rollout status` is done, run inject again on this output to point it at the sidecar's port %q",
+					svc.Name, p.Port, target.IntVal, entry.name))
+			}
+		}
+	}
+	if !matched {
+		return fmt.Errorf("Service %s: no port targets an app port of --ports %s, nor the name of one; set its targetPort by hand", svc.Name, nodemeta.FormatPorts(pairs))
+	}
+	if changed {
+		res.Services = append(res.Services, "Service/"+svc.Name)
+	}
+	return nil
+}
+
+// workload is the pod part of a Deployment, StatefulSet, DaemonSet or Pod.
+type workload struct {
+	meta      *metav1.ObjectMeta // of the pod template (a bare Pod's own)
+	spec      *corev1.PodSpec
+	name      string // kind/name
+	namespace string
+}
+
+// podOf returns the pod part of a workload; a bare Pod is its own template.
+func podOf(obj runtime.Object) (workload, bool) {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return workload{&w.Spec.Template.ObjectMeta, &w.Spec.Template.Spec, "Deployment/" + w.Name, w.Namespace}, true
+	case *appsv1.StatefulSet:
+		return workload{&w.Spec.Template.ObjectMeta, &w.Spec.Template.Spec, "StatefulSet/" + w.Name, w.Namespace}, true
+	case *appsv1.DaemonSet:
+		return workload{&w.Spec.Template.ObjectMeta, &w.Spec.Template.Spec, "DaemonSet/" + w.Name, w.Namespace}, true
+	case *corev1.Pod:
+		return workload{&w.ObjectMeta, &w.Spec, "Pod/" + w.Name, w.Namespace}, true
+	}
+	return workload{}, false
+}
+
+func encode(objects []runtime.Object, out io.Writer) error {
 	encoder := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true})
 	for i, obj := range objects {
 		if i > 0 {
 			if _, err := io.WriteString(out, "---\n"); err != nil {
-				return res, err
+				return err
 			}
 		}
 		if err := encoder.Encode(obj, out); err != nil {
-			return res, fmt.Errorf("encode %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
+			return fmt.Errorf("encode %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
 		}
 	}
-	return res, nil
+	return nil
 }
 
-// complete checks the options and fills the server name, so a bad value
+// Complete checks the options and fills the server name, so a bad value
 // fails here and not in a crash-looping init container.
-func (o *Options) complete() error {
+func (o *Options) Complete() error {
 	if o.Service == "" || len(o.Ports) == 0 || o.XDSAddress == "" {
 		return errors.New("service, ports and xds address are required")
 	}
@@ -207,218 +421,6 @@ func decode(in io.Reader) ([]runtime.Object, error) {
 			return nil, fmt.Errorf("document %d: %w", doc, err)
 		}
 		objects = append(objects, obj)
-	}
-}
-
-// injectObject injects a workload and returns its namespace, or swaps a
-// Service's targetPort (and returns nil).
-func injectObject(obj runtime.Object, o Options, res *Result) (*string, error) {
-	var meta *metav1.ObjectMeta
-	var pod *corev1.PodTemplateSpec
-	var kind string
-	switch w := obj.(type) {
-	case *appsv1.Deployment:
-		meta, pod, kind = &w.ObjectMeta, &w.Spec.Template, "Deployment"
-	case *appsv1.StatefulSet:
-		meta, pod, kind = &w.ObjectMeta, &w.Spec.Template, "StatefulSet"
-	case *appsv1.DaemonSet:
-		meta, pod, kind = &w.ObjectMeta, &w.Spec.Template, "DaemonSet"
-	case *corev1.Pod:
-		// A bare Pod is its own template.
-		template := corev1.PodTemplateSpec{ObjectMeta: w.ObjectMeta, Spec: w.Spec}
-		if err := injectPod(&template, "Pod/"+w.Name, o, res); err != nil {
-			return nil, err
-		}
-		w.ObjectMeta, w.Spec = template.ObjectMeta, template.Spec
-		return &w.Namespace, nil
-	case *corev1.Service:
-		if w.Name == o.Service {
-			return nil, swapTargetPorts(w, o, res)
-		}
-		return nil, nil
-	default:
-		return nil, nil
-	}
-	if err := injectPod(pod, kind+"/"+meta.Name, o, res); err != nil {
-		return nil, err
-	}
-	return &meta.Namespace, nil
-}
-
-// swapTargetPorts points every Service port that targeted an app port at the
-// Envoy listen port forwarding to it.
-func swapTargetPorts(svc *corev1.Service, o Options, res *Result) error {
-	swapped := false
-	for i, p := range svc.Spec.Ports {
-		target := p.TargetPort
-		if target.Type == intstr.String {
-			continue // a named port: the pod's port names decide; see docs
-		}
-		if target.IntVal == 0 {
-			target = intstr.FromInt32(p.Port)
-		}
-		for _, pair := range o.Ports {
-			if uint32(target.IntVal) == pair.Listen {
-				swapped = true // already points at the sidecar
-			}
-			if uint32(target.IntVal) == pair.App {
-				svc.Spec.Ports[i].TargetPort = intstr.FromInt32(int32(pair.Listen))
-				swapped = true
-			}
-		}
-	}
-	if !swapped {
-		return fmt.Errorf("Service %s: no port targets an app port of --ports %s; set its targetPort to the listen port by hand", svc.Name, nodemeta.FormatPorts(o.Ports))
-	}
-	res.Services = append(res.Services, "Service/"+svc.Name)
-	return nil
-}
-
-func injectPod(pod *corev1.PodTemplateSpec, name string, o Options, res *Result) error {
-	spec := &pod.Spec
-	if err := checkFree(spec, name, o); err != nil {
-		return err
-	}
-	if pod.Labels == nil {
-		pod.Labels = map[string]string{}
-	}
-	pod.Labels[SidecarLabel] = "true"
-
-	configMount := corev1.VolumeMount{Name: ConfigVolume, MountPath: configDir}
-	spec.Volumes = append(spec.Volumes, corev1.Volume{
-		Name:         ConfigVolume,
-		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
-	})
-	envoyMounts := []corev1.VolumeMount{{Name: ConfigVolume, MountPath: configDir, ReadOnly: true}}
-	if !o.Insecure {
-		spec.Volumes = append(spec.Volumes, identityVolumes()...)
-		envoyMounts = append(envoyMounts,
-			corev1.VolumeMount{Name: TokenVolume, MountPath: path.Dir(bootstrap.DefaultTokenFile), ReadOnly: true},
-			corev1.VolumeMount{Name: CAVolume, MountPath: path.Dir(bootstrap.DefaultCAFile), ReadOnly: true})
-	}
-	spec.InitContainers = append(spec.InitContainers, corev1.Container{
-		Name:  InitContainer,
-		Image: o.ShadowplaneImage,
-		Args:  bootstrapArgs(o),
-		Env: []corev1.EnvVar{
-			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-		},
-		VolumeMounts:    []corev1.VolumeMount{configMount},
-		SecurityContext: restricted(),
-	})
-	var ports []corev1.ContainerPort
-	for _, pair := range o.Ports {
-		ports = append(ports, corev1.ContainerPort{Name: "sp-" + strconv.Itoa(int(pair.Listen)), ContainerPort: int32(pair.Listen), Protocol: corev1.ProtocolTCP})
-	}
-	spec.Containers = append(spec.Containers, corev1.Container{
-		Name:  EnvoyContainer,
-		Image: o.EnvoyImage,
-		Args:  []string{"-c", configDir + "/envoy.yaml", "--drain-time-s", "20"},
-		Ports: ports,
-		// Envoy's listeners exist only once it has its config from the
-		// control plane (the admin /ready stays on loopback, out of the
-		// kubelet's reach), so an open listen port means ready.
-		ReadinessProbe: &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
-				Port: intstr.FromInt32(int32(o.Ports[0].Listen)),
-			}},
-			PeriodSeconds: 2,
-		},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-		},
-		VolumeMounts:    envoyMounts,
-		SecurityContext: restricted(),
-		// Envoy exits at once on SIGTERM; waiting first lets the pod leave
-		// the Service's endpoints before the sidecar stops taking traffic.
-		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}},
-	})
-	res.Workloads = append(res.Workloads, name)
-	return nil
-}
-
-// checkFree refuses a pod that is injected already or whose containers or
-// volumes would clash with the sidecar's, so injecting twice never stacks
-// sidecars.
-func checkFree(spec *corev1.PodSpec, name string, o Options) error {
-	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
-		if c.Name == EnvoyContainer || c.Name == InitContainer {
-			return fmt.Errorf("%s already has the %s container", name, c.Name)
-		}
-		for _, p := range c.Ports {
-			for _, pair := range o.Ports {
-				if uint32(p.ContainerPort) == pair.Listen {
-					return fmt.Errorf("%s: container %s already uses port %d, the sidecar's listen port", name, c.Name, pair.Listen)
-				}
-			}
-		}
-	}
-	for _, v := range spec.Volumes {
-		if slices.Contains([]string{ConfigVolume, TokenVolume, CAVolume}, v.Name) {
-			return fmt.Errorf("%s already has a volume named %s", name, v.Name)
-		}
-	}
-	return nil
-}
-
-func bootstrapArgs(o Options) []string {
-	args := []string{
-		"bootstrap",
-		"--service=" + o.Service,
-		"--ports=" + nodemeta.FormatPorts(o.Ports),
-		"--xds-address=" + o.XDSAddress,
-		"--output=" + configDir + "/envoy.yaml",
-	}
-	if o.Insecure {
-		args = append(args, "--insecure")
-	} else {
-		// The paths are those of the mounts identityVolumes adds; the SDS
-		// files go next to the bootstrap.
-		args = append(args,
-			"--xds-server-name="+o.XDSServerName,
-			"--ca-file="+bootstrap.DefaultCAFile,
-			"--token-file="+bootstrap.DefaultTokenFile)
-	}
-	if o.Delta {
-		args = append(args, "--delta")
-	}
-	return args
-}
-
-// identityVolumes are what a secure sidecar reads: a ServiceAccount token
-// bound to the pod, for the control plane's audience only (so it is worth
-// nothing to any other service), refreshed by the kubelet; and the CA that
-// signs the control plane's certificate.
-func identityVolumes() []corev1.Volume {
-	return []corev1.Volume{
-		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience:          bootstrap.TokenAudience,
-				ExpirationSeconds: ptr(int64(TokenExpirationSeconds)),
-				Path:              path.Base(bootstrap.DefaultTokenFile),
-			}}},
-		}}},
-		{Name: CAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: certs.CAConfigMapName},
-			Items:                []corev1.KeyToPath{{Key: certs.KeyCACert, Path: path.Base(bootstrap.DefaultCAFile)}},
-		}}},
-	}
-}
-
-// restricted is the securityContext of both added containers (the
-// Kubernetes "restricted" profile): Envoy binds ports above 1024, writes no
-// file, and needs no capability.
-func restricted() *corev1.SecurityContext {
-	return &corev1.SecurityContext{
-		AllowPrivilegeEscalation: ptr(false),
-		ReadOnlyRootFilesystem:   ptr(true),
-		RunAsNonRoot:             ptr(true),
-		RunAsUser:                ptr(int64(sidecarUID)),
-		RunAsGroup:               ptr(int64(sidecarUID)),
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

@@ -46,14 +46,25 @@ spec:
       containers:
       - name: app
         image: checkout:1
-        ports: [{containerPort: 8080}]
+        ports: [{name: http, containerPort: 8080}]
 `
 
 func options() Options {
 	return Options{
 		Service: "checkout", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 		XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "sp:test", EnvoyImage: "envoy:test",
+		NativeSidecar: true,
 	}
+}
+
+// envoyOf returns the sidecar container of a pod spec, native or not.
+func envoyOf(t *testing.T, spec corev1.PodSpec) corev1.Container {
+	t.Helper()
+	c := findEnvoy(&spec)
+	if c == nil {
+		t.Fatalf("no %s container in %+v", EnvoyContainer, spec)
+	}
+	return *c
 }
 
 func decodeAll(t *testing.T, data []byte) []runtime.Object {
@@ -88,8 +99,8 @@ func TestManifestsInjectsAndSwaps(t *testing.T) {
 		t.Fatalf("got %d documents, want 3 (unrelated objects pass through)", len(objs))
 	}
 	svc := objs[0].(*corev1.Service)
-	if got := svc.Spec.Ports[0].TargetPort.IntVal; got != 15001 {
-		t.Errorf("http targetPort = %d, want the listen port 15001", got)
+	if got := svc.Spec.Ports[0].TargetPort; got.StrVal != "http" {
+		t.Errorf("http targetPort = %v, want the name http (the app's port name, moved to Envoy)", got.String())
 	}
 	if got := svc.Spec.Ports[1].TargetPort.IntVal; got != 9100 {
 		t.Errorf("metrics targetPort = %d, want 9100 untouched", got)
@@ -105,20 +116,29 @@ func TestManifestsInjectsAndSwaps(t *testing.T) {
 		t.Errorf("selector = %v, want it untouched (it is immutable)", got)
 	}
 	spec := deployment.Spec.Template.Spec
-	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != InitContainer || spec.InitContainers[0].Image != "sp:test" {
-		t.Fatalf("init containers = %+v", spec.InitContainers)
+	// A native sidecar: after the bootstrap init container, restartable.
+	if len(spec.InitContainers) != 2 || spec.InitContainers[0].Name != InitContainer || spec.InitContainers[0].Image != "sp:test" ||
+		spec.InitContainers[1].Name != EnvoyContainer || spec.InitContainers[1].RestartPolicy == nil ||
+		*spec.InitContainers[1].RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Fatalf("init containers = %+v, want the bootstrap, then Envoy with restartPolicy Always", spec.InitContainers)
 	}
-	if len(spec.Containers) != 2 || spec.Containers[1].Name != EnvoyContainer || spec.Containers[1].Ports[0].ContainerPort != 15001 {
-		t.Fatalf("containers = %+v", spec.Containers)
+	if len(spec.Containers) != 1 {
+		t.Fatalf("containers = %+v, want the app only", spec.Containers)
 	}
-	envoy := spec.Containers[1]
-	if envoy.ReadinessProbe.TCPSocket.Port.IntVal != 15001 {
-		t.Errorf("readiness probe = %+v", envoy.ReadinessProbe)
+	if got := spec.Containers[0].Ports; len(got) != 1 || got[0].Name != "" || got[0].ContainerPort != 8080 {
+		t.Errorf("app ports = %+v, want 8080 kept, its name moved to Envoy", got)
 	}
-	if ps := envoy.Lifecycle; ps == nil || ps.PreStop == nil || ps.PreStop.Sleep == nil || ps.PreStop.Sleep.Seconds < 1 {
-		t.Errorf("envoy lifecycle = %+v, want a preStop sleep so rollouts drop no requests", ps)
+	envoy := spec.InitContainers[1]
+	if got := envoy.Ports; len(got) != 1 || got[0].Name != "http" || got[0].ContainerPort != 15001 {
+		t.Errorf("Envoy ports = %+v, want http on 15001", got)
 	}
-	for _, c := range []corev1.Container{spec.InitContainers[0], envoy} {
+	if get := envoy.ReadinessProbe.HTTPGet; get == nil || get.Path != "/ready" || get.Port.IntVal != DefaultHealthPort {
+		t.Errorf("readiness probe = %+v, want GET /ready on the health port", envoy.ReadinessProbe)
+	}
+	if ps := envoy.Lifecycle; ps == nil || ps.PreStop == nil || ps.PreStop.HTTPGet == nil || ps.PreStop.HTTPGet.Path != "/drain" {
+		t.Errorf("envoy lifecycle = %+v, want a preStop GET /drain so rollouts drop no requests", ps)
+	}
+	for _, c := range spec.InitContainers {
 		sc := c.SecurityContext
 		if sc == nil || !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||
 			!slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
@@ -144,7 +164,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 		{
 			name: "secure by default",
 			wantArgs: []string{"bootstrap", "--service=checkout", "--ports=15001:8080", "--xds-address=shadowplane.shadowplane-system.svc:18000",
-				"--output=/etc/shadowplane/envoy/envoy.yaml", "--xds-server-name=shadowplane.shadowplane-system.svc",
+				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--xds-server-name=shadowplane.shadowplane-system.svc",
 				"--ca-file=" + bootstrap.DefaultCAFile, "--token-file=" + bootstrap.DefaultTokenFile},
 			wantVolumes: []string{ConfigVolume, TokenVolume, CAVolume},
 			wantMounts: map[string]string{ConfigVolume: "/etc/shadowplane/envoy", TokenVolume: "/var/run/secrets/shadowplane",
@@ -156,7 +176,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 				o.XDSAddress, o.XDSServerName, o.Delta = "10.0.0.7:18000", "xds.example.com", true
 			},
 			wantArgs: []string{"bootstrap", "--service=checkout", "--ports=15001:8080", "--xds-address=10.0.0.7:18000",
-				"--output=/etc/shadowplane/envoy/envoy.yaml", "--xds-server-name=xds.example.com",
+				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--xds-server-name=xds.example.com",
 				"--ca-file=" + bootstrap.DefaultCAFile, "--token-file=" + bootstrap.DefaultTokenFile, "--delta"},
 			wantVolumes: []string{ConfigVolume, TokenVolume, CAVolume},
 			wantMounts: map[string]string{ConfigVolume: "/etc/shadowplane/envoy", TokenVolume: "/var/run/secrets/shadowplane",
@@ -166,7 +186,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 			name: "insecure",
 			opts: func(o *Options) { o.Insecure = true },
 			wantArgs: []string{"bootstrap", "--service=checkout", "--ports=15001:8080", "--xds-address=shadowplane.shadowplane-system.svc:18000",
-				"--output=/etc/shadowplane/envoy/envoy.yaml", "--insecure"},
+				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--insecure"},
 			wantVolumes: []string{ConfigVolume},
 			wantMounts:  map[string]string{ConfigVolume: "/etc/shadowplane/envoy"},
 		},
@@ -190,7 +210,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 				t.Errorf("volumes = %v, want %v", volumes, tt.wantVolumes)
 			}
 			mounts := map[string]string{}
-			for _, m := range spec.Containers[1].VolumeMounts {
+			for _, m := range envoyOf(t, spec).VolumeMounts {
 				if !m.ReadOnly {
 					t.Errorf("Envoy mounts %s writable", m.Name)
 				}
@@ -234,7 +254,7 @@ func TestManifestsPublishCA(t *testing.T) {
 apiVersion: v1
 kind: Pod
 metadata: {name: probe, namespace: tools, labels: {app: checkout}}
-spec: {containers: [{name: app, image: probe:1}]}
+spec: {containers: [{name: app, image: probe:1, ports: [{name: http, containerPort: 8080}]}]}
 `
 	res, objs := inject(t, app+pod, o)
 	if want := []string{"shop/shadowplane-ca", "tools/shadowplane-ca"}; !slices.Equal(res.CAConfigMaps, want) {
@@ -284,10 +304,6 @@ data: {ca.crt: old}
 }
 
 func TestManifestsRefuses(t *testing.T) {
-	var injected bytes.Buffer
-	if _, err := Manifests(strings.NewReader(app), &injected, options()); err != nil {
-		t.Fatal(err)
-	}
 	bundle, key := caBundle(t)
 	leaf, err := certs.LoadAuthority(certs.Pair{CertPEM: bundle, KeyPEM: key})
 	if err != nil {
@@ -303,7 +319,11 @@ func TestManifestsRefuses(t *testing.T) {
 		opts  func(*Options)
 		want  string
 	}{
-		{"twice", injected.String(), nil, "already has"},
+		{"hostNetwork", strings.Replace(app, "      containers:", "      hostNetwork: true\n      containers:", 1), nil, "uses hostNetwork"},
+		{"health port taken", strings.Replace(app, "containerPort: 8080", "containerPort: 15021", 1), nil, "already uses port 15021, the sidecar's health port"},
+		{"admin port taken", strings.Replace(app, "containerPort: 8080", "containerPort: 15000", 1), nil, "already uses port 15000, Envoy's admin port"},
+		{"unnamed multi-port Service", strings.Replace(app, "{name: metrics, port: 9100", "{port: 9100", 1), nil, "port 9100 has no name"},
+		{"half injected", strings.Replace(app, "      containers:", "      initContainers: [{name: shadowplane-bootstrap, image: x}]\n      containers:", 1), nil, "run uninject first"},
 		{"volume name taken", strings.Replace(app, "      containers:", "      volumes: [{name: shadowplane-ca, emptyDir: {}}]\n      containers:", 1), nil, "already has a volume named shadowplane-ca"},
 		{"service without app port", app, func(o *Options) { o.Ports = []nodemeta.PortPair{{Listen: 15001, App: 7000}} }, "no port targets an app port"},
 		{"listen port taken", strings.Replace(app, "containerPort: 8080", "containerPort: 15001", 1), nil, "already uses port 15001"},
@@ -333,50 +353,31 @@ func TestManifestsRefuses(t *testing.T) {
 
 // TestExampleIsInjectOutput: deploy/examples/entrance-sidecar.yaml is
 // exactly what `shadowplane inject --service entrance --ports 15001:8080`
-// makes of its app, so the hand-written example cannot drift from inject.
+// makes of its app (the example after uninject), so the hand-written example
+// cannot drift from inject, and uninject then inject is the identity.
 func TestExampleIsInjectOutput(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(testtools.RepoRoot(), "deploy/examples/entrance-sidecar.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	example := decodeAll(t, data)
-	// The app alone: the example without what inject adds.
-	var app []runtime.Object
-	for _, obj := range example {
-		obj = obj.DeepCopyObject()
-		if d, ok := obj.(*appsv1.Deployment); ok {
-			pod := &d.Spec.Template
-			delete(pod.Labels, SidecarLabel)
-			pod.Spec.InitContainers = slices.DeleteFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == InitContainer })
-			pod.Spec.Containers = slices.DeleteFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == EnvoyContainer })
-			pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
-				return slices.Contains([]string{ConfigVolume, TokenVolume, CAVolume}, v.Name)
-			})
-			if len(pod.Spec.InitContainers) == 0 {
-				pod.Spec.InitContainers = nil
-			}
-			if len(pod.Spec.Volumes) == 0 {
-				pod.Spec.Volumes = nil
-			}
-		}
-		app = append(app, obj)
+	var app bytes.Buffer
+	if _, err := Remove(bytes.NewReader(data), &app, "entrance"); err != nil {
+		t.Fatal(err)
 	}
-	var input bytes.Buffer
-	encoder := scheme.Codecs.LegacyCodec(appsv1.SchemeGroupVersion, corev1.SchemeGroupVersion)
-	for _, obj := range app {
-		input.WriteString("---\n")
-		if err := encoder.Encode(obj, &input); err != nil {
-			t.Fatal(err)
-		}
+	plain := decodeAll(t, app.Bytes())
+	if ports := plain[1].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Ports; len(ports) != 1 || ports[0].Name != "http" {
+		t.Errorf("uninjected app ports = %+v, want the name http back on 8080", ports)
 	}
-	_, injected := inject(t, input.String(), Options{
+	_, injected := inject(t, app.String(), Options{
 		Service: "entrance", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 		XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "ghcr.io/shadowplane/shadowplane:v0.1.0",
-		EnvoyImage: "envoyproxy/envoy:v1.40.0",
+		EnvoyImage: "envoyproxy/envoy:v1.40.0", NativeSidecar: true,
 	})
 	if len(injected) != len(example) {
 		t.Fatalf("inject made %d documents of the example's %d", len(injected), len(example))
 	}
+	encoder := scheme.Codecs.LegacyCodec(appsv1.SchemeGroupVersion, corev1.SchemeGroupVersion)
 	for i := range example {
 		if !reflect.DeepEqual(injected[i], example[i]) {
 			var got, want bytes.Buffer
@@ -384,5 +385,144 @@ func TestExampleIsInjectOutput(t *testing.T) {
 			_ = encoder.Encode(example[i], &want)
 			t.Errorf("document %d: the example differs from inject's output\ninject:\n%s\nexample:\n%s", i+1, got.String(), want.String())
 		}
+	}
+}
+
+// TestInjectIsIdempotent: injecting inject's output changes nothing, byte
+// for byte, and says so.
+func TestInjectIsIdempotent(t *testing.T) {
+	for _, native := range []bool{true, false} {
+		o := options()
+		o.NativeSidecar = native
+		var once, twice bytes.Buffer
+		if _, err := Manifests(strings.NewReader(app), &once, o); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Manifests(bytes.NewReader(once.Bytes()), &twice, o)
+		if err != nil {
+			t.Fatalf("native=%v: injecting again: %v", native, err)
+		}
+		if once.String() != twice.String() {
+			t.Errorf("native=%v: second inject changed the output:\n%s\n---- vs ----\n%s", native, once.String(), twice.String())
+		}
+		if len(res.Workloads) != 0 || !slices.Equal(res.Unchanged, []string{"Deployment/checkout"}) || len(res.Services) != 0 {
+			t.Errorf("native=%v: second inject result = %+v, want the workload reported unchanged", native, res)
+		}
+	}
+}
+
+// TestServiceByName: how the Service's targetPort ends up for each way an
+// app can start, and that inject switches it only when every pod, old or
+// new, resolves the name to a port something listens on.
+func TestServiceByName(t *testing.T) {
+	tests := []struct {
+		name       string
+		service    string // the http port's targetPort
+		appPort    string // the app's container port
+		wantTarget string
+		wantEnvoy  string // name of Envoy's port
+		wantNote   bool
+	}{
+		{"named targetPort already", "http", "{name: http, containerPort: 8080}", "http", "http", false},
+		{"number, app port named", "8080", "{name: web, containerPort: 8080}", "web", "web", false},
+		{"number, app port unnamed: stays for this rollout", "8080", "{containerPort: 8080}", "8080", "sp-15001", true},
+		{"number, app port undeclared", "8080", "{containerPort: 9100}", "8080", "sp-15001", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			input := strings.Replace(app, "{name: http, port: 80, targetPort: 8080}", "{name: http, port: 80, targetPort: "+tt.service+"}", 1)
+			input = strings.Replace(input, "{name: http, containerPort: 8080}", tt.appPort, 1)
+			var out bytes.Buffer
+			res, err := Manifests(strings.NewReader(input), &out, options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decodeAll(t, out.Bytes())
+			if got := objs[0].(*corev1.Service).Spec.Ports[0].TargetPort.String(); got != tt.wantTarget {
+				t.Errorf("targetPort = %s, want %s", got, tt.wantTarget)
+			}
+			if got := envoyOf(t, objs[2].(*appsv1.Deployment).Spec.Template.Spec).Ports[0].Name; got != tt.wantEnvoy {
+				t.Errorf("Envoy port name = %q, want %q", got, tt.wantEnvoy)
+			}
+			if (len(res.Notes) > 0) != tt.wantNote {
+				t.Errorf("notes = %q, want a note: %v", res.Notes, tt.wantNote)
+			}
+			if !tt.wantNote {
+				return
+			}
+			// Once rolled out, inject again points the Service at the sidecar.
+			var again bytes.Buffer
+			res, err = Manifests(bytes.NewReader(out.Bytes()), &again, options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := decodeAll(t, again.Bytes())[0].(*corev1.Service).Spec.Ports[0].TargetPort.String(); got != tt.wantEnvoy || len(res.Notes) > 0 {
+				t.Errorf("second run: targetPort = %s, notes %q; want %s and no note", got, res.Notes, tt.wantEnvoy)
+			}
+		})
+	}
+}
+
+// TestProbesKeepTheirPort: an app probe that named the moved port uses its
+// number, so it still probes the app and not Envoy; other probes stay.
+func TestProbesKeepTheirPort(t *testing.T) {
+	input := strings.Replace(app, "        ports: [{name: http, containerPort: 8080}]", `        ports: [{name: http, containerPort: 8080}, {name: admin, containerPort: 9000}]
+        readinessProbe: {httpGet: {path: /healthz, port: http}}
+        livenessProbe: {tcpSocket: {port: admin}}`, 1)
+	_, objs := inject(t, input, options())
+	appContainer := objs[2].(*appsv1.Deployment).Spec.Template.Spec.Containers[0]
+	if got := appContainer.ReadinessProbe.HTTPGet.Port.String(); got != "8080" {
+		t.Errorf("readiness probe port = %s, want 8080 (the name moved to Envoy)", got)
+	}
+	if got := appContainer.LivenessProbe.TCPSocket.Port.String(); got != "admin" {
+		t.Errorf("liveness probe port = %s, want admin kept", got)
+	}
+	if got := appContainer.Ports[1]; got.Name != "admin" {
+		t.Errorf("other port = %+v, want it kept", got)
+	}
+}
+
+// TestUninjectReverses: uninject of inject's output gives back the app's
+// pod template, and the Service keeps the name, which now means the app
+// again in new pods. A Service left on the listen port by number (inject
+// before named ports) is moved to the name.
+func TestUninjectReverses(t *testing.T) {
+	original := decodeAll(t, []byte(app))[2].(*appsv1.Deployment)
+	for _, native := range []bool{true, false} {
+		o := options()
+		o.NativeSidecar = native
+		var injected, removed bytes.Buffer
+		if _, err := Manifests(strings.NewReader(app), &injected, o); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Remove(bytes.NewReader(injected.Bytes()), &removed, "checkout")
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := decodeAll(t, removed.Bytes())
+		if got := objs[2].(*appsv1.Deployment); !reflect.DeepEqual(got.Spec.Template, original.Spec.Template) {
+			t.Errorf("native=%v: template after uninject = %+v, want the original %+v", native, got.Spec.Template, original.Spec.Template)
+		}
+		if got := objs[0].(*corev1.Service).Spec.Ports[0].TargetPort.String(); got != "http" || len(res.Services) != 0 {
+			t.Errorf("native=%v: targetPort = %s (changed: %v), want http untouched", native, got, res.Services)
+		}
+	}
+	oldStyle := strings.Replace(app, "targetPort: 8080}", "targetPort: 15001}", 1)
+	var injected, removed bytes.Buffer
+	o := options()
+	if _, err := Manifests(strings.NewReader(strings.Replace(app, "ports: [{name: http, containerPort: 8080}]", "ports: [{containerPort: 8080}]", 1)), &injected, o); err != nil {
+		t.Fatal(err)
+	}
+	withOldService := strings.Replace(injected.String(), strings.SplitN(injected.String(), "---\n", 2)[0], strings.SplitN(oldStyle, "---\n", 2)[0], 1)
+	res, err := Remove(strings.NewReader(withOldService), &removed, "checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decodeAll(t, removed.Bytes())
+	if got := objs[0].(*corev1.Service).Spec.Ports[0].TargetPort.String(); got != "sp-15001" || len(res.Services) != 1 {
+		t.Errorf("old-style Service: targetPort = %s, want sp-15001", got)
+	}
+	if got := objs[2].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Ports[0]; got.Name != "sp-15001" || got.ContainerPort != 8080 {
+		t.Errorf("app port after uninject = %+v, want sp-15001 on 8080", got)
 	}
 }
