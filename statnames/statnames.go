@@ -203,8 +203,9 @@ func Parse(full string) (Stat, bool) {
 // its admin /stats and reports to the control plane) only the stats that
 // match. The copy stats above, plus the few families operators and the
 // tests read to see the sidecar's own health: the xDS connection, config
-// updates, runtime, the server, and the inbound listeners' route updates
-// and drains (which prove a change drained nothing).
+// updates, runtime, the server, the inbound listeners' HTTP stats (route
+// updates, drains, resets, 5xx) and the request counters of the
+// application and routeTo clusters.
 //
 // Envoy's safe_regex must match the whole stat name, hence the ".*".
 var EnvoyStatsInclusion = []string{
@@ -212,5 +213,9 @@ var EnvoyStatsInclusion = []string{
 	`vhost\.[^.]+\.route\.copy\|.*`,
 	`cluster\.shadowplane_xds\..*`,
 	`(server|listener_manager|cluster_manager|runtime|control_plane)\..*`,
-	`http\.inbound_[^.]+\.(rds\..*|downstream_cx_drain_close|downstream_cx_destroy_local.*)`,
+	`http\.inbound_[^.]+\..*`,
+	// The request and connection counters of the application and of the
+	// routeTo backends, which a release is judged by (5xx, resets, no
+	// healthy host), without the other hundred stats of each cluster.
+	`cluster\.(app|route)\|[^.]*\.(upstream_rq_[^.]*|upstream_cx_[^.]*|membership_[^.]*)`,
 }
