@@ -111,7 +111,7 @@ func TestReleaseExamples(t *testing.T) {
 		f.applyExample("release-copy-then-release.yaml")
 		f.waitRoutes("canary", "gray")
 		f.waitWeight("canary", "entrance-v2", 50_000)
-		f.waitClusterHosts(f.shadowCluster(), 1)
+		f.waitClusterHosts(f.mirrorCluster("copy-to-staging"), 1)
 		const n = 4000
 		f.sendCounting(n, 4, "x-gray", "1") // a quarter carry the marker
 		if got := f.edge.Count(); got != n/4 {

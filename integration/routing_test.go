@@ -544,7 +544,9 @@ func TestRoutingRouteCap(t *testing.T) {
 	if strings.Contains(string(dump), "shadowplane."+f.ns+".p7.") {
 		t.Error("p7 is in Envoy's routes although it is over the cap")
 	}
-	f.waitClusterHosts(f.shadowCluster(), 1)
+	for i := 0; i < 7; i++ {
+		f.waitClusterHosts(statnames.ShadowCluster(statnames.Mirror{Namespace: f.ns, Policy: fmt.Sprintf("p%d", i), Mirror: "m"}), 1)
+	}
 	req := f.get(f.ctx, "/capped")
 	for i := 0; i < 8; i++ {
 		req.Header.Set(fmt.Sprintf("x-%d", i), "1")
