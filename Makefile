@@ -48,7 +48,7 @@ $(BIN)/promtool: $(TOOLS)/promtool-$(PROMTOOL_VERSION).stamp
 $(TOOLS)/promtool-$(PROMTOOL_VERSION).stamp:
 	mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
-	$(BIN)/promtool --version | head -1
+	$(BIN)/promtool --version | sed -n 1p
 	touch $@
 
 $(BIN)/envoy: $(TOOLS)/envoy-$(ENVOY_VERSION).stamp
@@ -94,7 +94,7 @@ $(BIN)/kustomize: tools/kustomize/go.mod tools/kustomize/go.sum
 $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
 	mkdir -p $(BIN)
 	cd tools/etcd && $(GO) build -trimpath -ldflags "-s -w" -o $@ .
-	$@ --version | head -1
+	$@ --version | sed -n 1p
 
 ## deploy-kustomize: render the kustomize base from the Helm chart (its
 ## defaults: cluster mode, webhooks and monitoring on); TestKustomizeBase
