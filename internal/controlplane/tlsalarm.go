@@ -30,9 +30,14 @@ const (
 	// counts.
 	DefaultTLSAlarmInterval = 5 * time.Second
 	// tlsAlarmRepeat is how long a mirror that keeps failing waits for its
-	// next Event of the same kind; one that recovered in between (a
-	// handshake succeeded, none failed) gets the next one at once.
+	// next Event of the same kind; one that recovered in between gets the
+	// next one at once.
 	tlsAlarmRepeat = 5 * time.Minute
+	// tlsRecoveryQuiet: a mirror has recovered when handshakes succeed and
+	// none failed for this long. A handshake alone proves little: over TLS
+	// 1.3 the client's handshake completes before the target checks its
+	// certificate, so a refused one counts as a success and a failure.
+	tlsRecoveryQuiet = time.Minute
 )
 
 // tlsFailure is a kind of TLS failure the alarm reports.
@@ -50,7 +55,7 @@ type tlsAlarmKey struct {
 
 // tlsAlarmState is one mirror's and kind's reporting state.
 type tlsAlarmState struct {
-	lastEvent time.Time
+	lastEvent, lastFailure time.Time
 	// failing is set by an Event and cleared when the mirror recovers.
 	failing bool
 }
@@ -143,18 +148,23 @@ func (a *tlsAlarm) check() {
 				st = &tlsAlarmState{}
 				a.states[key] = st
 			}
-			switch {
-			case failed == 0 && handshakes > 0 && st.failing:
-				st.failing = false
-				a.log.Info("mirror's TLS handshakes succeed again", "namespace", m.Namespace, "policy", m.Policy, "mirror", m.Mirror)
-			case failed > 0 && (!st.failing || now.Sub(st.lastEvent) >= tlsAlarmRepeat):
-				target, ok := targets[m]
-				if !ok || !a.leader() {
-					continue // not a URL mirror in force, or another replica reports
+			if failed == 0 {
+				if handshakes > 0 && st.failing && now.Sub(st.lastFailure) >= tlsRecoveryQuiet {
+					st.failing = false
+					a.log.Info("the mirror's TLS connections succeed again", "namespace", m.Namespace, "policy", m.Policy, "mirror", m.Mirror)
 				}
-				a.record(m, target, tlsFailure(kind), failed)
-				st.failing, st.lastEvent = true, now
+				continue
 			}
+			st.lastFailure = now
+			if st.failing && now.Sub(st.lastEvent) < tlsAlarmRepeat {
+				continue
+			}
+			target, ok := targets[m]
+			if !ok || !a.leader() {
+				continue // not a URL mirror in force, or another replica reports
+			}
+			a.record(m, target, tlsFailure(kind), failed)
+			st.failing, st.lastEvent = true, now
 		}
 	}
 	a.last = counts

@@ -28,8 +28,8 @@ func alarmWorld() *translator.World {
 
 // TestTLSAlarm: growing TLS failures of a mirror give one Warning Event
 // naming the policy, the mirror, the URL and what failed; a mirror that
-// keeps failing gets the next after tlsAlarmRepeat, one that recovered at
-// once; a follower records none, and the first check after it leads does.
+// keeps failing gets the next after tlsAlarmRepeat, one that recovered
+// (handshakes succeed, none failed for tlsRecoveryQuiet) at once; a follower records none, and the first check after it leads does.
 func TestTLSAlarm(t *testing.T) {
 	wrongCA := statnames.Mirror{Namespace: "shop", Policy: "p", Mirror: "wrong-ca"}
 	noCert := statnames.Mirror{Namespace: "shop", Policy: "p", Mirror: "no-cert"}
@@ -91,7 +91,9 @@ func TestTLSAlarm(t *testing.T) {
 		`policy "p" mirror "wrong-ca" (https://gw.example:8443): 2 TLS connections to the target failed since the last check: Envoy could not verify the target's certificate with the CA in ConfigMap "shop/stranger-ca" key "ca.crt": it is not signed by that CA, or is not for the name "gateway.example"; no copies reach this mirror until it is fixed`)
 	step("still failing, within the repeat time", time.Minute, fail(wrongCA, 5, 0, 0))
 	step("still failing, past the repeat time", tlsAlarmRepeat, fail(wrongCA, 1, 0, 0), "Envoy could not verify")
-	step("recovered", time.Second, fail(wrongCA, 0, 0, 4))
+	step("handshakes succeed right after a failure", time.Second, fail(wrongCA, 0, 0, 4))
+	step("failing again, not recovered", time.Second, fail(wrongCA, 1, 0, 0))
+	step("recovered: handshakes succeed, none failed for a while", tlsRecoveryQuiet, fail(wrongCA, 0, 0, 4))
 	step("failing again after recovering", time.Second, fail(wrongCA, 1, 0, 0), "Envoy could not verify")
 	step("no client certificate", time.Second, fail(noCert, 0, 7, 0),
 		`policy "p" mirror "no-cert" (https://gw.example:8443): 7 TLS connections to the target failed since the last check: the TLS handshake with the target failed: it may require a client certificate, and this mirror sends none`)
