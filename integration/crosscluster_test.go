@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/certs"
+	"github.com/shadowplane/shadowplane/internal/copystats"
 	"github.com/shadowplane/shadowplane/internal/testtools"
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/statnames"
@@ -59,7 +61,9 @@ func newCrossClusterPKI(t *testing.T, sni string) crossClusterPKI {
 //     Secret (delivered to Envoy by SDS), with the SNI and Host configured;
 //   - the same target trusted through an unrelated CA, or without the
 //     client certificate, gets 0 copies (Envoy or the gateway refuses the
-//     handshake); naming a Secret or CA ConfigMap that does not exist gets 0
+//     handshake) and a MirrorTLSHandshakeFailing Event, from the stats the
+//     sidecar streams to the control plane, which also count the failed
+//     connections by reason; naming a Secret or CA ConfigMap that does not exist gets 0
 //     copies and a MirrorTLSInvalid Event; the primary answers every
 //     request;
 //   - a sidecar of another Service of the namespace, whose policies name
@@ -91,7 +95,9 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	f := newMirrorFixture(t, fixtureOptions{
 		delta:           delta,
 		allowedURLHosts: []string{e.endpointHost},
-		logger:          hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Debug, Output: io.MultiWriter(cpLog, testWriter{t})}),
+		// The TLS failures reach the control plane with the stats.
+		statsFlushInterval: time.Second,
+		logger:             hclog.New(&hclog.LoggerOptions{Name: "shadowplane", Level: hclog.Debug, Output: io.MultiWriter(cpLog, testWriter{t})}),
 	})
 	labels := map[string]string{policy.TLSObjectLabel: "true"}
 	core := e.kube.Client.CoreV1()
@@ -189,6 +195,7 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 	}
 	t.Logf("TLS clusters %v; Envoy: %d handshakes, %d verification failures, %d connection errors; the gateway refused %d handshakes",
 		clusters, handshakes, verifyFailures, handshakeFailures, gateway.TLSHandshakeErrors())
+	checkTLSFailureEvents(t, f, target)
 
 	checkSecretsOnlyWhereUsed(t, f, e)
 	checkRotation(t, f, gateway, clientSecret, pki.client2)
@@ -238,6 +245,43 @@ func testCrossClusterCopies(t *testing.T, delta bool) {
 		}
 	}
 	t.Logf("key material searched in %d places (%d lines of 2 keys): none found", len(places), len(keyLines))
+}
+
+// checkTLSFailureEvents: the refused handshakes reach the control plane in
+// the sidecar's stats, counted by reason per mirror, and become a
+// MirrorTLSHandshakeFailing Event for wrong-ca (Envoy refused the
+// gateway's certificate) and for no-cert (the gateway refused Envoy),
+// none for good.
+func checkTLSFailureEvents(t *testing.T, f *mirrorFixture, target string) {
+	t.Helper()
+	start := time.Now()
+	verify := f.waitWarningEvent("MirrorTLSHandshakeFailing", `policy "wrong-ca" mirror "gw" (`+target+`)`)
+	if want := `Envoy could not verify the target's certificate with the CA in ConfigMap "` + f.ns + `/stranger-ca" key "ca.crt"`; !strings.Contains(verify, want) {
+		t.Errorf("wrong-ca Event %q does not say %q", verify, want)
+	}
+	handshake := f.waitWarningEvent("MirrorTLSHandshakeFailing", `policy "no-cert" mirror "gw" (`+target+`)`)
+	if want := "the TLS handshake with the target failed: it may require a client certificate, and this mirror sends none"; !strings.Contains(handshake, want) {
+		t.Errorf("no-cert Event %q does not say %q", handshake, want)
+	}
+	t.Logf("MirrorTLSHandshakeFailing Events within %v: %q; %q", time.Since(start).Round(100*time.Millisecond), verify, handshake)
+
+	mirrors := readCopyMetrics(t, f)
+	for policyName, want := range map[string]string{"wrong-ca": "verify", "no-cert": "handshake"} {
+		m := mirrors[f.ns+"/"+policyName+"/gw"]
+		if m.TLSFailures[want] == 0 {
+			t.Errorf("%s: shadowplane_copy_tls_failures_total %v, want %s above 0", policyName, m.TLSFailures, want)
+		}
+	}
+	if good := mirrors[f.ns+"/good/gw"]; good.TLSFailures["verify"]+good.TLSFailures["handshake"] != 0 {
+		t.Errorf("good: TLS failures %v, want none", good.TLSFailures)
+	}
+	list, err := env(t).kube.Client.CoreV1().Events(f.ns).List(f.ctx, metav1.ListOptions{FieldSelector: "reason=MirrorTLSHandshakeFailing"})
+	must(t, err)
+	for _, ev := range list.Items {
+		if strings.Contains(ev.Message, `policy "good"`) {
+			t.Errorf("the good mirror got an Event: %q", ev.Message)
+		}
+	}
 }
 
 // waitTLSClusters waits until Envoy has the TLS copy clusters of the
@@ -448,4 +492,19 @@ func waitSecretsActive(t *testing.T, f *mirrorFixture, names ...string) {
 	if err != nil {
 		t.Fatalf("Envoy never had the secrets %v active and none warming: %v", names, err)
 	}
+}
+
+// readCopyMetrics reads the control plane's copy metrics by mirror key
+// (namespace/policy/mirror).
+func readCopyMetrics(t *testing.T, f *mirrorFixture) map[string]copystats.Mirror {
+	t.Helper()
+	body, err := harness.GetJSON(f.ctx, f.cp.HTTPURL()+"/metrics")
+	must(t, err)
+	mirrors, err := copystats.ReadMetrics(bytes.NewReader(body))
+	must(t, err)
+	out := map[string]copystats.Mirror{}
+	for _, m := range mirrors {
+		out[m.Key()] = m
+	}
+	return out
 }

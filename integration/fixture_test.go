@@ -48,6 +48,9 @@ type fixtureOptions struct {
 	kube *harness.Kube
 	// logger receives the control plane's log (default: the test log).
 	logger hclog.Logger
+	// statsFlushInterval is how often the sidecar streams its copy stats
+	// (default: the bootstrap's).
+	statsFlushInterval time.Duration
 }
 
 func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
@@ -91,6 +94,7 @@ func newMirrorFixture(t *testing.T, o fixtureOptions) *mirrorFixture {
 		NodeID: "entrance-" + f.ns, Namespace: f.ns, Service: "entrance",
 		ListenPort: listenPort, AppPort: uint32(f.primary.Port),
 		Delta: o.delta, ListenAddress: o.listenAddress, DNSResolver: o.dnsResolver,
+		StatsFlushInterval: o.statsFlushInterval,
 	})
 	if err != nil {
 		t.Fatal(err)

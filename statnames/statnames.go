@@ -132,13 +132,24 @@ const (
 	StatCancelled            = "upstream_rq_cancelled"
 	// StatLatency is the histogram of copy response times in milliseconds.
 	StatLatency = "upstream_rq_time"
+	// The upstream TLS stats of a mirror's cluster, by connection:
+	// StatTLSVerifyFail counts the target certificates Envoy refused (not
+	// signed by the mirror's CA, or not for its SNI); StatTLSConnectionError
+	// the TLS failures it could not put down to verification, among them
+	// the target refusing the handshake (e.g. it requires a client
+	// certificate the mirror does not send). Envoy counts a failure in one
+	// or the other, never both. StatTLSHandshake counts the handshakes that
+	// succeeded.
+	StatTLSVerifyFail      = "ssl.fail_verify_error"
+	StatTLSConnectionError = "ssl.connection_error"
+	StatTLSHandshake       = "ssl.handshake"
 )
 
 // ClusterStats are the cluster stats the sink reads, in a fixed order.
 var ClusterStats = []string{
 	StatRequests, Stat2xx, Stat3xx, Stat4xx, Stat5xx, StatPendingOverflow, StatNoHealthy,
 	StatConnectFail, StatResetRx, StatResetTx, StatTimeout, StatMaxDuration, StatDestroyedWithRequest, StatCancelled,
-	StatLatency,
+	StatLatency, StatTLSVerifyFail, StatTLSConnectionError, StatTLSHandshake,
 }
 
 // StatMatched is the route stat that counts the requests a route matched.

@@ -52,10 +52,19 @@ func TestParse(t *testing.T) {
 			want: Stat{Kind: KindCluster, Mirror: mirror, Name: Stat5xx}, ok: true},
 		{full: "cluster.copy|shop|p|staging.entrance.8080.upstream_rq_time",
 			want: Stat{Kind: KindCluster, Mirror: mirror, Name: StatLatency}, ok: true},
+		// The TLS stats hold a dot of their own: the mirror name ends
+		// before "ssl.", not at the last dot.
+		{full: "cluster.copy|shop|p|staging.entrance.8080.ssl.fail_verify_error",
+			want: Stat{Kind: KindCluster, Mirror: mirror, Name: StatTLSVerifyFail}, ok: true},
+		{full: "cluster.copy|shop|p|gw.ssl.connection_error",
+			want: Stat{Kind: KindCluster, Mirror: Mirror{Namespace: "shop", Policy: "p", Mirror: "gw"}, Name: StatTLSConnectionError}, ok: true},
+		{full: "cluster.copy|shop|p|gw.ssl.handshake",
+			want: Stat{Kind: KindCluster, Mirror: Mirror{Namespace: "shop", Policy: "p", Mirror: "gw"}, Name: StatTLSHandshake}, ok: true},
 		{full: "vhost.inbound|15001.route.copy|shop|a,b.upstream_rq_total",
 			want: Stat{Kind: KindRoute, Namespace: "shop", Policies: []string{"a", "b"}, Name: StatMatched}, ok: true},
 		// Stats the sink does not use, and names that are not shadowplane's.
 		{full: "cluster.copy|shop|p|m.upstream_cx_active"},
+		{full: "cluster.copy|shop|p|m.ssl.fail_verify_san"},
 		{full: "cluster.app|8080.upstream_rq_total"},
 		{full: "cluster.shadowplane_xds.upstream_rq_total"},
 		{full: "vhost.inbound|15001.route.copy|shop|a.upstream_rq_2xx"},
@@ -89,6 +98,7 @@ func TestInclusionCoversParsedStats(t *testing.T) {
 	}
 	for _, name := range []string{
 		"cluster.copy|shop|p|staging.entrance.8080.upstream_rq_total",
+		"cluster.copy|shop|p|gw.ssl.fail_verify_error",
 		"vhost.inbound|15001.route.copy|shop|a,b.upstream_rq_total",
 		StatUptime,
 		"cluster.shadowplane_xds.ssl.handshake",

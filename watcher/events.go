@@ -15,13 +15,13 @@ const (
 	eventQPS   = 10
 )
 
-// newEventBroadcaster returns a broadcaster that lets every distinct verdict
+// NewEventBroadcaster returns a broadcaster that lets every distinct verdict
 // through as its own Event. By default client-go folds more than 10 Events
 // of one reason on one object within 10 minutes into a single "(combined
 // from similar events)" Event, which would hide all but the latest rejected
 // policy of a ConfigMap; keying the aggregation by message keeps them apart,
 // while a repeated identical message still only bumps its Event's count.
-func newEventBroadcaster() record.EventBroadcaster {
+func NewEventBroadcaster() record.EventBroadcaster {
 	return record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{
 		BurstSize: eventBurst,
 		QPS:       eventQPS,

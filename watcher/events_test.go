@@ -20,7 +20,7 @@ import (
 // Event's count.
 func TestEventBroadcasterKeepsEveryVerdict(t *testing.T) {
 	client := fake.NewClientset()
-	b := newEventBroadcaster()
+	b := NewEventBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	defer b.Shutdown()
 	recorder := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: EventComponent})

@@ -102,7 +102,7 @@ func New(opts Options) (*Watcher, error) {
 	}
 	recorder := opts.Recorder
 	if recorder == nil {
-		w.broadcaster = newEventBroadcaster()
+		w.broadcaster = NewEventBroadcaster()
 		recorder = w.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: EventComponent})
 	}
 	w.reporter = newReporter(recorder, opts.Logger)

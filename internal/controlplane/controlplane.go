@@ -19,7 +19,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/shadowplane/shadowplane/internal/certs"
@@ -72,6 +74,10 @@ type Config struct {
 	// Webhook configures the admission webhooks (off unless its Address
 	// is set).
 	Webhook WebhookConfig
+	// TLSAlarmInterval is how often the leader looks for mirrors whose TLS
+	// handshakes fail in the sidecars' stats, to record a
+	// MirrorTLSHandshakeFailing Event (default DefaultTLSAlarmInterval).
+	TLSAlarmInterval time.Duration
 	// LeaderElection, when set, elects one replica to record Events and
 	// write policy status and last valid versions; nil makes this replica
 	// the leader from the start (a single replica).
@@ -138,6 +144,16 @@ func New(cfg Config) (*ControlPlane, error) {
 		PerPod:   cfg.CopyMetricsPerPod,
 		Synced:   cp.XDS.SyncedProxies,
 	})
+	// The sidecars' stats show TLS failures no Kubernetes object does: a
+	// CA that did not sign the target's certificate, a target that wants a
+	// client certificate. The leader records them as Events.
+	broadcaster := watcher.NewEventBroadcaster()
+	alarm := newTLSAlarm(cp.CopyStats.TLS, func() bool { return cp.Watcher != nil && cp.Watcher.Leader() },
+		broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: watcher.EventComponent}), cfg.Logger.Named("tls-alarm"))
+	alarmInterval := positiveOr(cfg.TLSAlarmInterval, DefaultTLSAlarmInterval)
+	cp.background = append(cp.background, func(ctx context.Context) error {
+		return alarm.run(ctx, alarmInterval, broadcaster, cfg.Client.CoreV1().Events(""))
+	})
 	w, err := watcher.New(watcher.Options{
 		Client:       cfg.Client,
 		Namespaces:   cfg.Namespaces,
@@ -151,6 +167,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		Identity:      identityOf(cfg.LeaderElection),
 		SidecarsAcked: func() map[string]int { return cp.XDS.SyncedProxies() },
 		OnWorld: func(world *translator.World) {
+			alarm.setWorld(world)
 			cp.CopyStats.SetWorld(world)
 			cp.XDS.SetWorld(world)
 			cp.firstWorld.Store(true)

@@ -20,6 +20,10 @@ const (
 	MetricConfigured = "shadowplane_copy_configured_ratio"
 	MetricSidecars   = "shadowplane_copy_reporting_sidecars"
 	MetricInSync     = "shadowplane_copy_sidecars_in_sync"
+
+	// MetricTLSFailures counts TLS connections to the target that failed,
+	// not copies: each also fails its copy as a connect_failure.
+	MetricTLSFailures = "shadowplane_copy_tls_failures_total"
 )
 
 // Label values of the reason and class labels.
@@ -30,7 +34,16 @@ const (
 	FailReset        = "reset"
 	FailTimeout      = "timeout"
 	FailConnect      = "connect_failure"
+	// TLSVerify: Envoy refused the target's certificate. TLSHandshake:
+	// the handshake failed otherwise, e.g. the target refused it.
+	TLSVerify    = "verify"
+	TLSHandshake = "handshake"
 )
+
+// tlsFailureReasons map the reasons of MetricTLSFailures to Envoy stats.
+var tlsFailureReasons = []struct{ reason, stat string }{
+	{TLSVerify, statnames.StatTLSVerifyFail}, {TLSHandshake, statnames.StatTLSConnectionError},
+}
 
 // responseClasses maps each response class label to its Envoy stat.
 var responseClasses = []struct{ class, stat string }{
@@ -98,6 +111,8 @@ func (s *Sink) descs() map[string]*prometheus.Desc {
 			"Copies dropped by the sidecar, by reason: overflow (circuit breaker), no_healthy_endpoint, body_too_large.", with("reason"), nil),
 		MetricFailures: prometheus.NewDesc(MetricFailures,
 			"Copies that failed on the way, by reason: reset, timeout, connect_failure.", with("reason"), nil),
+		MetricTLSFailures: prometheus.NewDesc(MetricTLSFailures,
+			"TLS connections to the target that failed, by reason: verify (Envoy refused the target's certificate), handshake (any other TLS failure, e.g. the target refused the handshake). Each also fails a copy as connect_failure.", with("reason"), nil),
 		MetricDuration: prometheus.NewDesc(MetricDuration,
 			"Time until the shadow's response to a copy, in seconds.", mirror, nil),
 		MetricConfigured: prometheus.NewDesc(MetricConfigured,
@@ -171,6 +186,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, fr := range failureReasons {
 			ch <- prometheus.MustNewConstMetric(d[MetricFailures], prometheus.CounterValue, t.sum(fr.stats), with(fr.reason)...)
+		}
+		for _, tr := range tlsFailureReasons {
+			ch <- prometheus.MustNewConstMetric(d[MetricTLSFailures], prometheus.CounterValue, t.counters[tr.stat], with(tr.reason)...)
 		}
 		buckets := make(map[float64]uint64, len(t.latencyBuckets))
 		for boundMs, n := range t.latencyBuckets {

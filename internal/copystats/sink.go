@@ -405,3 +405,40 @@ func (s *Sink) forgetIdle(now time.Time) {
 		}
 	}
 }
+
+// TLSCounts are one mirror's TLS connection counts across its sidecars,
+// totals since this control plane started counting them.
+type TLSCounts struct {
+	// VerifyFailures: Envoy refused the target's certificate.
+	VerifyFailures float64
+	// HandshakeFailures: other TLS failures, e.g. the target refused the
+	// handshake.
+	HandshakeFailures float64
+	// Handshakes that succeeded.
+	Handshakes float64
+}
+
+// TLS returns the TLS counts of every mirror in force that has any, summed
+// over pods. It holds the sink's lock only to copy them.
+func (s *Sink) TLS() map[statnames.Mirror]TLSCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[statnames.Mirror]TLSCounts{}
+	for l, t := range s.totals {
+		c := TLSCounts{
+			VerifyFailures:    t.counters[statnames.StatTLSVerifyFail],
+			HandshakeFailures: t.counters[statnames.StatTLSConnectionError],
+			Handshakes:        t.counters[statnames.StatTLSHandshake],
+		}
+		if c == (TLSCounts{}) {
+			continue
+		}
+		m := statnames.Mirror{Namespace: l.namespace, Policy: l.policy, Mirror: l.mirror}
+		sum := out[m]
+		sum.VerifyFailures += c.VerifyFailures
+		sum.HandshakeFailures += c.HandshakeFailures
+		sum.Handshakes += c.Handshakes
+		out[m] = sum
+	}
+	return out
+}

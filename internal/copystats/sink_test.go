@@ -365,3 +365,34 @@ func TestStreamChecksTheNode(t *testing.T) {
 		t.Errorf("verified %q, want each stream with a node once", verified)
 	}
 }
+
+// TestTLSFailures: Envoy's per-connection TLS counters become
+// shadowplane_copy_tls_failures_total by reason, apart from the copies'
+// failures, and TLS() sums them per mirror across sidecars, growth only.
+func TestTLSFailures(t *testing.T) {
+	s, reg, _ := newTestSink(t, true)
+	s.open("a", entrance)
+	s.open("b", entrance)
+	tlsStats := func(verify, handshakeErr, ok float64) map[string]float64 {
+		return map[string]float64{statnames.StatConnectFail: verify + handshakeErr,
+			statnames.StatTLSVerifyFail: verify, statnames.StatTLSConnectionError: handshakeErr, statnames.StatTLSHandshake: ok}
+	}
+	s.record("a", report{uptime: 1, clusters: tlsStats(3, 0, 0)}.families())
+	s.record("b", report{uptime: 1, clusters: tlsStats(1, 2, 5)}.families())
+	s.record("a", report{uptime: 2, clusters: tlsStats(4, 0, 0)}.families())
+
+	m := read(t, reg)
+	want := map[string]float64{TLSVerify: 5, TLSHandshake: 2}
+	for reason, n := range want {
+		if m.TLSFailures[reason] != n {
+			t.Errorf("tls failures[%s] = %v, want %v (all %v)", reason, m.TLSFailures[reason], n, m.TLSFailures)
+		}
+	}
+	if m.Failures[FailConnect] != 7 || m.Errors() != 7 {
+		t.Errorf("connect failures %v, errors %v; want 7 and 7 (TLS failures are connections, not more copies)", m.Failures[FailConnect], m.Errors())
+	}
+	got := s.TLS()
+	if len(got) != 1 || got[staging] != (TLSCounts{VerifyFailures: 5, HandshakeFailures: 2, Handshakes: 5}) {
+		t.Errorf("TLS() = %+v, want only %v with 5 verify, 2 handshake failures, 5 handshakes", got, staging)
+	}
+}

@@ -30,6 +30,10 @@ type Mirror struct {
 	Responses map[string]float64 `json:"responses"`
 	Dropped   map[string]float64 `json:"dropped"`
 	Failures  map[string]float64 `json:"failures"`
+	// TLSFailures are failed TLS connections by reason (verify,
+	// handshake); they overlap Failures["connect_failure"], so Errors
+	// leaves them out.
+	TLSFailures map[string]float64 `json:"tlsFailures,omitempty"`
 	// LatencyBuckets are cumulative counts by upper bound in seconds.
 	LatencyBuckets map[float64]float64 `json:"-"`
 	LatencyCount   float64             `json:"-"`
@@ -65,7 +69,8 @@ func ReadMetrics(r io.Reader) ([]Mirror, error) {
 		if p := byKey[m.Key()]; p != nil {
 			return p
 		}
-		m.Responses, m.Dropped, m.Failures, m.LatencyBuckets = map[string]float64{}, map[string]float64{}, map[string]float64{}, map[float64]float64{}
+		m.Responses, m.Dropped, m.Failures, m.TLSFailures = map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
+		m.LatencyBuckets = map[float64]float64{}
 		byKey[m.Key()] = &m
 		return &m
 	}
@@ -90,6 +95,8 @@ func ReadMetrics(r io.Reader) ([]Mirror, error) {
 				get(labels).Dropped[labels["reason"]] += metric.GetCounter().GetValue()
 			case MetricFailures:
 				get(labels).Failures[labels["reason"]] += metric.GetCounter().GetValue()
+			case MetricTLSFailures:
+				get(labels).TLSFailures[labels["reason"]] += metric.GetCounter().GetValue()
 			case MetricDuration:
 				m := get(labels)
 				h := metric.GetHistogram()
@@ -154,6 +161,7 @@ func (m Mirror) Sub(earlier Mirror) Mirror {
 	out.Responses = subMap(m.Responses, earlier.Responses)
 	out.Dropped = subMap(m.Dropped, earlier.Dropped)
 	out.Failures = subMap(m.Failures, earlier.Failures)
+	out.TLSFailures = subMap(m.TLSFailures, earlier.TLSFailures)
 	out.LatencyBuckets = subMap(m.LatencyBuckets, earlier.LatencyBuckets)
 	out.LatencyCount -= earlier.LatencyCount
 	return out
