@@ -204,7 +204,7 @@ $(BIN)/nginx:
 	else \
 	  ln -sf $(TOOLS)/nginx/usr/sbin/nginx $@; \
 	fi
-	$@ -V 2>&1 | head -1
+	$@ -V 2>&1 | sed -n 1p
 	@if $@ -V 2>&1 | grep -q -- '--without-http_mirror_module'; then echo "this nginx lacks the mirror module"; rm -f $@; exit 1; fi
 
 clean:
