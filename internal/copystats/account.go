@@ -18,6 +18,8 @@ type sidecar struct {
 	// start is when this Envoy started (report time minus server.uptime);
 	// zero when it never reported its uptime.
 	start time.Time
+	// uptime is the server.uptime of the last report that had one.
+	uptime float64
 	// last holds the last total of every counter and histogram part, by
 	// series key (see seriesKey).
 	last     map[string]float64
@@ -32,13 +34,16 @@ const restartSlack = 5 * time.Second
 
 // observeStart updates the sidecar's start time from a report's uptime and
 // says whether Envoy restarted since the last report, so every total
-// counts from zero again.
+// counts from zero again: its start moved forward by more than the slack,
+// or its uptime went back (a new process restarted within the slack, whose
+// first totals may already exceed the old process's last ones).
 func (s *sidecar) observeStart(now time.Time, uptime float64, hasUptime bool) (restarted bool) {
 	if !hasUptime {
 		return false
 	}
 	start := now.Add(-time.Duration(uptime * float64(time.Second)))
-	restarted = !s.start.IsZero() && start.Sub(s.start) > restartSlack
+	restarted = !s.start.IsZero() && (start.Sub(s.start) > restartSlack || uptime < s.uptime)
+	s.uptime = uptime
 	if s.start.IsZero() || restarted {
 		s.start = start
 	}
