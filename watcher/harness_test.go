@@ -159,9 +159,16 @@ func (h *harness) world(what string, cond func(*translator.World) bool) *transla
 	}
 }
 
-// events returns the Events recorded so far. Events are recorded before the
-// World they belong to is handed on, so after world() they are all there.
-func (h *harness) events() []string { return drain(h.recorder) }
+// events returns the Events recorded so far, once the verdicts of every
+// World handed on have been reported: Events are recorded after the World
+// they belong to is handed on.
+func (h *harness) events() []string {
+	h.t.Helper()
+	h.eventually("verdicts of the Worlds handed on reported", func() bool {
+		return h.watcher.published.Load() == h.watcher.handedOn.Load()
+	})
+	return drain(h.recorder)
+}
 
 func newTestLogger(t *testing.T) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "watcher", Level: hclog.Debug, Output: testWriter{t}})

@@ -32,8 +32,10 @@ type Watcher struct {
 	// probe asks the API server whether it is serving.
 	probe    func(context.Context) error
 	debounce *debouncer
-	metrics  *metrics
-	reporter *reporter
+	// publisher reports each World's verdicts once the push has gone out.
+	publisher *publisher
+	metrics   *metrics
+	reporter  *reporter
 	// broadcaster sends Events to the API; nil when Options.Recorder was
 	// given.
 	broadcaster record.EventBroadcaster
@@ -45,7 +47,10 @@ type Watcher struct {
 	// leader recorded first.
 	leader   atomic.Bool
 	promoted atomic.Bool
-	store    *storeWriter
+	// handedOn and published count the Worlds handed on and those whose
+	// verdicts have been reported, so tests can wait for the reports.
+	handedOn, published atomic.Int64
+	store               *storeWriter
 
 	// Owned by the goroutine in Run.
 	// references holds "namespace/name" of every Service some policy
@@ -85,6 +90,7 @@ func New(opts Options) (*Watcher, error) {
 		parsed:   map[keySource]cachedParse{},
 		stored:   map[configMapRef]storedPolicies{},
 	}
+	w.publisher = newPublisher(opts.clock, opts.Debounce, opts.MaxDelay, w.publish)
 	w.store = &storeWriter{
 		client:   opts.Client,
 		log:      opts.Logger,
@@ -156,8 +162,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// The caches hold everything seen so far, so the events of the initial
 	// listing need no World of their own.
 	w.debounce.reset()
-	w.emit(w.opts.clock.Now())
+	if verdicts, ok := w.emit(w.opts.clock.Now()); ok {
+		w.publish(verdicts) // no push before it to wait for
+	}
 	w.synced.Store(true)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		w.publisher.run(ctx)
+	}()
+	defer func() { <-published }() // before the Event broadcaster shuts down
 	stored := make(chan struct{})
 	go func() {
 		defer close(stored)
@@ -170,7 +184,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.recoverWatches(ctx)
 	}()
 	defer func() { <-recovered }() // before the last informer set is stopped
-	w.debounce.run(ctx, w.emit)
+	w.debounce.run(ctx, func(observedAt time.Time) {
+		if verdicts, ok := w.emit(observedAt); ok {
+			w.publisher.add(verdicts)
+		}
+	})
 	return nil
 }
 
@@ -260,15 +278,18 @@ func serviceKeyOf(obj any) (string, bool) {
 	return "", false
 }
 
-// emit builds a World and hands it on.
-func (w *Watcher) emit(observedAt time.Time) {
-	world, err := w.buildWorld(observedAt)
+// emit builds a World and hands it on, and returns its verdicts for
+// publish; ok is false when no World could be built.
+func (w *Watcher) emit(observedAt time.Time) (verdicts builtVerdicts, ok bool) {
+	world, verdicts, err := w.buildWorld(observedAt)
 	if err != nil {
 		// Listing from the informer caches fails only on programming errors;
 		// keep the previous World rather than hand on a partial one.
 		w.opts.Logger.Error("cannot build world", "error", err)
-		return
+		return builtVerdicts{}, false
 	}
 	w.metrics.worlds.Inc()
+	w.handedOn.Add(1)
 	w.opts.OnWorld(world)
+	return verdicts, true
 }

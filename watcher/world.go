@@ -24,10 +24,19 @@ type cachedParse struct {
 	errs     []*policy.PolicyError
 }
 
+// builtVerdicts is what a build decided, for publish to report after the
+// World is handed on.
+type builtVerdicts struct {
+	out outcome
+	// previous are the policies in force before this build.
+	previous   map[policyID]*policy.Policy
+	configMaps []*corev1.ConfigMap
+}
+
 // buildWorld builds a new World from the informer caches with the same
 // conversion as BuildWorld, keeping the last valid version of each policy
-// in force, and reports the verdicts that changed.
-func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
+// in force; publish reports its verdicts.
+func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerdicts, error) {
 	var (
 		services       []*corev1.Service
 		endpointSlices []*discoveryv1.EndpointSlice
@@ -38,23 +47,23 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 	for _, s := range w.informers.Load().scopes {
 		svc, err := s.services.List(labels.Everything())
 		if err != nil {
-			return nil, fmt.Errorf("list services: %w", err)
+			return nil, builtVerdicts{}, fmt.Errorf("list services: %w", err)
 		}
 		eps, err := s.slices.List(labels.Everything())
 		if err != nil {
-			return nil, fmt.Errorf("list endpointslices: %w", err)
+			return nil, builtVerdicts{}, fmt.Errorf("list endpointslices: %w", err)
 		}
 		cms, err := s.configMaps.List(w.selector)
 		if err != nil {
-			return nil, fmt.Errorf("list configmaps: %w", err)
+			return nil, builtVerdicts{}, fmt.Errorf("list configmaps: %w", err)
 		}
 		secrets, err := s.tlsSecrets.List(tlsSelector)
 		if err != nil {
-			return nil, fmt.Errorf("list secrets: %w", err)
+			return nil, builtVerdicts{}, fmt.Errorf("list secrets: %w", err)
 		}
 		cas, err := s.caConfigMaps.List(tlsSelector)
 		if err != nil {
-			return nil, fmt.Errorf("list CA configmaps: %w", err)
+			return nil, builtVerdicts{}, fmt.Errorf("list CA configmaps: %w", err)
 		}
 		services = append(services, svc...)
 		endpointSlices = append(endpointSlices, eps...)
@@ -73,20 +82,32 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 	// different times then keep the same version of an invalid policy.
 	world, out := reconcileWorld(w.services(services, endpointSlices), keys, w.lastValid(configMaps), material)
 	world.ObservedAt = observedAt
+	verdicts := builtVerdicts{out: out, previous: w.inForce, configMaps: configMaps}
+	w.inForce = out.inForce
+	w.references.Store(w.referencedServices(keys, out.inForce))
+	return world, verdicts, nil
+}
+
+// publish logs the verdicts of a build that changed, records them as
+// Events and hands the status annotations to the store writer (both as
+// the leader only), and updates the metrics. Builds are published in
+// order, one at a time (the publisher's goroutine, or Run's for the first).
+func (w *Watcher) publish(v builtVerdicts) {
+	defer w.published.Add(1)
 	leader := w.leader.Load()
 	if leader && w.promoted.CompareAndSwap(true, false) {
-		w.reporter.seed(recordedSubjects(configMaps))
+		w.reporter.seed(recordedSubjects(v.configMaps))
 	}
-	w.reporter.report(out, w.inForce, configMapFinder(configMaps), leader)
-	w.metrics.observe(out)
-	w.inForce = out.inForce
-	desired, err := desiredFrom(out, w.reporter.recorded, configMaps)
+	w.reporter.report(v.out, v.previous, configMapFinder(v.configMaps), leader)
+	w.metrics.observe(v.out)
+	desired, err := desiredFrom(v.out, w.reporter.recorded, v.configMaps)
 	if err != nil {
-		return nil, err
+		// Only encoding the last valid versions can fail, and that only on
+		// a programming error; the World is in force regardless.
+		w.opts.Logger.Error("cannot encode the policy status", "error", err)
+		return
 	}
 	w.store.set(desired)
-	w.references.Store(w.referencedServices(keys, out.inForce))
-	return world, nil
 }
 
 // referencedServices is every Service named by a policy in force or by a

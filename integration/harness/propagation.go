@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 // Writes whose propagation tests and benchmarks time. Each reads the object
@@ -23,17 +24,24 @@ func (k *Kube) DeleteEndpointSlice(ctx context.Context, namespace, name string) 
 }
 
 // UpdatePolicyConfigMapTimed replaces the data of an existing policy
-// ConfigMap with one key holding yaml, and returns when the Update call
-// was made.
+// ConfigMap with one key holding yaml, as `shadowplane set` does: an
+// Update carrying the resourceVersion it read, read and tried again when
+// the control plane's status patch came in between. It returns when the
+// Update call that succeeded was made.
 func (k *Kube) UpdatePolicyConfigMapTimed(ctx context.Context, namespace, name, key, yaml string) (time.Time, error) {
 	api := k.Client.CoreV1().ConfigMaps(namespace)
-	cm, err := api.Get(ctx, name, metav1.GetOptions{})
+	var start time.Time
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := api.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get ConfigMap %s/%s: %w", namespace, name, err)
+		}
+		cm.Data = map[string]string{key: yaml}
+		start = time.Now()
+		_, err = api.Update(ctx, cm, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("get ConfigMap %s/%s: %w", namespace, name, err)
-	}
-	cm.Data = map[string]string{key: yaml}
-	start := time.Now()
-	if _, err := api.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		return start, fmt.Errorf("update ConfigMap %s/%s: %w", namespace, name, err)
 	}
 	return start, nil
