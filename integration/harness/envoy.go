@@ -23,21 +23,48 @@ type Envoy struct {
 	client    *http.Client
 }
 
+// EnvoyLogs is how much a test Envoy logs.
+type EnvoyLogs int
+
+const (
+	// DiagnosticLogs is info with Envoy's config component at debug: every
+	// xDS message received, accepted or rejected, for the log tail a
+	// failing test prints.
+	DiagnosticLogs EnvoyLogs = iota
+	// ProductionLogs is Envoy's default level, info, as the injected
+	// sidecar container runs (internal/inject passes no --log-level).
+	// Benchmarks that time Envoy use it: the debug lines are formatted and
+	// written on Envoy's main thread, which applies xDS, before the ACK.
+	ProductionLogs
+)
+
 // StartEnvoy runs the Envoy binary with a bootstrap file and waits until its
 // admin interface answers (not until it is /ready: that needs the control
 // plane's first config).
 func StartEnvoy(ctx context.Context, envoyPath, bootstrapPath string, adminPort uint32, dir string) (*Envoy, error) {
-	return StartEnvoyArgs(ctx, envoyPath, []string{"-c", bootstrapPath, "--drain-time-s", "1"}, adminPort, dir)
+	return StartEnvoyArgs(ctx, envoyPath, bootstrapArgs(bootstrapPath), adminPort, dir)
+}
+
+// bootstrapArgs are the arguments of a test Envoy run from a bootstrap file.
+func bootstrapArgs(bootstrapPath string) []string {
+	return []string{"-c", bootstrapPath, "--drain-time-s", "1"}
 }
 
 // StartEnvoyArgs is StartEnvoy with Envoy's own arguments (the bootstrap's
-// -c among them), e.g. those of an injected pod's sidecar container.
+// -c among them), e.g. those of an injected pod's sidecar container, and
+// DiagnosticLogs.
 func StartEnvoyArgs(ctx context.Context, envoyPath string, args []string, adminPort uint32, dir string) (*Envoy, error) {
-	proc, err := StartProcess(exec.Command(envoyPath, append([]string{
-		"--disable-hot-restart", // several Envoys on one machine must not share memory
-		"--log-level", "info",
-		"--component-log-level", "upstream:info,config:debug",
-	}, args...)...), filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log"))
+	return StartEnvoyLogs(ctx, envoyPath, args, DiagnosticLogs, adminPort, dir)
+}
+
+// StartEnvoyLogs is StartEnvoyArgs with the log level chosen.
+func StartEnvoyLogs(ctx context.Context, envoyPath string, args []string, logs EnvoyLogs, adminPort uint32, dir string) (*Envoy, error) {
+	// Several Envoys on one machine must not share hot-restart memory.
+	argv := []string{"--disable-hot-restart"}
+	if logs == DiagnosticLogs {
+		argv = append(argv, "--log-level", "info", "--component-log-level", "upstream:info,config:debug")
+	}
+	proc, err := StartProcess(exec.Command(envoyPath, append(argv, args...)...), filepath.Join(dir, "envoy-"+strconv.Itoa(int(adminPort))+".log"))
 	if err != nil {
 		return nil, err
 	}

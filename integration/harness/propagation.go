@@ -84,17 +84,27 @@ func PollUntil(ctx context.Context, interval, timeout time.Duration, cond func()
 // returned.
 type Check struct{ Start, End time.Time }
 
-// PollOn calls cond at once, then on every signal from wake and every
-// interval, until it returns true, and returns when that call started and
-// ended. Waking on an event (e.g. an xDS ACK) instead of a short interval
-// lets a benchmark see a change without adding a polling interval, or the
-// load of polling, to what it measures.
+// PollOn calls cond on every signal from wake and every interval until it
+// returns true, and returns when that call started and ended; without a
+// wake channel it also calls cond at once. Waking on an event (e.g. an xDS
+// ACK) instead of a short interval lets a benchmark see a change without
+// adding a polling interval, or the load of polling, to what it measures;
+// and a change that cannot show before the event is not probed before it,
+// while it is on its way.
 func PollOn(ctx context.Context, wake <-chan struct{}, interval, timeout time.Duration, cond func() (bool, error)) (Check, error) {
 	deadline := time.Now().Add(timeout)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	var lastErr error
-	for {
+	for first := true; ; first = false {
+		if !first || wake != nil {
+			select {
+			case <-ctx.Done():
+				return Check{End: time.Now()}, ctx.Err()
+			case <-wake:
+			case <-ticker.C:
+			}
+		}
 		start := time.Now()
 		ok, err := cond()
 		now := time.Now()
@@ -107,12 +117,6 @@ func PollOn(ctx context.Context, wake <-chan struct{}, interval, timeout time.Du
 				return Check{End: now}, fmt.Errorf("timed out after %s: %w", timeout, lastErr)
 			}
 			return Check{End: now}, fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return Check{End: time.Now()}, ctx.Err()
-		case <-wake:
-		case <-ticker.C:
 		}
 	}
 }

@@ -176,6 +176,8 @@ type SidecarOptions struct {
 	// StatsFlushInterval, when set, is how often Envoy reports its copy
 	// stats (bootstrap --stats-flush-interval).
 	StatsFlushInterval time.Duration
+	// Logs is Envoy's log level (default DiagnosticLogs).
+	Logs EnvoyLogs
 }
 
 // SidecarTLS are the files a secure sidecar reads, as mounted in a pod.
@@ -241,7 +243,7 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 			return nil, err
 		}
 	}
-	e, err := StartEnvoy(ctx, o.Envoy, bootstrapPath, adminPort, o.Dir)
+	e, err := StartEnvoyLogs(ctx, o.Envoy, bootstrapArgs(bootstrapPath), o.Logs, adminPort, o.Dir)
 	if err != nil {
 		return nil, err
 	}
