@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,8 @@ type scaleResult struct {
 	rssIdle, rssConnected, rssChurn       uint64
 	convergeP50, convergeP99              time.Duration
 	onePolicy, allPolicies, endpointChurn time.Duration
+	onePolicyMax                          time.Duration
+	onePolicyRuns                         int
 	cpuConnect, cpuOne, cpuAll, cpuChurn  time.Duration
 	goroutines                            float64
 	heapInuse, stackInuse                 float64 // bytes, when connected
@@ -220,6 +223,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		must(b, err)
 		conns[i] = conn
 	}
+	stopProfiles := profileConnect(b, ctx, debug, profiles, n)
 	start := time.Now()
 	for i, s := range sidecars {
 		wg.Add(1)
@@ -248,6 +252,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		}
 		b.Fatalf("%d of %d sidecars synced after %s (%d failed streams, the last: %v): %v\n%s", len(times), n, time.Since(start), failures, last, err, proc.LogTail(20))
 	}
+	stopProfiles()
 	slices.Sort(times)
 	r.convergeP50, r.convergeP99 = times[len(times)/2], times[len(times)*99/100]
 	time.Sleep(2 * time.Second) // let the heap settle
@@ -257,25 +262,39 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	r.heapInuse, r.stackInuse = mem["go_memstats_heap_inuse_bytes"], mem["go_memstats_stack_inuse_bytes"]
 	saveProfiles(b, ctx, debug, profiles, n)
 
-	// One policy: group 0's share, ACKed by group 0's sidecars.
+	// One policy: one group's share, ACKed by that group's sidecars,
+	// repeated (each time another group) while the control plane is
+	// profiled; the median and the slowest are reported.
 	before := usage()
-	world.percent[0] = 20
-	r.onePolicy = timeChange(b, ctx, sidecars, resource.RuntimeType, func(i int) bool { return i%groups == 0 }, func() {
-		must(b, world.writeConfigMap(ctx, 0))
+	var ones []time.Duration
+	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
+		g := len(ones) % groups
+		world.percent[g] = 5 + (world.percent[g]+7)%50
+		ones = append(ones, timeChange(b, ctx, sidecars, resource.RuntimeType, func(i int) bool { return i%groups == g }, func() {
+			must(b, world.writeConfigMap(ctx, g/watcher.MaxPoliciesPerKey))
+		}))
+		return len(ones) < 200
 	})
 	after := usage()
-	r.cpuOne = after.CPU - before.CPU
+	r.cpuOne = (after.CPU - before.CPU) / time.Duration(len(ones))
+	r.onePolicy, r.onePolicyMax, r.onePolicyRuns = median(ones), slices.Max(ones), len(ones)
 
-	// Every policy: each ConfigMap rewritten, ACKed by every sidecar.
+	// Every policy: each ConfigMap rewritten, ACKed by every sidecar,
+	// three times; the median is reported.
 	before = after
-	for i := range scaleGroups {
-		world.percent[i] = 5 + world.percent[i]%50
-	}
-	r.allPolicies = timeChange(b, ctx, sidecars, resource.RuntimeType, func(int) bool { return true }, func() {
-		must(b, parallel(world.configMaps(), world.configMaps(), func(cm int) error { return world.writeConfigMap(ctx, cm) }))
+	var alls []time.Duration
+	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-all-%d.pb.gz", n), 0, func() bool {
+		for i := range scaleGroups {
+			world.percent[i] = 5 + (world.percent[i]+3)%50
+		}
+		alls = append(alls, timeChange(b, ctx, sidecars, resource.RuntimeType, func(int) bool { return true }, func() {
+			must(b, parallel(world.configMaps(), world.configMaps(), func(cm int) error { return world.writeConfigMap(ctx, cm) }))
+		}))
+		return len(alls) < 3
 	})
 	after = usage()
-	r.cpuAll = after.CPU - before.CPU
+	r.cpuAll = (after.CPU - before.CPU) / time.Duration(len(alls))
+	r.allPolicies = median(alls)
 
 	// Shadow-endpoint churn: a second endpoint for every connected group's
 	// shadow Service, ACKed (EDS) by every sidecar.
@@ -351,6 +370,58 @@ func timeChange(b *testing.B, ctx context.Context, sidecars []*fleet.Sidecar, ty
 	return last.Sub(start)
 }
 
+// profileConnect records CPU profiles of the control plane and of this
+// process (the fleet) while the fleet connects, for docs/benchmarks.md; the
+// returned func stops the fleet's and waits for the control plane's.
+func profileConnect(b *testing.B, ctx context.Context, debug, out string, n int) func() {
+	f, err := os.Create(filepath.Join(out, fmt.Sprintf("cpu-fleet-%d.pb.gz", n)))
+	must(b, err)
+	must(b, pprof.StartCPUProfile(f))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		body, err := harness.GetJSON(ctx, debug+"/debug/pprof/profile?seconds=20")
+		if err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(out, fmt.Sprintf("cpu-serve-%d.pb.gz", n)), body, 0o644); err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+		}
+	}()
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		<-done
+	}
+}
+
+// profilePhase calls step until it returns false (and, when window is not
+// zero, until window has passed), while the control plane's CPU profile
+// is recorded into out/name for as long as the steps take.
+func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, window time.Duration, step func() bool) {
+	start := time.Now()
+	seconds := max(1, int(window.Seconds()))
+	if window == 0 {
+		seconds = 30
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		body, err := harness.GetJSON(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, seconds))
+		if err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(out, name), body, 0o644); err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+		}
+	}()
+	for step() && (window == 0 || time.Since(start) < window) {
+	}
+	<-done
+}
+
 // saveProfiles keeps the heap and goroutine profiles of the connected
 // fleet, for docs/benchmarks.md.
 func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
@@ -366,14 +437,14 @@ func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
 
 func scaleTable(results []scaleResult) string {
 	var b strings.Builder
-	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy | all policies | endpoint churn | CPU s (connect / one / all / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
+	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy, median / max (changes) | all policies, median of 3 | endpoint churn | CPU s (connect / per one-policy change / per all-policies change / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		perSidecar := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.1f / %.2f / %.1f / %.1f | %d | %d | %.0f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f / %.0f ms (%d) | %.0f ms | %.0f ms | %.1f / %.3f / %.1f / %.1f | %d | %d | %.0f |\n",
 			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0),
 			r.heapInuse/(1<<20), r.stackInuse/(1<<20), r.goroutines,
-			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.allPolicies), ms(r.endpointChurn),
+			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.onePolicyMax), r.onePolicyRuns, ms(r.allPolicies), ms(r.endpointChurn),
 			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.streamFailures, r.unreferencedTranslations)
 	}
 	return b.String()

@@ -19,6 +19,10 @@ type groupState struct {
 	// when it last dropped to zero.
 	streams   int
 	idleSince time.Time
+	// members are the group's identified streams, and synced how many of
+	// them run the current snapshot (see resyncLocked). Guarded by mu.
+	members map[*streamState]struct{}
+	synced  int
 	// snapshot describes what the cache holds for the group; nil until the
 	// first snapshot is set.
 	snapshot *groupSnapshot
@@ -161,6 +165,9 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	if g := s.groups[key]; g != nil {
 		g.snapshot = &groupSnapshot{versions: built.versions, names: built.names, set: now}
 		g.inputs = inputs
+		for st := range g.members {
+			s.resyncLocked(st)
+		}
 	}
 	for _, t := range changed {
 		s.pushCounts[t]++

@@ -33,6 +33,12 @@ func (s *Server) closeStream(key streamKey) {
 	delete(s.streams, key)
 	identified := st != nil && st.groupKey != ""
 	if identified {
+		if g := st.group; g != nil {
+			delete(g.members, st)
+			if st.synced {
+				g.synced--
+			}
+		}
 		if g := s.groups[st.groupKey]; g != nil {
 			g.streams--
 			if g.streams == 0 {
@@ -98,9 +104,12 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 	st.nodeID, st.groupKey = node.GetId(), groupKey
 	g := s.groups[groupKey]
 	if g == nil {
-		g = &groupState{group: group}
+		g = &groupState{group: group, members: map[*streamState]struct{}{}}
 		s.groups[groupKey] = g
 	}
+	g.members[st] = struct{}{}
+	st.group = g
+	s.resyncLocked(st)
 	g.streams++
 	g.idleSince = time.Time{}
 	needSnapshot := g.snapshot == nil
@@ -129,7 +138,9 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 	// before the first response.
 	t := st.typeState(typeURL)
 	if nonce == "" {
-		// A first request (or a reconnect): it answers no response.
+		// A first request (or a reconnect): it answers no response, but
+		// a newly requested type makes the stream unsynced until ACKed.
+		s.resyncLocked(st)
 		s.mu.Unlock()
 		return "", false
 	}
@@ -141,6 +152,7 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 			}
 			t.acked = ackedVersion
 		}
+		s.resyncLocked(st)
 		nodeID := st.nodeID
 		s.mu.Unlock()
 		if answersLast && s.observer.Acked != nil {
@@ -157,6 +169,7 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 		t.nackNonce = nonce
 	}
 	t.lastNack = nack
+	s.resyncLocked(st)
 	nodeID, groupKey := st.nodeID, st.groupKey
 	s.mu.Unlock()
 
@@ -174,6 +187,7 @@ func (s *Server) recordResponse(key streamKey, typeURL, nonce, version string) {
 	if st := s.streams[key]; st != nil {
 		t := st.typeState(typeURL)
 		t.sent, t.sentNonce = version, nonce
+		s.resyncLocked(st)
 		nodeID = st.nodeID
 	}
 	s.mu.Unlock()
