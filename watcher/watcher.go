@@ -54,8 +54,10 @@ type Watcher struct {
 
 	inForce map[policyID]*policy.Policy
 	parsed  map[keySource]cachedParse
-	stored  map[configMapRef]storedPolicies
-	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
+	// encodings are the last build's store encodings (storeEncodings).
+	encodings storeEncodings
+	stored    map[configMapRef]storedPolicies
+	refs      map[*policy.Policy][]string // policyrefs.Services of each policy
 	// converted are the Services of the last World, by key.
 	converted map[string]convertedService
 	// tlsRecheck fires when a certificate's validity changes.

@@ -80,7 +80,8 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 	w.reporter.report(out, w.inForce, configMapFinder(configMaps), leader)
 	w.metrics.observe(out)
 	w.inForce = out.inForce
-	desired, err := desiredFrom(out, w.reporter.recorded, configMaps)
+	w.encodings = w.encodings.nextBuild()
+	desired, err := desiredFrom(out, w.reporter.recorded, configMaps, w.encodings)
 	if err != nil {
 		return nil, err
 	}

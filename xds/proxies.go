@@ -67,7 +67,10 @@ type streamState struct {
 	// node is the first node the stream named; a stream may not name
 	// another later (go-control-plane would adopt it unverified).
 	node *corev3.Node
-	ctx  context.Context
+	// firstNode is the request's node that identified the stream, as
+	// received; go-control-plane passes it again with later requests.
+	firstNode *corev3.Node
+	ctx       context.Context
 	// limiter bounds the stream's request rate.
 	limiter *rate.Limiter
 	types   map[string]*typeState // by type URL

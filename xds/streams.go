@@ -72,7 +72,9 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		s.mu.Unlock()
 		// go-control-plane adopts the node of any later request, so a
 		// stream that passed the checks must not swap in another node.
-		if node != nil && !proto.Equal(claimedNode(node), first) {
+		// go-control-plane hands later requests that name no node the
+		// first request's node: the same pointer needs no comparison.
+		if node != nil && node != st.firstNode && !proto.Equal(claimedNode(node), first) {
 			return s.refuse(st.address, node.GetId(), errNodeChanged)
 		}
 		return nil
@@ -100,6 +102,7 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		return nil
 	}
 	st.node = proto.Clone(claimedNode(node)).(*corev3.Node)
+	st.firstNode = node
 	groupKey := group.Key()
 	st.nodeID, st.groupKey = node.GetId(), groupKey
 	g := s.groups[groupKey]
