@@ -114,7 +114,7 @@ func (c *inputCache) of(p *policy.Policy) policyInputs {
 		in = policyInputs{json: marshal(p), services: policyrefs.Services(p)}
 	}
 	if c.used == nil {
-		c.used = map[*policy.Policy]policyInputs{}
+		c.used = make(map[*policy.Policy]policyInputs, len(c.entries))
 	}
 	c.used[p] = in
 	return in
@@ -133,7 +133,7 @@ func (c *inputCache) service(svc *translator.Service) []byte {
 		b = marshal(svc)
 	}
 	if c.usedServices == nil {
-		c.usedServices = map[*translator.Service][]byte{}
+		c.usedServices = make(map[*translator.Service][]byte, len(c.services))
 	}
 	c.usedServices[svc] = b
 	return b
