@@ -145,6 +145,7 @@ type storeEncodings struct {
 }
 
 type storeEncodingMaps struct {
+	json      map[*policy.Policy][]byte
 	versions  map[*policy.Policy]string
 	lastValid map[configMapRef]encodedLastValid
 }
@@ -155,7 +156,7 @@ type encodedLastValid struct {
 }
 
 func newStoreEncodingMaps() *storeEncodingMaps {
-	return &storeEncodingMaps{versions: map[*policy.Policy]string{}, lastValid: map[configMapRef]encodedLastValid{}}
+	return &storeEncodingMaps{json: map[*policy.Policy][]byte{}, versions: map[*policy.Policy]string{}, lastValid: map[configMapRef]encodedLastValid{}}
 }
 
 // nextBuild starts a build that reuses what the last one encoded.
@@ -174,11 +175,31 @@ func (e storeEncodings) version(p *policy.Policy) string {
 			return v
 		}
 	}
-	v := computePolicyVersion(p)
+	v := contenthash.Of(e.json(p))
 	if e.next != nil {
 		e.next.versions[p] = v
 	}
 	return v
+}
+
+// json is policyJSON(p), remembered.
+func (e storeEncodings) json(p *policy.Policy) []byte {
+	if e.next != nil {
+		if b, ok := e.next.json[p]; ok {
+			return b
+		}
+		if e.prev != nil {
+			if b, ok := e.prev.json[p]; ok {
+				e.next.json[p] = b
+				return b
+			}
+		}
+	}
+	b := policyJSON(p)
+	if e.next != nil {
+		e.next.json[p] = b
+	}
+	return b
 }
 
 // lastValidOf is what the build remembered of ref's policies.
@@ -215,13 +236,22 @@ func (e storeEncodings) lastValid(ref configMapRef, policies []*policy.Policy) (
 }
 
 func computePolicyVersion(p *policy.Policy) string {
+	return contenthash.Of(policyJSON(p))
+}
+
+// policyJSON encodes a policy as verdicts and versions compare it: its
+// place in its list (Source.Index) is left out, since a policy moving
+// within its list is not a change. Policy holds only plain values, slices
+// and pointers to structs, which always encode; should that ever change,
+// the error text stands in.
+func policyJSON(p *policy.Policy) []byte {
 	c := *p
 	c.Source.Index = 0
 	b, err := json.Marshal(c)
 	if err != nil {
 		b = []byte(err.Error())
 	}
-	return contenthash.Of(b)
+	return b
 }
 
 // subjectName is a subject's name within its ConfigMap, for

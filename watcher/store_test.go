@@ -225,6 +225,9 @@ func TestStoreEncodingsReuseOnlyWhatIsUnchanged(t *testing.T) {
 			t.Errorf("%s: reused the previous encoding = %v, want %v", step.name, reused, step.reused)
 		}
 		for _, p := range step.policies {
+			if b := enc.json(p); string(b) != string(policyJSON(p)) {
+				t.Errorf("%s: json(%s) = %s, want %s", step.name, p.Name, b, policyJSON(p))
+			}
 			if v := enc.version(p); v != computePolicyVersion(p) {
 				t.Errorf("%s: version(%s) = %s, want %s", step.name, p.Name, v, computePolicyVersion(p))
 			}

@@ -77,10 +77,11 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, error) {
 	if leader && w.promoted.CompareAndSwap(true, false) {
 		w.reporter.seed(recordedSubjects(configMaps))
 	}
+	w.encodings = w.encodings.nextBuild()
+	w.reporter.encode = w.encodings.json
 	w.reporter.report(out, w.inForce, configMapFinder(configMaps), leader)
 	w.metrics.observe(out)
 	w.inForce = out.inForce
-	w.encodings = w.encodings.nextBuild()
 	desired, err := desiredFrom(out, w.reporter.recorded, configMaps, w.encodings)
 	if err != nil {
 		return nil, err
