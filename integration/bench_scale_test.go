@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,8 @@ type scaleResult struct {
 	rssIdle, rssConnected, rssChurn       uint64
 	convergeP50, convergeP99              time.Duration
 	onePolicy, allPolicies, endpointChurn time.Duration
+	onePolicyMax                          time.Duration
+	onePolicyRuns                         int
 	cpuConnect, cpuOne, cpuAll, cpuChurn  time.Duration
 	goroutines                            float64
 	heapInuse, stackInuse                 float64 // bytes, when connected
@@ -137,14 +140,22 @@ func BenchmarkScale(b *testing.B) {
 		profiles = b.TempDir()
 	}
 	must(b, os.MkdirAll(profiles, 0o755))
+	floorBinary := filepath.Join(b.TempDir(), "floorserver")
+	if out, err := exec.Command("go", "build", "-o", floorBinary, "./fleet/floorserver").CombinedOutput(); err != nil {
+		b.Fatalf("build the floor server: %v\n%s", err, out)
+	}
 	world := newScaleWorld(b, ctx)
 	var results []scaleResult
+	var floors []floorResult
 	for _, n := range sizes {
 		r := runScale(b, ctx, e, world, n, profiles)
 		results = append(results, r)
 		b.Logf("%d sidecars: %+v", n, r)
+		f := runFloor(b, ctx, floorBinary, n)
+		floors = append(floors, f)
+		b.Logf("%d sidecars, floor server: %+v", n, f)
 	}
-	table := scaleTable(results)
+	table := scaleTable(results) + "\nThe same fleet against the floor server (a bare gRPC-go ADS server with the same buffers and keepalive, resources marshalled once, no groups, identity or status):\n\n" + floorTable(results, floors)
 	xs := make([]float64, len(results))
 	rss := make([]float64, len(results))
 	conv := make([]float64, len(results))
@@ -198,57 +209,12 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	r.rssIdle = idle.RSSBytes
 
 	// Connect the fleet, all at once.
-	sidecars := make([]*fleet.Sidecar, n)
-	conns := make([]*grpc.ClientConn, n)
-	runCtx, stopFleet := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		stopFleet()
-		wg.Wait()
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	for i := range n {
-		g := i % groups
-		node := nodemeta.Metadata{NodeID: fmt.Sprintf("app-%d-%d", g, i), Namespace: world.ns, Service: fmt.Sprintf("app-%d", g),
-			Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}.Node()
-		sidecars[i] = fleet.New(node, i%4 == 3)
-		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		must(b, err)
-		conns[i] = conn
-	}
-	start := time.Now()
-	for i, s := range sidecars {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.Run(runCtx, conns[i])
-		}()
-	}
-	var times []time.Duration
-	if err := harness.WaitUntil(ctx, 10*time.Minute, func() (bool, error) {
-		times = times[:0]
-		for _, s := range sidecars {
-			if d, ok := s.Convergence(); ok {
-				times = append(times, d)
-			}
-		}
-		return len(times) == n, nil
-	}); err != nil {
-		failures, last := 0, error(nil)
-		for _, s := range sidecars {
-			f, err := s.Failures()
-			failures += f
-			if err != nil {
-				last = err
-			}
-		}
-		b.Fatalf("%d of %d sidecars synced after %s (%d failed streams, the last: %v): %v\n%s", len(times), n, time.Since(start), failures, last, err, proc.LogTail(20))
-	}
-	slices.Sort(times)
+	stopProfiles := profileConnect(b, ctx, debug, profiles, n)
+	fl := startFleet(b, ctx, xdsAddr, n, groups, world.ns)
+	defer fl.stop()
+	sidecars := fl.sidecars
+	times := fl.waitConverged(b, ctx, func() string { return proc.LogTail(20) })
+	stopProfiles()
 	r.convergeP50, r.convergeP99 = times[len(times)/2], times[len(times)*99/100]
 	time.Sleep(2 * time.Second) // let the heap settle
 	connected := usage()
@@ -257,25 +223,39 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	r.heapInuse, r.stackInuse = mem["go_memstats_heap_inuse_bytes"], mem["go_memstats_stack_inuse_bytes"]
 	saveProfiles(b, ctx, debug, profiles, n)
 
-	// One policy: group 0's share, ACKed by group 0's sidecars.
+	// One policy: one group's share, ACKed by that group's sidecars,
+	// repeated (each time another group) while the control plane is
+	// profiled; the median and the slowest are reported.
 	before := usage()
-	world.percent[0] = 20
-	r.onePolicy = timeChange(b, ctx, sidecars, resource.RuntimeType, func(i int) bool { return i%groups == 0 }, func() {
-		must(b, world.writeConfigMap(ctx, 0))
+	var ones []time.Duration
+	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
+		g := len(ones) % groups
+		world.percent[g] = 5 + (world.percent[g]+7)%50
+		ones = append(ones, timeChange(b, ctx, sidecars, resource.RuntimeType, func(i int) bool { return i%groups == g }, func() {
+			must(b, world.writeConfigMap(ctx, g/watcher.MaxPoliciesPerKey))
+		}))
+		return len(ones) < 200
 	})
 	after := usage()
-	r.cpuOne = after.CPU - before.CPU
+	r.cpuOne = (after.CPU - before.CPU) / time.Duration(len(ones))
+	r.onePolicy, r.onePolicyMax, r.onePolicyRuns = median(ones), slices.Max(ones), len(ones)
 
-	// Every policy: each ConfigMap rewritten, ACKed by every sidecar.
+	// Every policy: each ConfigMap rewritten, ACKed by every sidecar,
+	// three times; the median is reported.
 	before = after
-	for i := range scaleGroups {
-		world.percent[i] = 5 + world.percent[i]%50
-	}
-	r.allPolicies = timeChange(b, ctx, sidecars, resource.RuntimeType, func(int) bool { return true }, func() {
-		must(b, parallel(world.configMaps(), world.configMaps(), func(cm int) error { return world.writeConfigMap(ctx, cm) }))
+	var alls []time.Duration
+	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-all-%d.pb.gz", n), 0, func() bool {
+		for i := range scaleGroups {
+			world.percent[i] = 5 + (world.percent[i]+3)%50
+		}
+		alls = append(alls, timeChange(b, ctx, sidecars, resource.RuntimeType, func(int) bool { return true }, func() {
+			must(b, parallel(world.configMaps(), world.configMaps(), func(cm int) error { return world.writeConfigMap(ctx, cm) }))
+		}))
+		return len(alls) < 3
 	})
 	after = usage()
-	r.cpuAll = after.CPU - before.CPU
+	r.cpuAll = (after.CPU - before.CPU) / time.Duration(len(alls))
+	r.allPolicies = median(alls)
 
 	// Shadow-endpoint churn: a second endpoint for every connected group's
 	// shadow Service, ACKed (EDS) by every sidecar.
@@ -318,6 +298,150 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	return r
 }
 
+// floorResult is what the floor server (integration/fleet/floorserver: a
+// bare gRPC-go ADS server, resources marshalled once) costs the same
+// fleet: what any gRPC-go control plane pays before doing anything.
+type floorResult struct {
+	sidecars                 int
+	rssIdle, rssConnected    uint64
+	convergeP50, convergeP99 time.Duration
+	push                     time.Duration
+	cpuConnect, cpuPush      time.Duration
+}
+
+// runFloor runs the fleet of n sidecars against the floor server.
+func runFloor(b *testing.B, ctx context.Context, binary string, n int) floorResult {
+	r := floorResult{sidecars: n}
+	xdsPort, err := harness.FreePort()
+	must(b, err)
+	httpPort, err := harness.FreePort()
+	must(b, err)
+	xdsAddr := fmt.Sprintf("127.0.0.1:%d", xdsPort)
+	httpURL := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	proc := harness.StartProcessT(b, exec.Command(binary, "-xds", xdsAddr, "-http", fmt.Sprintf("127.0.0.1:%d", httpPort)),
+		filepath.Join(b.TempDir(), "floor.log"))
+	defer proc.Stop()
+	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
+		_, err := harness.GetJSON(ctx, httpURL+"/ready")
+		return err == nil, nil
+	}); err != nil {
+		b.Fatalf("floor server never answered: %v\n%s", err, proc.LogTail(20))
+	}
+	usage := func() fleet.Usage {
+		u, err := fleet.ReadUsage(proc.PID())
+		must(b, err)
+		return u
+	}
+	idle := usage()
+	r.rssIdle = idle.RSSBytes
+	fl := startFleet(b, ctx, xdsAddr, n, max(1, n/10), "floor")
+	defer fl.stop()
+	times := fl.waitConverged(b, ctx, func() string { return proc.LogTail(20) })
+	r.convergeP50, r.convergeP99 = times[len(times)/2], times[len(times)*99/100]
+	time.Sleep(2 * time.Second) // as for shadowplane: let the heap settle
+	connected := usage()
+	r.rssConnected, r.cpuConnect = connected.RSSBytes, connected.CPU-idle.CPU
+	r.push = timeChange(b, ctx, fl.sidecars, resource.RuntimeType, func(int) bool { return true }, func() {
+		_, err := harness.GetJSON(ctx, httpURL+"/push")
+		must(b, err)
+	})
+	r.cpuPush = usage().CPU - connected.CPU
+	return r
+}
+
+// floorTable compares shadowplane with the floor server, size by size.
+func floorTable(results []scaleResult, floors []floorResult) string {
+	var b strings.Builder
+	b.WriteString("| sidecars | floor RSS idle / connected | floor KB/sidecar | shadowplane KB/sidecar (÷ floor) | floor converge p50 / p99 | shadowplane converge p99 (÷ floor) | floor push to all | shadowplane all policies (÷ floor push) | floor CPU s connect / push |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, f := range floors {
+		r := results[i]
+		floorKB := (float64(f.rssConnected) - float64(f.rssIdle)) / 1024 / float64(f.sidecars)
+		ourKB := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
+		fmt.Fprintf(&b, "| %d | %.0f / %.0f MiB | %.1f | %.1f (%.2f×) | %.0f / %.0f ms | %.0f ms (%.2f×) | %.0f ms | %.0f ms (%.2f×) | %.1f / %.2f |\n",
+			f.sidecars, mib(f.rssIdle), mib(f.rssConnected), floorKB, ourKB, ourKB/floorKB,
+			ms(f.convergeP50), ms(f.convergeP99), ms(r.convergeP99), ms(r.convergeP99)/ms(f.convergeP99),
+			ms(f.push), ms(r.allPolicies), ms(r.allPolicies)/ms(f.push), f.cpuConnect.Seconds(), f.cpuPush.Seconds())
+	}
+	return b.String()
+}
+
+// runningFleet is a fleet of simulated sidecars connected to one server.
+type runningFleet struct {
+	sidecars []*fleet.Sidecar
+	conns    []*grpc.ClientConn
+	started  time.Time
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// startFleet connects n sidecars to xdsAddr at once, each on its own
+// connection, spread over groups node groups; every fourth speaks delta.
+func startFleet(b *testing.B, ctx context.Context, xdsAddr string, n, groups int, ns string) *runningFleet {
+	f := &runningFleet{sidecars: make([]*fleet.Sidecar, n), conns: make([]*grpc.ClientConn, n)}
+	runCtx, cancel := context.WithCancel(ctx)
+	f.cancel = cancel
+	for i := range n {
+		g := i % groups
+		node := nodemeta.Metadata{NodeID: fmt.Sprintf("app-%d-%d", g, i), Namespace: ns, Service: fmt.Sprintf("app-%d", g),
+			Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}.Node()
+		f.sidecars[i] = fleet.New(node, i%4 == 3)
+		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			f.stop()
+			b.Fatal(err)
+		}
+		f.conns[i] = conn
+	}
+	f.started = time.Now()
+	for i, s := range f.sidecars {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			s.Run(runCtx, f.conns[i])
+		}()
+	}
+	return f
+}
+
+// stop ends every sidecar and closes its connection.
+func (f *runningFleet) stop() {
+	f.cancel()
+	f.wg.Wait()
+	for _, c := range f.conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// waitConverged waits until every sidecar acknowledged every type it
+// subscribed to and returns their convergence times, sorted.
+func (f *runningFleet) waitConverged(b *testing.B, ctx context.Context, logTail func() string) []time.Duration {
+	var times []time.Duration
+	if err := harness.WaitUntil(ctx, 10*time.Minute, func() (bool, error) {
+		times = times[:0]
+		for _, s := range f.sidecars {
+			if d, ok := s.Convergence(); ok {
+				times = append(times, d)
+			}
+		}
+		return len(times) == len(f.sidecars), nil
+	}); err != nil {
+		failures, last := 0, error(nil)
+		for _, s := range f.sidecars {
+			n, err := s.Failures()
+			failures += n
+			if err != nil {
+				last = err
+			}
+		}
+		b.Fatalf("%d of %d sidecars synced after %s (%d failed streams, the last: %v): %v\n%s", len(times), len(f.sidecars), time.Since(f.started), failures, last, err, logTail())
+	}
+	slices.Sort(times)
+	return times
+}
+
 // timeChange makes a change and returns how long until every selected
 // sidecar acknowledged a new version of typeURL.
 func timeChange(b *testing.B, ctx context.Context, sidecars []*fleet.Sidecar, typeURL string, selected func(int) bool, change func()) time.Duration {
@@ -351,6 +475,58 @@ func timeChange(b *testing.B, ctx context.Context, sidecars []*fleet.Sidecar, ty
 	return last.Sub(start)
 }
 
+// profileConnect records CPU profiles of the control plane and of this
+// process (the fleet) while the fleet connects, for docs/benchmarks.md; the
+// returned func stops the fleet's and waits for the control plane's.
+func profileConnect(b *testing.B, ctx context.Context, debug, out string, n int) func() {
+	f, err := os.Create(filepath.Join(out, fmt.Sprintf("cpu-fleet-%d.pb.gz", n)))
+	must(b, err)
+	must(b, pprof.StartCPUProfile(f))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		body, err := harness.GetJSON(ctx, debug+"/debug/pprof/profile?seconds=20")
+		if err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(out, fmt.Sprintf("cpu-serve-%d.pb.gz", n)), body, 0o644); err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+		}
+	}()
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		<-done
+	}
+}
+
+// profilePhase calls step until it returns false (and, when window is not
+// zero, until window has passed), while the control plane's CPU profile
+// is recorded into out/name for as long as the steps take.
+func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, window time.Duration, step func() bool) {
+	start := time.Now()
+	seconds := max(1, int(window.Seconds()))
+	if window == 0 {
+		seconds = 30
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		body, err := harness.GetJSON(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, seconds))
+		if err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(out, name), body, 0o644); err != nil {
+			b.Logf("control plane CPU profile: %v", err)
+		}
+	}()
+	for step() && (window == 0 || time.Since(start) < window) {
+	}
+	<-done
+}
+
 // saveProfiles keeps the heap and goroutine profiles of the connected
 // fleet, for docs/benchmarks.md.
 func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
@@ -366,14 +542,14 @@ func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
 
 func scaleTable(results []scaleResult) string {
 	var b strings.Builder
-	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy | all policies | endpoint churn | CPU s (connect / one / all / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
+	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy, median / max (changes) | all policies, median of 3 | endpoint churn | CPU s (connect / per one-policy change / per all-policies change / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		perSidecar := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.1f / %.2f / %.1f / %.1f | %d | %d | %.0f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f / %.0f ms (%d) | %.0f ms | %.0f ms | %.1f / %.3f / %.1f / %.1f | %d | %d | %.0f |\n",
 			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0),
 			r.heapInuse/(1<<20), r.stackInuse/(1<<20), r.goroutines,
-			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.allPolicies), ms(r.endpointChurn),
+			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.onePolicyMax), r.onePolicyRuns, ms(r.allPolicies), ms(r.endpointChurn),
 			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.streamFailures, r.unreferencedTranslations)
 	}
 	return b.String()

@@ -192,15 +192,16 @@ func fnv32(s string) uint32 {
 	return h
 }
 
-// binomialBound is the half-width of the two-sided 99.9 % interval of a
-// binomial count of n trials at share p (normal approximation, z = 3.29).
+// binomialBound is the half-width of the two-sided interval of a binomial
+// count of n trials at share p (normal approximation, z for
+// harness.ShareAlpha).
 func binomialBound(n int, p float64) float64 {
-	return 3.29 * math.Sqrt(float64(n)*p*(1-p))
+	return harness.ShareZ * math.Sqrt(float64(n)*p*(1-p))
 }
 
 // TestCopyMetrics: the control plane's /metrics sums the copy stats of two
-// real sidecars of one group. The copies are within the binomial 99.9 %
-// interval of the configured share, the 5xx counter is exactly what the
+// real sidecars of one group. The copies are within the binomial
+// interval (harness.ShareAlpha) of the configured share, the 5xx counter is exactly what the
 // shadow answered, counters stay monotonic across a sidecar restart, and a
 // dead shadow shows as drops and failures while the primary is untouched.
 func TestCopyMetrics(t *testing.T) {
@@ -223,7 +224,7 @@ func TestCopyMetrics(t *testing.T) {
 		t.Errorf("latency samples = %v, want some and at most the %v copies", m.LatencyCount, m.Copies)
 	}
 	if bound := binomialBound(n, share); math.Abs(m.Copies-n*share) > bound {
-		t.Errorf("copies = %v, want %v ± %.0f (binomial 99.9 %%)", m.Copies, n*share, bound)
+		t.Errorf("copies = %v, want %v ± %.0f (binomial %s)", m.Copies, n*share, bound, harness.ShareConfidence)
 	}
 	if observed := m.Copies / m.Matched; math.Abs(observed-m.Configured) > binomialBound(n, share)/n {
 		t.Errorf("observed share %.4f, configured %.4f: outside the interval", observed, m.Configured)

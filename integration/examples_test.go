@@ -46,10 +46,10 @@ func (f *routingFixture) sendCounting(n, k int, header, value string) {
 
 func checkShare(t *testing.T, what string, got, n int, p float64) {
 	t.Helper()
-	lo, hi := harness.BinomialBounds(n, p, 0.001)
-	t.Logf("%s: %d of %d, 99.9 %% interval [%d, %d]", what, got, n, lo, hi)
+	lo, hi := harness.BinomialBounds(n, p, harness.ShareAlpha)
+	t.Logf("%s: %d of %d, %s interval [%d, %d]", what, got, n, harness.ShareConfidence, lo, hi)
 	if got < lo || got > hi {
-		t.Errorf("%s: %d of %d, outside the binomial 99.9%% interval [%d, %d] for %.1f%%", what, got, n, lo, hi, 100*p)
+		t.Errorf("%s: %d of %d, outside the binomial %s interval [%d, %d] for %.1f%%", what, got, n, harness.ShareConfidence, lo, hi, 100*p)
 	}
 }
 

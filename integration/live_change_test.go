@@ -30,8 +30,8 @@ const (
 	liveRate    = 200 // requests per second
 	liveStep    = time.Second
 	liveStepTag = "x-live-step"
-	liveAlpha   = 0.001 // chance that a correct run still fails one of its share checks
-	liveMinSent = 50    // fewest requests a step must count for its share check to mean something
+	liveAlpha   = harness.ShareAlpha // chance that a correct run still fails one of its share checks
+	liveMinSent = 50                 // fewest requests a step must count for its share check to mean something
 	// workerGrace passes between /runtime showing a value and requests
 	// being counted for it: the admin handler reads the main thread's
 	// runtime snapshot, and workers receive the new one by a post an

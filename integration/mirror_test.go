@@ -102,7 +102,7 @@ func TestMirrorAll(t *testing.T) {
 }
 
 // TestMirrorShare: at 25 % over 4,000 requests the number of copies lies in
-// the binomial 99.9 % interval.
+// the binomial interval of harness.ShareAlpha.
 func TestMirrorShare(t *testing.T) {
 	for _, mode := range xdsModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -120,11 +120,11 @@ func TestMirrorShare(t *testing.T) {
 			if got := f.primary.Count(); got != n {
 				t.Errorf("primary got %d, want %d", got, n)
 			}
-			lo, hi := harness.BinomialBounds(n, 0.25, 0.001)
+			lo, hi := harness.BinomialBounds(n, 0.25, harness.ShareAlpha)
 			got := f.shadow.WaitCount(f.ctx, lo, 500*time.Millisecond)
-			t.Logf("copies: %d of %d (%.2f %%), 99.9 %% interval [%d, %d]", got, n, 100*float64(got)/n, lo, hi)
+			t.Logf("copies: %d of %d (%.2f %%), %s interval [%d, %d]", got, n, 100*float64(got)/n, harness.ShareConfidence, lo, hi)
 			if got < lo || got > hi {
-				t.Fatalf("shadow got %d copies, outside the binomial 99.9%% interval [%d, %d] for 25%% of %d", got, lo, hi, n)
+				t.Fatalf("shadow got %d copies, outside the binomial %s interval [%d, %d] for 25%% of %d", got, harness.ShareConfidence, lo, hi, n)
 			}
 		})
 	}

@@ -191,7 +191,7 @@ func canaryPolicy(weight string) string {
 }
 
 // TestRoutingCanaryShare: a 5 % canary gets a share of 4,000 requests
-// within the binomial 99.9 % interval; the rest reach the stable version.
+// within the binomial interval of harness.ShareAlpha; the rest reach the stable version.
 func TestRoutingCanaryShare(t *testing.T) {
 	f := newRoutingFixture(t, fixtureOptions{})
 	f.applyPolicy(canaryPolicy("5"))

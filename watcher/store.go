@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -85,10 +86,19 @@ type configMapRef struct {
 // encodeLastValid renders the policies in force read from one ConfigMap, in
 // (key, name) order.
 func encodeLastValid(policies []*policy.Policy) (string, error) {
+	return encodeSorted(sortForStore(policies))
+}
+
+// sortForStore orders policies as AnnotationLastValid lists them.
+func sortForStore(policies []*policy.Policy) []*policy.Policy {
 	sorted := append([]*policy.Policy{}, policies...)
 	slices.SortFunc(sorted, func(a, b *policy.Policy) int {
-		return strings.Compare(a.Source.Key+"\x00"+a.Name, b.Source.Key+"\x00"+b.Name)
+		return cmp.Or(strings.Compare(a.Source.Key, b.Source.Key), strings.Compare(a.Name, b.Name))
 	})
+	return sorted
+}
+
+func encodeSorted(sorted []*policy.Policy) (string, error) {
 	b, err := json.Marshal(sorted)
 	if err != nil {
 		return "", fmt.Errorf("encode last valid policies: %w", err)
@@ -120,13 +130,128 @@ func decodeLastValid(cm *corev1.ConfigMap) ([]*policy.Policy, error) {
 // policyVersion is the applied version of a policy: a hash of its content,
 // leaving out its position in its list.
 func policyVersion(p *policy.Policy) string {
+	return storeEncodings{}.version(p)
+}
+
+// storeEncodings remembers, for one build, what the store derives from
+// each policy and each ConfigMap's policies in force. Policies are
+// immutable and a World shares the unchanged ones with the previous one,
+// so with the previous build's encodings a change to one policy encodes
+// that policy and its ConfigMap again, not all of them (with 1,000
+// policies, encoding them all was most of the cost of a one-policy
+// change). The zero value remembers nothing.
+type storeEncodings struct {
+	prev, next *storeEncodingMaps
+}
+
+type storeEncodingMaps struct {
+	json      map[*policy.Policy][]byte
+	versions  map[*policy.Policy]string
+	lastValid map[configMapRef]encodedLastValid
+}
+
+type encodedLastValid struct {
+	sorted  []*policy.Policy
+	encoded string
+}
+
+func newStoreEncodingMaps() *storeEncodingMaps {
+	return &storeEncodingMaps{json: map[*policy.Policy][]byte{}, versions: map[*policy.Policy]string{}, lastValid: map[configMapRef]encodedLastValid{}}
+}
+
+// nextBuild starts a build that reuses what the last one encoded.
+func (e storeEncodings) nextBuild() storeEncodings {
+	return storeEncodings{prev: e.next, next: newStoreEncodingMaps()}
+}
+
+// version is policyVersion(p), remembered.
+func (e storeEncodings) version(p *policy.Policy) string {
+	if e.next != nil {
+		if v, ok := e.next.versions[p]; ok {
+			return v
+		}
+		if v, ok := e.prev.versionOf(p); ok {
+			e.next.versions[p] = v
+			return v
+		}
+	}
+	v := contenthash.Of(e.json(p))
+	if e.next != nil {
+		e.next.versions[p] = v
+	}
+	return v
+}
+
+// json is policyJSON(p), remembered.
+func (e storeEncodings) json(p *policy.Policy) []byte {
+	if e.next != nil {
+		if b, ok := e.next.json[p]; ok {
+			return b
+		}
+		if e.prev != nil {
+			if b, ok := e.prev.json[p]; ok {
+				e.next.json[p] = b
+				return b
+			}
+		}
+	}
+	b := policyJSON(p)
+	if e.next != nil {
+		e.next.json[p] = b
+	}
+	return b
+}
+
+// lastValidOf is what the build remembered of ref's policies.
+func (m *storeEncodingMaps) lastValidOf(ref configMapRef) ([]*policy.Policy, bool) {
+	if m == nil {
+		return nil, false
+	}
+	c, ok := m.lastValid[ref]
+	return c.sorted, ok
+}
+
+func (m *storeEncodingMaps) versionOf(p *policy.Policy) (string, bool) {
+	if m == nil {
+		return "", false
+	}
+	v, ok := m.versions[p]
+	return v, ok
+}
+
+// lastValid is encodeLastValid(policies) for the ConfigMap ref, remembered.
+func (e storeEncodings) lastValid(ref configMapRef, policies []*policy.Policy) (string, error) {
+	sorted := sortForStore(policies)
+	if e.prev != nil {
+		if c, ok := e.prev.lastValid[ref]; ok && slices.Equal(c.sorted, sorted) {
+			e.next.lastValid[ref] = c
+			return c.encoded, nil
+		}
+	}
+	encoded, err := encodeSorted(sorted)
+	if err == nil && e.next != nil {
+		e.next.lastValid[ref] = encodedLastValid{sorted: sorted, encoded: encoded}
+	}
+	return encoded, err
+}
+
+func computePolicyVersion(p *policy.Policy) string {
+	return contenthash.Of(policyJSON(p))
+}
+
+// policyJSON encodes a policy as verdicts and versions compare it: its
+// place in its list (Source.Index) is left out, since a policy moving
+// within its list is not a change. Policy holds only plain values, slices
+// and pointers to structs, which always encode; should that ever change,
+// the error text stands in.
+func policyJSON(p *policy.Policy) []byte {
 	c := *p
 	c.Source.Index = 0
 	b, err := json.Marshal(c)
 	if err != nil {
 		b = []byte(err.Error())
 	}
-	return contenthash.Of(b)
+	return b
 }
 
 // subjectName is a subject's name within its ConfigMap, for
@@ -138,7 +263,7 @@ func subjectName(s subject) string {
 // statusOf builds each policy ConfigMap's status from an outcome, without
 // sidecar counts. configMaps are every policy ConfigMap; each gets a status,
 // even an empty one.
-func statusOf(o outcome, recorded map[subject]string, configMaps []*corev1.ConfigMap) map[configMapRef]*ConfigMapStatus {
+func statusOf(o outcome, recorded map[subject]string, configMaps []*corev1.ConfigMap, enc storeEncodings) map[configMapRef]*ConfigMapStatus {
 	out := make(map[configMapRef]*ConfigMapStatus, len(configMaps))
 	for _, cm := range configMaps {
 		out[configMapRef{cm.Namespace, cm.Name}] = &ConfigMapStatus{Policies: []PolicyStatus{}}
@@ -162,7 +287,7 @@ func statusOf(o outcome, recorded map[subject]string, configMaps []*corev1.Confi
 			ps.State, ps.Reason, ps.Message = StateIgnored, ReasonPolicyWarning, firstMessage(v.notes)
 		default:
 			if inForce != nil {
-				ps.AppliedVersion = policyVersion(inForce)
+				ps.AppliedVersion = enc.version(inForce)
 			}
 			ps.State, ps.Reason, ps.Message = stateOf(v.notes, inForce != nil)
 		}
@@ -181,7 +306,7 @@ func statusOf(o outcome, recorded map[subject]string, configMaps []*corev1.Confi
 		st.Policies = append(st.Policies, PolicyStatus{
 			Key: p.Source.Key, Name: id.Name, State: StateKeptLastValid, Reason: ReasonPolicyRejected,
 			Message:        "key " + p.Source.Key + " cannot be read; the last valid version stays in force",
-			AppliedVersion: policyVersion(p),
+			AppliedVersion: enc.version(p),
 		})
 	}
 	for s, fp := range recorded {

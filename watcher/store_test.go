@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,3 +177,79 @@ func TestWatcherLeaderWritesStatusOnce(t *testing.T) {
 		return len(got) == 1
 	})
 }
+
+// TestStoreEncodingsReuseOnlyWhatIsUnchanged: across builds the remembered
+// encodings equal fresh ones whether the policies are the same objects, in
+// another order, or partly replaced, and a build reuses only what the
+// previous build encoded.
+func TestStoreEncodingsReuseOnlyWhatIsUnchanged(t *testing.T) {
+	parse := func(percent string) []*policy.Policy {
+		yaml := strings.ReplaceAll(twoPolicyYAML, "PERCENT", percent)
+		ps, errs := policy.ParsePolicies("default", "mirrors", "policies.yaml", []byte(yaml), policy.ParseOptions{})
+		if len(errs) != 0 {
+			t.Fatalf("parse: %v", errs)
+		}
+		return ps
+	}
+	first := parse("10")
+	changed := parse("20")
+	ref := configMapRef{"default", "mirrors"}
+	steps := []struct {
+		name     string
+		policies []*policy.Policy
+		reused   bool
+	}{
+		{"first build", first, false},
+		{"same objects", first, true},
+		{"same objects, other order", []*policy.Policy{first[1], first[0]}, true},
+		{"one policy replaced", []*policy.Policy{first[0], changed[1]}, false},
+		{"equal content, new objects", parse("10"), false},
+	}
+	var enc storeEncodings
+	for _, step := range steps {
+		enc = enc.nextBuild()
+		got, err := enc.lastValid(ref, step.policies)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := encodeLastValid(step.policies)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: lastValid = %s, want %s", step.name, got, want)
+		}
+		prev, ok := enc.prev.lastValidOf(ref)
+		// A reused encoding is the very entry of the previous build.
+		if reused := ok && &prev[0] == &enc.next.lastValid[ref].sorted[0]; reused != step.reused {
+			t.Errorf("%s: reused the previous encoding = %v, want %v", step.name, reused, step.reused)
+		}
+		for _, p := range step.policies {
+			if b := enc.json(p); string(b) != string(policyJSON(p)) {
+				t.Errorf("%s: json(%s) = %s, want %s", step.name, p.Name, b, policyJSON(p))
+			}
+			if v := enc.version(p); v != computePolicyVersion(p) {
+				t.Errorf("%s: version(%s) = %s, want %s", step.name, p.Name, v, computePolicyVersion(p))
+			}
+		}
+	}
+}
+
+const twoPolicyYAML = `policies:
+- name: first
+  service: shop
+  port: http
+  mirrors:
+  - service: shop-shadow
+    port: http
+    name: shadow
+    percent: 5
+- name: second
+  service: cart
+  port: http
+  mirrors:
+  - service: cart-shadow
+    port: http
+    name: shadow
+    percent: PERCENT
+`

@@ -200,8 +200,8 @@ func (s *storeWriter) patch(ctx context.Context, ref configMapRef, lastValid, st
 
 // desiredFrom turns an outcome into the annotations every policy ConfigMap
 // should carry.
-func desiredFrom(o outcome, recorded map[subject]string, configMaps []*corev1.ConfigMap) (map[configMapRef]desiredAnnotations, error) {
-	statuses := statusOf(o, recorded, configMaps)
+func desiredFrom(o outcome, recorded map[subject]string, configMaps []*corev1.ConfigMap, enc storeEncodings) (map[configMapRef]desiredAnnotations, error) {
+	statuses := statusOf(o, recorded, configMaps, enc)
 	byConfigMap := map[configMapRef][]*policy.Policy{}
 	for id, p := range o.inForce {
 		ref := configMapRef{id.Namespace, p.Source.ConfigMap}
@@ -209,7 +209,7 @@ func desiredFrom(o outcome, recorded map[subject]string, configMaps []*corev1.Co
 	}
 	out := make(map[configMapRef]desiredAnnotations, len(statuses))
 	for ref, st := range statuses {
-		lastValid, err := encodeLastValid(byConfigMap[ref])
+		lastValid, err := enc.lastValid(ref, byConfigMap[ref])
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -75,21 +74,15 @@ type note struct {
 
 // fingerprint identifies a verdict's content, so an unchanged verdict is not
 // reported again.
-func (v verdict) fingerprint() string {
-	var policyJSON []byte // empty when there is none: JSON never is
+func (v verdict) fingerprint(encode func(*policy.Policy) []byte) string {
+	var encoded []byte // empty when there is none: JSON never is
 	if v.policy != nil {
-		p := *v.policy
-		p.Source.Index = 0 // a policy moving within its list is not a change
-		// Policy holds only plain values, slices and pointers to structs,
-		// which always encode; should that ever change, verdicts compare by
-		// their messages alone.
-		b, err := json.Marshal(p)
-		if err != nil {
-			b = []byte(err.Error())
+		if encode == nil {
+			encode = policyJSON
 		}
-		policyJSON = b
+		encoded = encode(v.policy)
 	}
-	parts := [][]byte{policyJSON}
+	parts := [][]byte{encoded}
 	for _, n := range v.notes {
 		parts = append(parts, []byte(n.eventType), []byte(n.reason), []byte(n.message))
 	}
@@ -102,6 +95,9 @@ func (v verdict) fingerprint() string {
 type reporter struct {
 	recorder record.EventRecorder
 	log      hclog.Logger
+	// encode is policyJSON, possibly remembered across builds; nil
+	// encodes afresh.
+	encode func(*policy.Policy) []byte
 	// logged holds the fingerprint of the last verdict logged for each
 	// subject that still has one.
 	logged map[subject]string
@@ -125,7 +121,7 @@ func (r *reporter) seed(recorded map[subject]string) { r.recorded = recorded }
 func (r *reporter) report(o outcome, prev map[policyID]*policy.Policy, configMap func(namespace, name string) *corev1.ConfigMap, events bool) {
 	current := make(map[subject]string, len(o.verdicts))
 	for _, v := range o.verdicts {
-		fp := v.fingerprint()
+		fp := v.fingerprint(r.encode)
 		current[v.subject] = fp
 		logIt := r.logged[v.subject] != fp
 		recordIt := events && r.recorded[v.subject] != fp

@@ -35,7 +35,11 @@ type Watcher struct {
 	// publisher reports each World's verdicts once the push has gone out.
 	publisher *publisher
 	metrics   *metrics
+	// reporter and encodings (the last build's store encodings,
+	// storeEncodings) are used by publish alone: on Run's goroutine for the
+	// first World, on the publisher's after.
 	reporter  *reporter
+	encodings storeEncodings
 	// broadcaster sends Events to the API; nil when Options.Recorder was
 	// given.
 	broadcaster record.EventBroadcaster

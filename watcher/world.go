@@ -98,9 +98,11 @@ func (w *Watcher) publish(v builtVerdicts) {
 	if leader && w.promoted.CompareAndSwap(true, false) {
 		w.reporter.seed(recordedSubjects(v.configMaps))
 	}
+	w.encodings = w.encodings.nextBuild()
+	w.reporter.encode = w.encodings.json
 	w.reporter.report(v.out, v.previous, configMapFinder(v.configMaps), leader)
 	w.metrics.observe(v.out)
-	desired, err := desiredFrom(v.out, w.reporter.recorded, v.configMaps)
+	desired, err := desiredFrom(v.out, w.reporter.recorded, v.configMaps, w.encodings)
 	if err != nil {
 		// Only encoding the last valid versions can fail, and that only on
 		// a programming error; the World is in force regardless.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -19,6 +18,10 @@ type groupState struct {
 	// when it last dropped to zero.
 	streams   int
 	idleSince time.Time
+	// members are the group's identified streams, and synced how many of
+	// them run the current snapshot (see resyncLocked). Guarded by mu.
+	members map[*streamState]struct{}
+	synced  int
 	// snapshot describes what the cache holds for the group; nil until the
 	// first snapshot is set.
 	snapshot *groupSnapshot
@@ -26,6 +29,10 @@ type groupState struct {
 	// translated from (groupInputs); an equal fingerprint needs no
 	// translation.
 	inputs string
+	// inputRefs are the objects of the World that inputs fingerprinted
+	// (groupInputRefs): while a new World holds the same ones, the group
+	// needs not even the fingerprint.
+	inputRefs []any
 	// lastTranslated is the latest translator output, and retiring the
 	// routeTo clusters it dropped that are kept a while (see retire.go).
 	// Guarded by translateMu.
@@ -53,28 +60,48 @@ func (s *Server) SetWorld(w *translator.World) {
 
 	s.mu.Lock()
 	s.world = w
-	groups := make([]nodemeta.NodeGroup, 0, len(s.groups))
-	for _, g := range s.groups {
-		groups = append(groups, g.group)
+	keys := make([]string, 0, len(s.groups))
+	for key := range s.groups {
+		keys = append(keys, key)
+	}
+	groups := make(map[string]nodemeta.NodeGroup, len(keys))
+	for _, key := range keys {
+		groups[key] = s.groups[key].group
 	}
 	s.mu.Unlock()
 
-	sort.Slice(groups, func(i, j int) bool { return groups[i].Key() < groups[j].Key() })
+	slices.Sort(keys)
 	byService := policiesByService(w)
 	s.byService = byService
-	for _, g := range groups {
+	for _, key := range keys {
+		g := groups[key]
+		refs := groupInputRefs(w, g, byService, &s.inputs)
+		s.mu.Lock()
+		state := s.groups[key]
+		same := state != nil && state.snapshot != nil && slices.Equal(state.inputRefs, refs)
+		s.mu.Unlock()
+		if same {
+			// The very objects this group was translated from: no hash,
+			// no translation, no serialization.
+			s.metrics.groupsSkipped.Inc()
+			continue
+		}
 		inputs := groupInputs(w, g, byService, &s.inputs)
 		s.mu.Lock()
-		state := s.groups[g.Key()]
 		unchanged := state != nil && state.snapshot != nil && state.inputs == inputs
 		s.mu.Unlock()
 		if unchanged {
 			// Nothing this group is translated from changed: no
 			// translation, no serialization.
 			s.metrics.groupsSkipped.Inc()
-			continue
+		} else {
+			s.refreshGroup(w, g, true, inputs)
 		}
-		s.refreshGroup(w, g, true, inputs)
+		s.mu.Lock()
+		if state := s.groups[key]; state != nil && state.inputs == inputs {
+			state.inputRefs = refs
+		}
+		s.mu.Unlock()
 	}
 	s.inputs.sweep()
 }
@@ -161,6 +188,9 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	if g := s.groups[key]; g != nil {
 		g.snapshot = &groupSnapshot{versions: built.versions, names: built.names, set: now}
 		g.inputs = inputs
+		for st := range g.members {
+			s.resyncLocked(st)
+		}
 	}
 	for _, t := range changed {
 		s.pushCounts[t]++

@@ -43,9 +43,39 @@ func groupInputs(w *translator.World, g nodemeta.NodeGroup, byService map[string
 	}
 	slices.Sort(refs)
 	for _, ref := range slices.Compact(refs) {
-		parts = append(parts, []byte(ref), marshal(w.Services[ref]))
+		parts = append(parts, []byte(ref), cache.service(w.Services[ref]))
 	}
 	return contenthash.Of(parts...)
+}
+
+// groupInputRefs lists the objects of w that groupInputs reads for g, in
+// a fixed order. A World's objects are never modified once handed on, so
+// the same objects give the same fingerprint; with 1,000 groups, hashing
+// every group's inputs on every change cost more than the one group's
+// translation the change needed.
+func groupInputRefs(w *translator.World, g nodemeta.NodeGroup, byService map[string][]*policy.Policy, cache *inputCache) []any {
+	var out []any
+	refs := []string{g.Namespace + "/" + g.Service}
+	for _, p := range byService[g.Namespace+"/"+g.Service] {
+		out = append(out, p)
+		refs = append(refs, cache.of(p).services...)
+		for _, m := range p.Mirrors {
+			if m.TLS == nil {
+				continue
+			}
+			if m.TLS.ClientCertSecret != "" {
+				out = append(out, w.ClientCertificates[translator.ClientCertificateKey(p.Namespace, m.TLS.ClientCertSecret)])
+			}
+			if m.TLS.CAConfigMap != "" {
+				out = append(out, w.CABundles[translator.CABundleKey(p.Namespace, m.TLS.CAConfigMap, m.TLS.CAKey)])
+			}
+		}
+	}
+	slices.Sort(refs)
+	for _, ref := range slices.Compact(refs) {
+		out = append(out, ref, w.Services[ref])
+	}
+	return out
 }
 
 func marshal(v any) []byte {
@@ -56,14 +86,18 @@ func marshal(v any) []byte {
 	return b
 }
 
-// inputCache remembers each policy's encoding and references: policies are
-// immutable, and a World shares the unchanged ones with the previous World,
-// so each is worked out once rather than once per group and World.
+// inputCache remembers each policy's encoding and references, and each
+// Service's encoding: both are immutable, and a World shares the unchanged
+// ones with the previous World, so each is worked out once rather than
+// once per group and World (with 1,000 groups, encoding their Services
+// again was most of a one-policy change's cost in the xDS server).
 type inputCache struct {
 	entries map[*policy.Policy]policyInputs
 	// used are the entries the current World needed; the rest are dropped
 	// by sweep.
 	used map[*policy.Policy]policyInputs
+
+	services, usedServices map[*translator.Service][]byte
 }
 
 type policyInputs struct {
@@ -80,15 +114,35 @@ func (c *inputCache) of(p *policy.Policy) policyInputs {
 		in = policyInputs{json: marshal(p), services: policyrefs.Services(p)}
 	}
 	if c.used == nil {
-		c.used = map[*policy.Policy]policyInputs{}
+		c.used = make(map[*policy.Policy]policyInputs, len(c.entries))
 	}
 	c.used[p] = in
 	return in
 }
 
+// service returns the encoding of a Service of the World (nil: absent).
+func (c *inputCache) service(svc *translator.Service) []byte {
+	if svc == nil {
+		return marshal(svc)
+	}
+	b, ok := c.usedServices[svc]
+	if ok {
+		return b
+	}
+	if b, ok = c.services[svc]; !ok {
+		b = marshal(svc)
+	}
+	if c.usedServices == nil {
+		c.usedServices = make(map[*translator.Service][]byte, len(c.services))
+	}
+	c.usedServices[svc] = b
+	return b
+}
+
 // sweep keeps only what the last World used.
 func (c *inputCache) sweep() {
 	c.entries, c.used = c.used, nil
+	c.services, c.usedServices = c.usedServices, nil
 }
 
 // tlsInputs are the client certificates and CA bundles a policy's mirrors

@@ -3,6 +3,7 @@ package xds
 import (
 	"strings"
 	"testing"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
@@ -222,11 +223,44 @@ func TestSotwProxiesOfOneGroupShareASnapshot(t *testing.T) {
 	}
 
 	h.srv.SetWorld(testWorld(15000, "10.1.0.1"))
-	a.Collect("runtime")
-	b.Collect("runtime")
+	ra := a.Collect("runtime")
+	rb := b.Collect("runtime")
 	if got := h.srv.Pushes()["runtime"]; got != 2 {
 		t.Errorf("Pushes()[runtime] = %d, want 2: one per group, not per proxy", got)
 	}
+	// The kept counts follow the ACKs: both were sent the new version
+	// and acknowledged none, then one, then both; then one leaves.
+	key := testGroup.Namespace + "/" + testGroup.Service
+	h.waitSyncedProxies(key, 0)
+	a.ACKAll(ra)
+	h.waitSyncedProxies(key, 1)
+	b.ACKAll(rb)
+	h.waitSyncedProxies(key, 2)
+	a.Close()
+	h.waitSyncedProxies(key, 1)
+}
+
+// waitSyncedProxies waits until SyncedProxies counts want for key and
+// agrees with the per-stream states Proxies reports.
+func (h *harness) waitSyncedProxies(key string, want int) {
+	h.t.Helper()
+	var got, fromStreams int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		got, fromStreams = h.srv.SyncedProxies()[key], 0
+		for _, p := range h.srv.Proxies() {
+			synced := len(p.Types) > 0
+			for _, ts := range p.Types {
+				synced = synced && ts.Status == StatusSynced
+			}
+			if synced {
+				fromStreams++
+			}
+		}
+		if got == want && fromStreams == want {
+			return
+		}
+	}
+	h.t.Fatalf("SyncedProxies()[%s] = %d and %d streams synced by Proxies(), want %d", key, got, fromStreams, want)
 }
 
 func TestSotwFirstProxyWaitsForFirstWorld(t *testing.T) {

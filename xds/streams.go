@@ -33,6 +33,12 @@ func (s *Server) closeStream(key streamKey) {
 	delete(s.streams, key)
 	identified := st != nil && st.groupKey != ""
 	if identified {
+		if g := st.group; g != nil {
+			delete(g.members, st)
+			if st.synced {
+				g.synced--
+			}
+		}
 		if g := s.groups[st.groupKey]; g != nil {
 			g.streams--
 			if g.streams == 0 {
@@ -66,7 +72,9 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		s.mu.Unlock()
 		// go-control-plane adopts the node of any later request, so a
 		// stream that passed the checks must not swap in another node.
-		if node != nil && !proto.Equal(claimedNode(node), first) {
+		// go-control-plane hands later requests that name no node the
+		// first request's node: the same pointer needs no comparison.
+		if node != nil && node != st.firstNode && !proto.Equal(claimedNode(node), first) {
 			return s.refuse(st.address, node.GetId(), errNodeChanged)
 		}
 		return nil
@@ -94,13 +102,17 @@ func (s *Server) identifyStream(key streamKey, node *corev3.Node) error {
 		return nil
 	}
 	st.node = proto.Clone(claimedNode(node)).(*corev3.Node)
+	st.firstNode = node
 	groupKey := group.Key()
 	st.nodeID, st.groupKey = node.GetId(), groupKey
 	g := s.groups[groupKey]
 	if g == nil {
-		g = &groupState{group: group}
+		g = &groupState{group: group, members: map[*streamState]struct{}{}}
 		s.groups[groupKey] = g
 	}
+	g.members[st] = struct{}{}
+	st.group = g
+	s.resyncLocked(st)
 	g.streams++
 	g.idleSince = time.Time{}
 	needSnapshot := g.snapshot == nil
@@ -129,7 +141,9 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 	// before the first response.
 	t := st.typeState(typeURL)
 	if nonce == "" {
-		// A first request (or a reconnect): it answers no response.
+		// A first request (or a reconnect): it answers no response, but
+		// a newly requested type makes the stream unsynced until ACKed.
+		s.resyncLocked(st)
 		s.mu.Unlock()
 		return "", false
 	}
@@ -141,6 +155,7 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 			}
 			t.acked = ackedVersion
 		}
+		s.resyncLocked(st)
 		nodeID := st.nodeID
 		s.mu.Unlock()
 		if answersLast && s.observer.Acked != nil {
@@ -157,6 +172,7 @@ func (s *Server) recordRequest(key streamKey, typeURL, nonce, ackedVersion strin
 		t.nackNonce = nonce
 	}
 	t.lastNack = nack
+	s.resyncLocked(st)
 	nodeID, groupKey := st.nodeID, st.groupKey
 	s.mu.Unlock()
 
@@ -174,6 +190,7 @@ func (s *Server) recordResponse(key streamKey, typeURL, nonce, version string) {
 	if st := s.streams[key]; st != nil {
 		t := st.typeState(typeURL)
 		t.sent, t.sentNonce = version, nonce
+		s.resyncLocked(st)
 		nodeID = st.nodeID
 	}
 	s.mu.Unlock()

@@ -44,3 +44,19 @@ func binomialPMF(n int, p float64) []float64 {
 	}
 	return out
 }
+
+// ShareAlpha is the chance that one statistical share check of the
+// integration tests fails a correct run. The suite makes a few dozen
+// such checks; at 0.001 each, about one correct run in thirty failed
+// one of them, which says nothing about the code. At 1e-5 a correct run
+// fails any with a chance well under 0.1 %, while a wrong share (twice
+// or half the configured one, a copy to the wrong target) still lies far
+// outside every interval the tests use.
+const ShareAlpha = 1e-5
+
+// ShareZ is the two-sided normal quantile of ShareAlpha, for the checks
+// that use the normal approximation.
+const ShareZ = 4.4172
+
+// ShareConfidence names the interval in test messages.
+const ShareConfidence = "99.999 %"
