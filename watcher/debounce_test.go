@@ -140,16 +140,7 @@ func simulateDebounce(t *testing.T, tc debounceCase) []handoff {
 		<-done
 	}()
 
-	settle := func() {
-		t.Helper()
-		deadline := time.Now().Add(reactTimeout)
-		for !d.settled(fc.HasWaiters()) {
-			if time.Now().After(deadline) {
-				t.Fatal("debounce loop never settled")
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
-	}
+	settle := func() { waitSettled(t, "debounce loop", func() bool { return d.settled(fc.HasWaiters()) }) }
 	end := tc.marks[len(tc.marks)-1] + tc.maxDelay + tc.quiet
 	next := 0
 	for now := time.Duration(0); now <= end; now += time.Millisecond {
@@ -182,5 +173,18 @@ func TestDebounceResetDropsPendingBurst(t *testing.T) {
 	d.mark()
 	if pending, wait, _ := d.due(); !pending || wait != 0 {
 		t.Fatalf("a change after reset: pending %v, wait %v; want pending, due at once", pending, wait)
+	}
+}
+
+// waitSettled waits until a loop driven by a fake clock has settled, so the
+// test may step the clock.
+func waitSettled(t *testing.T, what string, settled func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(reactTimeout)
+	for !settled() {
+		if time.Now().After(deadline) {
+			t.Fatal(what + " never settled")
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }

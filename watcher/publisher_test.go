@@ -79,16 +79,7 @@ func TestPublisher(t *testing.T) {
 				defer close(done)
 				p.run(ctx)
 			}()
-			settle := func() {
-				t.Helper()
-				deadline := time.Now().Add(reactTimeout)
-				for !p.settled(fc.HasWaiters()) {
-					if time.Now().After(deadline) {
-						t.Fatal("publisher did not settle")
-					}
-					time.Sleep(100 * time.Microsecond)
-				}
-			}
+			settle := func() { waitSettled(t, "publisher", func() bool { return p.settled(fc.HasWaiters()) }) }
 			end := tc.stopAt
 			if end == 0 {
 				end = ms(200)
