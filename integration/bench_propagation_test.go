@@ -20,6 +20,14 @@ const propagationChanges = 100
 // percentTarget is the p99 that a percent change must reach Envoy within.
 const percentTarget = 100 * time.Millisecond
 
+// The lone percent change's goal on the 2-core test machine (issue 12),
+// reported beside the table, not enforced: on a shared machine a timing
+// this tight depends on what else runs.
+const (
+	percentGoalP50 = 6 * time.Millisecond
+	percentGoalP99 = 10 * time.Millisecond
+)
+
 // propagationCase is one kind of change whose propagation is timed.
 type propagationCase struct {
 	name  string // sub-benchmark name
@@ -324,7 +332,16 @@ func propagationTable(b *testing.B, results map[string]propagationResult) string
 	fmt.Fprintf(&t, "The control plane's times come from its xds.Observer, in process. Envoy's admin is read when its ACK arrives\n")
 	fmt.Fprintf(&t, "(and every 50 ms besides, never before); Envoy applies a change before it ACKs, so a read started after the ACK that shows\n")
 	fmt.Fprintf(&t, "the change dates it to the read's start, and the last part is only the probe's own wake-up.\n")
-	fmt.Fprintf(&t, "Target: percent change p99 ≤ %s.\n\n", percentTarget)
+	fmt.Fprintf(&t, "Target: percent change p99 ≤ %s.\n", percentTarget)
+	if r, ok := results["percent-sotw"]; ok {
+		verdict := "met"
+		if r.envoy.P50 > percentGoalP50 || r.envoy.P99 > percentGoalP99 {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(&t, "Goal for a lone percent change (SotW), p50 ≤ %s and p99 ≤ %s: %s (p50 %s, p99 %s ms).\n",
+			percentGoalP50, percentGoalP99, verdict, harness.Millis(r.envoy.P50), harness.Millis(r.envoy.P99))
+	}
+	fmt.Fprintf(&t, "\n")
 	fmt.Fprintf(&t, "Machine: %s\n", harness.MachineDescription(env(b).envoy))
 	return t.String()
 }
