@@ -22,9 +22,12 @@ type publisher struct {
 	quiet    time.Duration
 	maxDelay time.Duration
 	publish  func(builtVerdicts)
-	kick     chan struct{}
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// timer is armed, by add, for the waiting reports' deadline: adding a
+	// report wakes no goroutine, so none competes with the push that was
+	// just handed on.
+	timer clock.Timer
 	queue []builtVerdicts
 	first time.Time // when the oldest waiting report was queued
 	last  time.Time // when the latest was
@@ -33,93 +36,79 @@ type publisher struct {
 }
 
 func newPublisher(c clock.Clock, quiet, maxDelay time.Duration, publish func(builtVerdicts)) *publisher {
-	return &publisher{clock: c, quiet: quiet, maxDelay: maxDelay, publish: publish, kick: make(chan struct{}, 1)}
+	timer := c.NewTimer(maxDelay)
+	timer.Stop()
+	return &publisher{clock: c, quiet: quiet, maxDelay: maxDelay, publish: publish, timer: timer}
 }
 
 // add queues the report of a World just handed on. It never blocks.
 func (p *publisher) add(v builtVerdicts) {
-	now := p.clock.Now()
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
 	if len(p.queue) == 0 {
 		p.first = now
 	}
 	p.last = now
 	p.queue = append(p.queue, v)
-	p.mu.Unlock()
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
+	p.timer.Reset(p.deadlineLocked().Sub(now))
 }
 
-// due returns how long to wait before the queued reports are made, or,
-// when they are due, takes them.
-func (p *publisher) due() (wait time.Duration, reports []builtVerdicts) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.queue) == 0 {
-		return 0, nil
-	}
+func (p *publisher) deadlineLocked() time.Time {
 	deadline := p.last.Add(p.quiet)
 	if limit := p.first.Add(p.maxDelay); limit.Before(deadline) {
 		deadline = limit
 	}
-	if wait := deadline.Sub(p.clock.Now()); wait > 0 {
-		return wait, nil
+	return deadline
+}
+
+// due takes the waiting reports when their deadline has come; otherwise
+// it re-arms the timer for it (a report added meanwhile moved it).
+func (p *publisher) due() []builtVerdicts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		return nil
 	}
-	reports, p.queue = p.queue, nil
+	if wait := p.deadlineLocked().Sub(p.clock.Now()); wait > 0 {
+		p.timer.Reset(wait)
+		return nil
+	}
+	reports := p.queue
+	p.queue = nil
 	p.reporting = true
-	return 0, reports
+	return reports
 }
 
 // settled reports whether the loop has nothing to do until the clock moves
-// or a report is added: no report is being made, and none waits unless a
-// timer is armed for it. Tests use it to step a fake clock without races.
+// or a report is added: no report is being made, no tick of the timer
+// waits to be taken, and no report waits unless the timer is armed for it.
+// Tests use it to step a fake clock (whose timer channels buffer a tick)
+// without races.
 func (p *publisher) settled(timerArmed bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.reporting && (len(p.queue) == 0 || timerArmed)
+	return !p.reporting && len(p.timer.C()) == 0 && (len(p.queue) == 0 || timerArmed)
 }
 
 // run makes the reports as they come due until ctx is done, and then the
 // ones still waiting.
 func (p *publisher) run(ctx context.Context) {
 	for {
-		wait, reports := p.due()
-		switch {
-		case len(reports) > 0:
+		select {
+		case <-ctx.Done():
+			p.mu.Lock()
+			p.timer.Stop()
+			reports := p.queue
+			p.queue = nil
+			p.reporting = true
+			p.mu.Unlock()
 			p.report(reports)
-			continue
-		case wait == 0: // nothing queued
-			select {
-			case <-ctx.Done():
-				p.flush()
-				return
-			case <-p.kick:
-			}
-		default:
-			// A report queued meanwhile only moves the deadline later:
-			// due() recomputes it when the timer fires.
-			t := p.clock.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				p.flush()
-				return
-			case <-t.C():
-			}
+			return
+		case <-p.timer.C():
+			p.report(p.due())
 		}
 	}
-}
-
-// flush makes every waiting report at once.
-func (p *publisher) flush() {
-	p.mu.Lock()
-	reports := p.queue
-	p.queue = nil
-	p.reporting = true
-	p.mu.Unlock()
-	p.report(reports)
 }
 
 func (p *publisher) report(reports []builtVerdicts) {

@@ -46,9 +46,12 @@ var publisherCases = []struct {
 	{
 		name: "a stream of Worlds is reported at least every maxDelay", quiet: ms(10), maxDelay: ms(20),
 		adds: every(ms(5), 9),
+		// A report added at the instant its batch comes due (b4 at 20, b8
+		// at 40) waits for the next batch.
 		want: []report{
-			{ms(20), "b0"}, {ms(20), "b1"}, {ms(20), "b2"}, {ms(20), "b3"}, {ms(20), "b4"},
-			{ms(45), "b5"}, {ms(45), "b6"}, {ms(45), "b7"}, {ms(45), "b8"}, // b5 came at 25
+			{ms(20), "b0"}, {ms(20), "b1"}, {ms(20), "b2"}, {ms(20), "b3"},
+			{ms(40), "b4"}, {ms(40), "b5"}, {ms(40), "b6"}, {ms(40), "b7"},
+			{ms(50), "b8"},
 		},
 	},
 	{
@@ -89,11 +92,12 @@ func TestPublisher(t *testing.T) {
 				if now > 0 {
 					fc.Step(ms(1))
 				}
+				settle() // what came due at this instant is reported first
 				for next < len(tc.adds) && tc.adds[next] == now {
 					p.add(builtVerdicts{configMaps: []*corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("b%d", next)}}}})
 					next++
+					settle()
 				}
-				settle()
 			}
 			cancel() // at stopAt, or long after the last report is due
 			<-done
