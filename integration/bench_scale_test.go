@@ -93,12 +93,15 @@ type scaleResult struct {
 	onePolicy, allPolicies, endpointChurn time.Duration
 	onePolicyMax                          time.Duration
 	onePolicyRuns                         int
-	cpuConnect, cpuOne, cpuAll, cpuChurn  time.Duration
-	goroutines                            float64
-	heapInuse, stackInuse                 float64 // bytes, when connected
-	nacks, streamFailures                 int
-	lastStreamError                       string
-	unreferencedTranslations              float64
+	// oneEventToSnapshot is the mean time from the watch event to the new
+	// snapshot of the one-policy changes: the control plane's own part.
+	oneEventToSnapshot                   time.Duration
+	cpuConnect, cpuOne, cpuAll, cpuChurn time.Duration
+	goroutines                           float64
+	heapInuse, stackInuse                float64 // bytes, when connected
+	nacks, streamFailures                int
+	lastStreamError                      string
+	unreferencedTranslations             float64
 }
 
 // BenchmarkScale: `make bench-scale`. For each fleet size (SCALE_SIZES,
@@ -227,6 +230,11 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	// repeated (each time another group) while the control plane is
 	// profiled; the median and the slowest are reported.
 	before := usage()
+	eventToSnapshot := func() (sum, count float64) {
+		m := scrapeMetrics(b, httpURL)
+		return m["shadowplane_event_to_snapshot_seconds_sum"], m["shadowplane_event_to_snapshot_seconds_count"]
+	}
+	sum0, count0 := eventToSnapshot()
 	var ones []time.Duration
 	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
 		g := len(ones) % groups
@@ -239,6 +247,9 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	after := usage()
 	r.cpuOne = (after.CPU - before.CPU) / time.Duration(len(ones))
 	r.onePolicy, r.onePolicyMax, r.onePolicyRuns = median(ones), slices.Max(ones), len(ones)
+	if sum1, count1 := eventToSnapshot(); count1 > count0 {
+		r.oneEventToSnapshot = time.Duration((sum1 - sum0) / (count1 - count0) * float64(time.Second))
+	}
 
 	// Every policy: each ConfigMap rewritten, ACKed by every sidecar,
 	// three times; the median is reported.
@@ -542,14 +553,14 @@ func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
 
 func scaleTable(results []scaleResult) string {
 	var b strings.Builder
-	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy, median / max (changes) | all policies, median of 3 | endpoint churn | CPU s (connect / per one-policy change / per all-policies change / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
+	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy, median / max (changes); event → snapshot mean | all policies, median of 3 | endpoint churn | CPU s (connect / per one-policy change / per all-policies change / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		perSidecar := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f / %.0f ms (%d) | %.0f ms | %.0f ms | %.1f / %.3f / %.1f / %.1f | %d | %d | %.0f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f / %.0f ms (%d); %.1f ms | %.0f ms | %.0f ms | %.1f / %.3f / %.1f / %.1f | %d | %d | %.0f |\n",
 			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0),
 			r.heapInuse/(1<<20), r.stackInuse/(1<<20), r.goroutines,
-			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.onePolicyMax), r.onePolicyRuns, ms(r.allPolicies), ms(r.endpointChurn),
+			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.onePolicyMax), r.onePolicyRuns, ms(r.oneEventToSnapshot), ms(r.allPolicies), ms(r.endpointChurn),
 			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.streamFailures, r.unreferencedTranslations)
 	}
 	return b.String()
