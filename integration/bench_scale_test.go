@@ -217,10 +217,12 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	defer fl.stop()
 	sidecars := fl.sidecars
 	times := fl.waitConverged(b, ctx, func() string { return proc.LogTail(20) })
-	stopProfiles()
 	r.convergeP50, r.convergeP99 = times[len(times)/2], times[len(times)*99/100]
 	time.Sleep(2 * time.Second) // let the heap settle
 	connected := usage()
+	// The CPU is read before the profile's window ends, so that it covers
+	// convergence and the 2 s after, as for the floor server.
+	stopProfiles()
 	r.rssConnected, r.cpuConnect = connected.RSSBytes, connected.CPU-idle.CPU
 	mem := scrapeMetrics(b, httpURL)
 	r.heapInuse, r.stackInuse = mem["go_memstats_heap_inuse_bytes"], mem["go_memstats_stack_inuse_bytes"]
@@ -236,7 +238,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	}
 	sum0, count0 := eventToSnapshot()
 	var ones []time.Duration
-	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
+	waitProfile := profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
 		g := len(ones) % groups
 		world.percent[g] = 5 + (world.percent[g]+7)%50
 		ones = append(ones, timeChange(b, ctx, sidecars, resource.RuntimeType, func(i int) bool { return i%groups == g }, func() {
@@ -245,6 +247,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		return len(ones) < 200
 	})
 	after := usage()
+	waitProfile()
 	r.cpuOne = (after.CPU - before.CPU) / time.Duration(len(ones))
 	r.onePolicy, r.onePolicyMax, r.onePolicyRuns = median(ones), slices.Max(ones), len(ones)
 	if sum1, count1 := eventToSnapshot(); count1 > count0 {
@@ -255,7 +258,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	// three times; the median is reported.
 	before = after
 	var alls []time.Duration
-	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-all-%d.pb.gz", n), 0, func() bool {
+	waitProfile = profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-all-%d.pb.gz", n), 0, func() bool {
 		for i := range scaleGroups {
 			world.percent[i] = 5 + (world.percent[i]+3)%50
 		}
@@ -265,6 +268,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		return len(alls) < 3
 	})
 	after = usage()
+	waitProfile()
 	r.cpuAll = (after.CPU - before.CPU) / time.Duration(len(alls))
 	r.allPolicies = median(alls)
 
@@ -514,12 +518,15 @@ func profileConnect(b *testing.B, ctx context.Context, debug, out string, n int)
 
 // profilePhase calls step until it returns false (and, when window is not
 // zero, until window has passed), while the control plane's CPU profile
-// is recorded into out/name for as long as the steps take.
-func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, window time.Duration, step func() bool) {
+// is recorded into out/name: for window, or for 20 s when window is zero.
+// It returns when the steps are done; the returned func waits for the
+// profile, so the caller can read CPU times before the profile's idle
+// tail.
+func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, window time.Duration, step func() bool) (wait func()) {
 	start := time.Now()
 	seconds := max(1, int(window.Seconds()))
 	if window == 0 {
-		seconds = 30
+		seconds = 20
 	}
 	done := make(chan struct{})
 	go func() {
@@ -535,7 +542,7 @@ func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, wi
 	}()
 	for step() && (window == 0 || time.Since(start) < window) {
 	}
-	<-done
+	return func() { <-done }
 }
 
 // saveProfiles keeps the heap and goroutine profiles of the connected
