@@ -93,12 +93,15 @@ type scaleResult struct {
 	onePolicy, allPolicies, endpointChurn time.Duration
 	onePolicyMax                          time.Duration
 	onePolicyRuns                         int
-	cpuConnect, cpuOne, cpuAll, cpuChurn  time.Duration
-	goroutines                            float64
-	heapInuse, stackInuse                 float64 // bytes, when connected
-	nacks, streamFailures                 int
-	lastStreamError                       string
-	unreferencedTranslations              float64
+	// oneEventToSnapshot is the mean time from the watch event to the new
+	// snapshot of the one-policy changes: the control plane's own part.
+	oneEventToSnapshot                   time.Duration
+	cpuConnect, cpuOne, cpuAll, cpuChurn time.Duration
+	goroutines                           float64
+	heapInuse, stackInuse                float64 // bytes, when connected
+	nacks, streamFailures                int
+	lastStreamError                      string
+	unreferencedTranslations             float64
 }
 
 // BenchmarkScale: `make bench-scale`. For each fleet size (SCALE_SIZES,
@@ -214,10 +217,12 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	defer fl.stop()
 	sidecars := fl.sidecars
 	times := fl.waitConverged(b, ctx, func() string { return proc.LogTail(20) })
-	stopProfiles()
 	r.convergeP50, r.convergeP99 = times[len(times)/2], times[len(times)*99/100]
 	time.Sleep(2 * time.Second) // let the heap settle
 	connected := usage()
+	// The CPU is read before the profile's window ends, so that it covers
+	// convergence and the 2 s after, as for the floor server.
+	stopProfiles()
 	r.rssConnected, r.cpuConnect = connected.RSSBytes, connected.CPU-idle.CPU
 	mem := scrapeMetrics(b, httpURL)
 	r.heapInuse, r.stackInuse = mem["go_memstats_heap_inuse_bytes"], mem["go_memstats_stack_inuse_bytes"]
@@ -227,8 +232,13 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 	// repeated (each time another group) while the control plane is
 	// profiled; the median and the slowest are reported.
 	before := usage()
+	eventToSnapshot := func() (sum, count float64) {
+		m := scrapeMetrics(b, httpURL)
+		return m["shadowplane_event_to_snapshot_seconds_sum"], m["shadowplane_event_to_snapshot_seconds_count"]
+	}
+	sum0, count0 := eventToSnapshot()
 	var ones []time.Duration
-	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
+	waitProfile := profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-one-%d.pb.gz", n), 8*time.Second, func() bool {
 		g := len(ones) % groups
 		world.percent[g] = 5 + (world.percent[g]+7)%50
 		ones = append(ones, timeChange(b, ctx, sidecars, resource.RuntimeType, func(i int) bool { return i%groups == g }, func() {
@@ -237,14 +247,18 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		return len(ones) < 200
 	})
 	after := usage()
+	waitProfile()
 	r.cpuOne = (after.CPU - before.CPU) / time.Duration(len(ones))
 	r.onePolicy, r.onePolicyMax, r.onePolicyRuns = median(ones), slices.Max(ones), len(ones)
+	if sum1, count1 := eventToSnapshot(); count1 > count0 {
+		r.oneEventToSnapshot = time.Duration((sum1 - sum0) / (count1 - count0) * float64(time.Second))
+	}
 
 	// Every policy: each ConfigMap rewritten, ACKed by every sidecar,
 	// three times; the median is reported.
 	before = after
 	var alls []time.Duration
-	profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-all-%d.pb.gz", n), 0, func() bool {
+	waitProfile = profilePhase(b, ctx, debug, profiles, fmt.Sprintf("cpu-serve-all-%d.pb.gz", n), 0, func() bool {
 		for i := range scaleGroups {
 			world.percent[i] = 5 + (world.percent[i]+3)%50
 		}
@@ -254,6 +268,7 @@ func runScale(b *testing.B, ctx context.Context, e *sharedEnv, world *scaleWorld
 		return len(alls) < 3
 	})
 	after = usage()
+	waitProfile()
 	r.cpuAll = (after.CPU - before.CPU) / time.Duration(len(alls))
 	r.allPolicies = median(alls)
 
@@ -503,12 +518,15 @@ func profileConnect(b *testing.B, ctx context.Context, debug, out string, n int)
 
 // profilePhase calls step until it returns false (and, when window is not
 // zero, until window has passed), while the control plane's CPU profile
-// is recorded into out/name for as long as the steps take.
-func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, window time.Duration, step func() bool) {
+// is recorded into out/name: for window, or for 20 s when window is zero.
+// It returns when the steps are done; the returned func waits for the
+// profile, so the caller can read CPU times before the profile's idle
+// tail.
+func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, window time.Duration, step func() bool) (wait func()) {
 	start := time.Now()
 	seconds := max(1, int(window.Seconds()))
 	if window == 0 {
-		seconds = 30
+		seconds = 20
 	}
 	done := make(chan struct{})
 	go func() {
@@ -524,7 +542,7 @@ func profilePhase(b *testing.B, ctx context.Context, debug, out, name string, wi
 	}()
 	for step() && (window == 0 || time.Since(start) < window) {
 	}
-	<-done
+	return func() { <-done }
 }
 
 // saveProfiles keeps the heap and goroutine profiles of the connected
@@ -542,14 +560,14 @@ func saveProfiles(b *testing.B, ctx context.Context, debug, out string, n int) {
 
 func scaleTable(results []scaleResult) string {
 	var b strings.Builder
-	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy, median / max (changes) | all policies, median of 3 | endpoint churn | CPU s (connect / per one-policy change / per all-policies change / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
+	b.WriteString("| sidecars | groups | RSS idle | RSS connected | RSS after churn | KB/sidecar | heap / stacks connected | goroutines | converge p50 / p99 | one policy, median / max (changes); event → snapshot mean | all policies, median of 3 | endpoint churn | CPU s (connect / per one-policy change / per all-policies change / churn) | NACKs | failed streams | translations for an unreferenced slice |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		perSidecar := (float64(r.rssConnected) - float64(r.rssIdle)) / 1024 / float64(r.sidecars)
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f / %.0f ms (%d) | %.0f ms | %.0f ms | %.1f / %.3f / %.1f / %.1f | %d | %d | %.0f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.1f | %.0f / %.0f MiB | %.0f | %.0f / %.0f ms | %.0f / %.0f ms (%d); %.1f ms | %.0f ms | %.0f ms | %.1f / %.3f / %.1f / %.1f | %d | %d | %.0f |\n",
 			r.sidecars, r.groups, mib(r.rssIdle), mib(r.rssConnected), mib(r.rssChurn), math.Max(perSidecar, 0),
 			r.heapInuse/(1<<20), r.stackInuse/(1<<20), r.goroutines,
-			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.onePolicyMax), r.onePolicyRuns, ms(r.allPolicies), ms(r.endpointChurn),
+			ms(r.convergeP50), ms(r.convergeP99), ms(r.onePolicy), ms(r.onePolicyMax), r.onePolicyRuns, ms(r.oneEventToSnapshot), ms(r.allPolicies), ms(r.endpointChurn),
 			r.cpuConnect.Seconds(), r.cpuOne.Seconds(), r.cpuAll.Seconds(), r.cpuChurn.Seconds(), r.nacks, r.streamFailures, r.unreferencedTranslations)
 	}
 	return b.String()

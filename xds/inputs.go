@@ -73,7 +73,9 @@ func groupInputRefs(w *translator.World, g nodemeta.NodeGroup, byService map[str
 	}
 	slices.Sort(refs)
 	for _, ref := range slices.Compact(refs) {
-		out = append(out, ref, w.Services[ref])
+		svc := w.Services[ref]
+		cache.keepService(svc)
+		out = append(out, ref, svc)
 	}
 	return out
 }
@@ -137,6 +139,19 @@ func (c *inputCache) service(svc *translator.Service) []byte {
 	}
 	c.usedServices[svc] = b
 	return b
+}
+
+// keepService keeps svc's encoding, if there is one, for the next World
+// without encoding it: a group skipped by identity still names it.
+func (c *inputCache) keepService(svc *translator.Service) {
+	b, ok := c.services[svc]
+	if !ok || svc == nil {
+		return
+	}
+	if c.usedServices == nil {
+		c.usedServices = make(map[*translator.Service][]byte, len(c.services))
+	}
+	c.usedServices[svc] = b
 }
 
 // sweep keeps only what the last World used.

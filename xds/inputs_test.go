@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"maps"
 	"sync"
 	"testing"
 
@@ -64,5 +65,39 @@ func TestSetWorldTranslatesOnlyAffectedGroups(t *testing.T) {
 		if len(got) != len(step.want) || got[testGroup.Key()] != step.want[testGroup.Key()] || got[otherGroup.Key()] != 0 {
 			t.Errorf("%s: translations %v, want %v", step.name, got, step.want)
 		}
+	}
+}
+
+// TestSetWorldSkipsGroupsByIdentity: a group whose World objects are the
+// very ones it was translated from is skipped without reading them (the
+// watcher never modifies an object it handed on, so the same object means
+// the same content), and a group one of whose objects was replaced is
+// translated again.
+func TestSetWorldSkipsGroupsByIdentity(t *testing.T) {
+	counter := &countingTranslate{counts: map[string]int{}}
+	h := newHarness(t, counter.translate)
+	w := testWorld(250000, "10.1.0.1")
+	h.srv.SetWorld(w)
+	syncedSotw(h, "entrance-1")
+	counter.take()
+
+	// The same objects, one of them changed in place against the
+	// contract: the change is not even looked at.
+	staging := w.Services[translator.ServiceKey("staging", "entrance")]
+	staging.Endpoints[0].Address = "10.1.0.9"
+	h.srv.SetWorld(w)
+	if got := counter.take(); len(got) != 0 {
+		t.Errorf("the same World objects: translations %v, want none", got)
+	}
+
+	// A new World sharing every object but the staging Service, which is
+	// replaced by a copy: the group is translated.
+	next := *w
+	next.Services = maps.Clone(w.Services)
+	replaced := *staging
+	next.Services[translator.ServiceKey("staging", "entrance")] = &replaced
+	h.srv.SetWorld(&next)
+	if got := counter.take(); got[testGroup.Key()] != 1 || len(got) != 1 {
+		t.Errorf("a replaced Service: translations %v, want one of %s", got, testGroup.Key())
 	}
 }

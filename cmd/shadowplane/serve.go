@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"os"
 	"os/signal"
 	"strings"
@@ -65,6 +66,7 @@ func newServeCommand() *cobra.Command {
 			// client-go reports through klog (failed watches, refused
 			// requests); those lines belong in the same stream and format.
 			logging.RouteKlog(logger.Named("klog"))
+			setMemoryLimit(logger, memlimit.FromCgroup)
 			restConfig, source, err := loadKubeconfig(kubeconfig)
 			if err != nil {
 				return err

@@ -155,6 +155,33 @@ func (s *Sidecar) nack() {
 	s.mu.Unlock()
 }
 
+// decoded remembers dependentNames by type URL and version: a version names
+// one content of its type (shadowplane's versions are content hashes, the
+// floor server's a counter for one resource set), and ten thousand
+// simulated sidecars in one process decoding the same listeners would
+// take the cores the server is measured on. Real sidecars decode their
+// own, on their own machines.
+var decoded sync.Map // [2]string{typeURL, version} → dependents
+
+type dependents struct {
+	typeURL string
+	names   []string
+}
+
+// dependentNamesOf is dependentNames, remembered by version; a version
+// that fails to decode is not remembered.
+func dependentNamesOf(typeURL, version string, resources []*anypb.Any) (string, []string, error) {
+	key := [2]string{typeURL, version}
+	if d, ok := decoded.Load(key); ok {
+		return d.(dependents).typeURL, d.(dependents).names, nil
+	}
+	dep, names, err := dependentNames(typeURL, resources)
+	if err == nil && version != "" {
+		decoded.Store(key, dependents{dep, names})
+	}
+	return dep, names, err
+}
+
 // dependentNames reads, from a response's resources, the names of the type
 // they make the sidecar subscribe to: routes for listeners, endpoints for
 // EDS clusters. It returns "" when the type has no dependents.
@@ -242,7 +269,7 @@ func (s *Sidecar) runSotW(ctx context.Context, client discoveryv3.AggregatedDisc
 			return err
 		}
 		typeURL := resp.GetTypeUrl()
-		dep, depNames, err := dependentNames(typeURL, resp.GetResources())
+		dep, depNames, err := dependentNamesOf(typeURL, resp.GetVersionInfo(), resp.GetResources())
 		if err != nil {
 			s.nack()
 			if err := send(typeURL, resp.GetNonce(), &rpcstatus.Status{Message: err.Error()}); err != nil {
@@ -312,7 +339,7 @@ func (s *Sidecar) runDelta(ctx context.Context, client discoveryv3.AggregatedDis
 		for _, r := range held[typeURL] {
 			all = append(all, r)
 		}
-		dep, depNames, err := dependentNames(typeURL, all)
+		dep, depNames, err := dependentNamesOf(typeURL, resp.GetSystemVersionInfo(), all)
 		if err != nil {
 			s.nack()
 			if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResponseNonce: resp.GetNonce(),
