@@ -127,12 +127,6 @@ func decodeLastValid(cm *corev1.ConfigMap) ([]*policy.Policy, error) {
 	return out, nil
 }
 
-// policyVersion is the applied version of a policy: a hash of its content,
-// leaving out its position in its list.
-func policyVersion(p *policy.Policy) string {
-	return storeEncodings{}.version(p)
-}
-
 // storeEncodings remembers, for one build, what the store derives from
 // each policy and each ConfigMap's policies in force. Policies are
 // immutable and a World shares the unchanged ones with the previous one,
@@ -164,7 +158,8 @@ func (e storeEncodings) nextBuild() storeEncodings {
 	return storeEncodings{prev: e.next, next: newStoreEncodingMaps()}
 }
 
-// version is policyVersion(p), remembered.
+// version is computePolicyVersion(p), the applied version of a policy,
+// remembered.
 func (e storeEncodings) version(p *policy.Policy) string {
 	if e.next != nil {
 		if v, ok := e.next.versions[p]; ok {
@@ -235,6 +230,8 @@ func (e storeEncodings) lastValid(ref configMapRef, policies []*policy.Policy) (
 	return encoded, err
 }
 
+// computePolicyVersion is the applied version of a policy: a hash of its
+// content, leaving out its position in its list.
 func computePolicyVersion(p *policy.Policy) string {
 	return contenthash.Of(policyJSON(p))
 }
