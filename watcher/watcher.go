@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/shadowplane/shadowplane/policy"
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 // Watcher watches Services, EndpointSlices and policy ConfigMaps and hands
@@ -67,6 +68,14 @@ type Watcher struct {
 	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
 	// converted are the Services of the last World, by key.
 	converted map[string]convertedService
+	// servicesGen counts Service and EndpointSlice events (and informer
+	// replacements); lastServices is the Services map of the last World and
+	// lastServicesGen the count read before it was listed. A build with the
+	// count unchanged, such as one for a policy edit, reuses that map
+	// without listing 10,000 Services again.
+	servicesGen     atomic.Uint64
+	lastServices    map[string]*translator.Service
+	lastServicesGen uint64
 	// tlsRecheck fires when a certificate's validity changes.
 	tlsRecheck clock.Timer
 	// tlsChecks are the last checks of the labelled Secrets and CA keys.
@@ -241,6 +250,10 @@ func (w *Watcher) WatchDown() (since time.Time, down bool) { return w.health.dow
 // translation, so it is counted and dropped: no World, no translation.
 func (w *Watcher) changed(kind string, objs ...any) {
 	w.metrics.events.WithLabelValues(kind).Inc()
+	if kind == kindService || kind == kindEndpointSlice {
+		// Even an ignored event changes the next World's Services.
+		w.servicesGen.Add(1)
+	}
 	if kind == kindConfigMap && len(objs) == 2 && w.store.echoes(objs[0], objs[1]) {
 		return // the leader's own write of what this replica has in force
 	}

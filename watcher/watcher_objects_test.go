@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -215,5 +216,37 @@ func TestWatcherIgnoresUnreferencedServices(t *testing.T) {
 	})
 	if got := len(w.Service("default", "lonely").Endpoints); got != 2 {
 		t.Errorf("lonely has %d endpoints after its slice changed, want 2", got)
+	}
+}
+
+// TestWatcherPolicyEditSharesServices: a World built for a policy edit
+// shares the previous World's Services map (nothing was listed or
+// converted again); one built after an EndpointSlice event does not, and
+// holds the new endpoints.
+func TestWatcherPolicyEditSharesServices(t *testing.T) {
+	h := newHarness(t, Options{}, withPolicyOn(baseObjects("default"), "web-shadow")...)
+	h.start(3)
+	first := h.world("first", func(*translator.World) bool { return true })
+	sameMap := func(a, b *translator.World) bool {
+		return reflect.ValueOf(a.Services).UnsafePointer() == reflect.ValueOf(b.Services).UnsafePointer()
+	}
+
+	edited := h.setPolicies("default", "mirrors", map[string]string{"policies.yaml": policiesYAML(mirrorEntry("p1", "web-shadow", "7"))})
+	if !sameMap(first, edited) {
+		t.Error("a policy edit built a new Services map")
+	}
+	moved := h.update("web's slice changes", func(ctx context.Context) error {
+		_, err := h.client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice("default", "web-abc", "web", discoveryv1.AddressTypeIPv4,
+			[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint("10.0.0.9")), metav1.UpdateOptions{})
+		return err
+	})
+	if sameMap(edited, moved) {
+		t.Fatal("an EndpointSlice event reused the previous Services map")
+	}
+	if eps := moved.Service("default", "web").Endpoints; len(eps) != 1 || eps[0].Address != "10.0.0.9" {
+		t.Errorf("web's endpoints after its slice changed: %+v", eps)
+	}
+	if got := edited.Service("default", "web").Endpoints; len(got) == 1 && got[0].Address == "10.0.0.9" {
+		t.Error("the earlier World's Services changed")
 	}
 }

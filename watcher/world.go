@@ -37,6 +37,9 @@ type builtVerdicts struct {
 // conversion as BuildWorld, keeping the last valid version of each policy
 // in force; publish reports its verdicts.
 func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerdicts, error) {
+	// Read before listing: an event after this read builds again.
+	servicesGen := w.servicesGen.Load()
+	reuseServices := w.lastServices != nil && servicesGen == w.lastServicesGen
 	var (
 		services       []*corev1.Service
 		endpointSlices []*discoveryv1.EndpointSlice
@@ -45,13 +48,17 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerd
 		caConfigMaps   []*corev1.ConfigMap
 	)
 	for _, s := range w.informers.Load().scopes {
-		svc, err := s.services.List(labels.Everything())
-		if err != nil {
-			return nil, builtVerdicts{}, fmt.Errorf("list services: %w", err)
-		}
-		eps, err := s.slices.List(labels.Everything())
-		if err != nil {
-			return nil, builtVerdicts{}, fmt.Errorf("list endpointslices: %w", err)
+		if !reuseServices {
+			svc, err := s.services.List(labels.Everything())
+			if err != nil {
+				return nil, builtVerdicts{}, fmt.Errorf("list services: %w", err)
+			}
+			eps, err := s.slices.List(labels.Everything())
+			if err != nil {
+				return nil, builtVerdicts{}, fmt.Errorf("list endpointslices: %w", err)
+			}
+			services = append(services, svc...)
+			endpointSlices = append(endpointSlices, eps...)
 		}
 		cms, err := s.configMaps.List(w.selector)
 		if err != nil {
@@ -65,11 +72,16 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerd
 		if err != nil {
 			return nil, builtVerdicts{}, fmt.Errorf("list CA configmaps: %w", err)
 		}
-		services = append(services, svc...)
-		endpointSlices = append(endpointSlices, eps...)
 		configMaps = append(configMaps, cms...)
 		tlsSecrets = append(tlsSecrets, secrets...)
 		caConfigMaps = append(caConfigMaps, cas...)
+	}
+	// Worlds are never modified once handed on, so an unchanged Services
+	// map is shared with the previous World.
+	converted := w.lastServices
+	if !reuseServices {
+		converted = w.services(services, endpointSlices)
+		w.lastServices, w.lastServicesGen = converted, servicesGen
 	}
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
@@ -80,7 +92,7 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerd
 	// The stored last valid versions, which every replica reads alike, take
 	// precedence over this replica's memory: replicas that started at
 	// different times then keep the same version of an invalid policy.
-	world, out := reconcileWorld(w.services(services, endpointSlices), keys, w.lastValid(configMaps), material)
+	world, out := reconcileWorld(converted, keys, w.lastValid(configMaps), material)
 	world.ObservedAt = observedAt
 	verdicts := builtVerdicts{out: out, previous: w.inForce, configMaps: configMaps}
 	w.inForce = out.inForce

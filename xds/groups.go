@@ -178,7 +178,7 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	// SetSnapshot stores the snapshot before it answers open watches, so
 	// even when answering fails (the server is stopping) the cache holds
 	// the new snapshot and the record below must follow it.
-	if err := s.cache.SetSnapshot(s.ctx, key, built.snapshot); err != nil {
+	if err := s.cache.SetSnapshot(s.ctx, key, built); err != nil {
 		s.metrics.snapshotErrors.WithLabelValues(reasonSetSnapshot).Inc()
 		logger.Error("answering open watches with the new snapshot failed", "error", err)
 	}

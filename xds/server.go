@@ -6,7 +6,6 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/hashicorp/go-hclog"
@@ -58,7 +57,7 @@ type Options struct {
 // callbacks record.
 type Server struct {
 	log            hclog.Logger
-	cache          cachev3.SnapshotCache
+	cache          *groupCache
 	xds            serverv3.Server
 	metrics        *metrics
 	authMetrics    *authMetrics
@@ -148,7 +147,7 @@ func New(opts Options) *Server {
 	}
 	s.newStreams = rate.NewLimiter(rate.Limit(s.limits.NewStreamsPerSecond), s.limits.NewStreamBurst)
 	cplLog := hclogAdapter{log: logger.Named("go-control-plane")}
-	s.cache = cachev3.NewSnapshotCache(true /* ADS: hold responses until Envoy names every resource */, groupHash{}, cplLog)
+	s.cache = newGroupCache(groupHash{}, cplLog)
 	// The option type is shared by the SotW and delta servers; the logger
 	// must be set for delta, which has no default.
 	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s: s}, sotw.WithOrderedADS(), sotw.WithLogger(cplLog))
