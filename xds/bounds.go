@@ -124,8 +124,10 @@ func (s *Server) exceeded(bound string, code codes.Code, address, nodeID, format
 }
 
 // checkRequest applies the per-request bounds, before anything is stored
-// for the request: node size, names per request, known type URL, rate.
-func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, names int) error {
+// for the request: node size, names per request, known type URL, rate. The
+// first answer to each response (the request naming its nonce) is free of
+// the rate: it is paced by the server's own pushes.
+func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL, nonce string, names int) error {
 	s.mu.Lock()
 	st := s.streams[key]
 	var limiter *rate.Limiter
@@ -135,6 +137,10 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL string, 
 			st.limiter = rate.NewLimiter(rate.Limit(s.limits.RequestsPerSecond), s.limits.RequestBurst)
 		}
 		limiter, address, nodeID = st.limiter, st.address, st.nodeID
+		if t := st.types[typeURL]; nonce != "" && t != nil && t.unanswered && t.sentNonce == nonce {
+			t.unanswered = false
+			limiter = nil
+		}
 	}
 	s.mu.Unlock()
 	if nodeID == "" {

@@ -134,3 +134,35 @@ func endOf(c *adsclient.SotW) error {
 		}
 	}
 }
+
+// TestBoundsAnswersToPushesAreFree: a proxy that answers every push is
+// never cut off by the request rate, however fast the changes come (here
+// 60 pushes against a rate of 5 per second and a burst of 20); answering
+// one response many times still is.
+func TestBoundsAnswersToPushesAreFree(t *testing.T) {
+	h := newHarness(t, nil, withLimits(Limits{RequestsPerSecond: 5, RequestBurst: 20}))
+	h.srv.SetWorld(testWorld(100000))
+	c := adsclient.NewSotW(t, h.conn, sidecarNode("busy"), nil)
+	c.SubscribeAll()
+	c.ACKAll(c.Collect(adsclient.TypeNames()...))
+	var last *discoveryv3.DiscoveryResponse
+	for i := range 60 {
+		h.srv.SetWorld(testWorld(uint32(200000 + i)))
+		last = c.Next()
+		if last.GetTypeUrl() != resourcev3.RuntimeType {
+			t.Fatalf("push %d: got %s, want the runtime layer", i, last.GetTypeUrl())
+		}
+		c.ACK(last)
+	}
+	if got := h.counterValue("shadowplane_xds_bounds_exceeded_total", "bound", boundRequestRate); got != 0 {
+		t.Fatalf("a proxy answering each push was cut off %v times", got)
+	}
+
+	// Replaying the last answer is not an answer.
+	for range 40 {
+		c.ACK(last)
+	}
+	if err := endOf(c); codeOf(err) != codes.ResourceExhausted {
+		t.Fatalf("stream replaying an ACK ended with %v, want %v", err, codes.ResourceExhausted)
+	}
+}

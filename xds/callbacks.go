@@ -30,7 +30,7 @@ func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	key := streamKey{id: id}
-	if err := c.s.checkRequest(key, req.GetNode(), req.GetTypeUrl(), len(req.GetResourceNames())); err != nil {
+	if err := c.s.checkRequest(key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), len(req.GetResourceNames())); err != nil {
 		return err
 	}
 	if err := c.s.identifyStream(key, req.GetNode()); err != nil {
@@ -64,7 +64,7 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	key := streamKey{delta: true, id: id}
 	names := len(req.GetResourceNamesSubscribe()) + len(req.GetResourceNamesUnsubscribe()) + len(req.GetInitialResourceVersions())
-	if err := c.s.checkRequest(key, req.GetNode(), req.GetTypeUrl(), names); err != nil {
+	if err := c.s.checkRequest(key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), names); err != nil {
 		return err
 	}
 	if err := c.s.identifyStream(key, req.GetNode()); err != nil {

@@ -90,6 +90,11 @@ type typeState struct {
 	lastNack  *Nack
 	// nackNonce is the nonce of the response the last NACK rejected.
 	nackNonce string
+	// unanswered is true from a response until the first request naming
+	// its nonce: that one answer (ACK or NACK) is not counted against the
+	// stream's request rate, so pushes as fast as changes come never cut a
+	// proxy off, while requests beyond one per response still are.
+	unanswered bool
 }
 
 func (st *streamState) typeState(typeURL string) *typeState {

@@ -189,7 +189,7 @@ func (s *Server) recordResponse(key streamKey, typeURL, nonce, version string) {
 	var nodeID string
 	if st := s.streams[key]; st != nil {
 		t := st.typeState(typeURL)
-		t.sent, t.sentNonce = version, nonce
+		t.sent, t.sentNonce, t.unanswered = version, nonce, true
 		s.resyncLocked(st)
 		nodeID = st.nodeID
 	}
