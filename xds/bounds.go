@@ -132,7 +132,11 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL, nonce s
 	st := s.streams[key]
 	var limiter *rate.Limiter
 	var address, nodeID string
+	checked := false
 	if st != nil {
+		// The node that identified the stream was measured then;
+		// go-control-plane passes that very node with later requests.
+		checked = node != nil && node == st.firstNode
 		if st.limiter == nil {
 			st.limiter = rate.NewLimiter(rate.Limit(s.limits.RequestsPerSecond), s.limits.RequestBurst)
 		}
@@ -147,7 +151,7 @@ func (s *Server) checkRequest(key streamKey, node *corev3.Node, typeURL, nonce s
 		nodeID = node.GetId()
 	}
 
-	if node != nil {
+	if node != nil && !checked {
 		if n := proto.Size(claimedNode(node)); n > s.limits.MaxNodeBytes {
 			return s.exceeded(boundNodeSize, codes.InvalidArgument, address, nodeID,
 				"the node's id, cluster and metadata are %d bytes, more than the %d allowed", n, s.limits.MaxNodeBytes)
