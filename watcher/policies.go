@@ -63,6 +63,12 @@ type outcome struct {
 //
 // It never modifies prev or anything reachable from keys.
 func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *translator.World) outcome {
+	return reconcileMemo(prev, keys, world, nil)
+}
+
+// reconcileMemo is reconcile, reusing the judgements in memo (nil: none)
+// that nothing changed and keeping this build's for the next.
+func reconcileMemo(prev map[policyID]*policy.Policy, keys []parsedKey, world *translator.World, memo *judgeMemo) outcome {
 	out := outcome{inForce: map[policyID]*policy.Policy{}}
 	byName := map[policyID][]claim{}
 	for _, k := range keys {
@@ -79,10 +85,14 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, comparePolicyIDs)
+	var judged map[policyID]judgement
+	if memo != nil {
+		judged = make(map[policyID]judgement, len(ids))
+	}
 	for _, id := range ids {
 		claims := byName[id]
 		winner := claims[0]
-		inForce, v, refs := judge(winner, prev[id], world)
+		inForce, v, refs := memo.judge(id, winner, prev[id], world, judged)
 		out.problems = append(out.problems, refs...)
 		if inForce != nil {
 			out.inForce[id] = inForce
@@ -103,7 +113,8 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 			})
 		}
 	}
-	out.reportRouteCap()
+	memo.done(world, judged)
+	out.reportRouteCap(memo)
 	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
 	slices.SortStableFunc(out.verdicts, func(a, b verdict) int { return compareSubjects(a.subject, b.subject) })
 	return out
@@ -112,12 +123,12 @@ func reconcile(prev map[policyID]*policy.Policy, keys []parsedKey, world *transl
 // reportRouteCap adds a RouteCapExceeded note to the verdict of each policy
 // in force that sidecars leave out because its routes would pass the
 // translator's cap (see translator.CheckRouteCap).
-func (o *outcome) reportRouteCap() {
+func (o *outcome) reportRouteCap(memo *judgeMemo) {
 	policies := make([]*policy.Policy, 0, len(o.inForce))
 	for _, id := range sortedIDs(o.inForce) {
 		policies = append(policies, o.inForce[id])
 	}
-	for _, e := range translator.CheckRouteCap(policies) {
+	for _, e := range memo.routeCap(policies) {
 		o.problems = append(o.problems, e)
 		for i := range o.verdicts {
 			s := o.verdicts[i].subject

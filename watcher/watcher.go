@@ -73,6 +73,8 @@ type Watcher struct {
 	// lastServicesGen the count read before it was listed. A build with the
 	// count unchanged, such as one for a policy edit, reuses that map
 	// without listing 10,000 Services again.
+	// judged remembers the last build's judgements (see judgeMemo).
+	judged          *judgeMemo
 	servicesGen     atomic.Uint64
 	lastServices    map[string]*translator.Service
 	lastServicesGen uint64
@@ -97,6 +99,7 @@ func New(opts Options) (*Watcher, error) {
 		selector: selector,
 		debounce: newDebouncer(opts.clock, opts.Debounce, opts.MaxDelay),
 		metrics:  m,
+		judged:   newJudgeMemo(),
 		health:   newWatchHealth(m.watchUp, opts.Logger, opts.clock),
 		probe:    probeAPIServer(opts.Client),
 		inForce:  map[policyID]*policy.Policy{},

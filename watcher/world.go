@@ -3,6 +3,7 @@ package watcher
 import (
 	"cmp"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerd
 	// The stored last valid versions, which every replica reads alike, take
 	// precedence over this replica's memory: replicas that started at
 	// different times then keep the same version of an invalid policy.
-	world, out := reconcileWorld(converted, keys, w.lastValid(configMaps), material)
+	world, out := reconcileWorld(converted, keys, w.lastValid(configMaps), material, w.judged)
 	world.ObservedAt = observedAt
 	verdicts := builtVerdicts{out: out, previous: w.inForce, configMaps: configMaps}
 	w.inForce = out.inForce
@@ -231,20 +232,20 @@ func BuildWorldWithTLS(services []*corev1.Service, endpointSlices []*discoveryv1
 // parsed policy keys against them and the policies in force so far (prev).
 func assembleWorld(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, keys []parsedKey,
 	prev map[policyID]*policy.Policy, material tlsMaterial) (*translator.World, outcome) {
-	return reconcileWorld(buildServices(services, endpointSlices), keys, prev, material)
+	return reconcileWorld(buildServices(services, endpointSlices), keys, prev, material, nil)
 }
 
 // reconcileWorld reconciles the parsed policy keys against converted
 // Services, the checked TLS material of mirror targets and the policies in
 // force so far (prev).
 func reconcileWorld(services map[string]*translator.Service, keys []parsedKey, prev map[policyID]*policy.Policy,
-	material tlsMaterial) (*translator.World, outcome) {
+	material tlsMaterial, memo *judgeMemo) (*translator.World, outcome) {
 	world := &translator.World{
 		Services:           services,
 		ClientCertificates: material.certificates,
 		CABundles:          material.bundles,
 	}
-	out := reconcile(prev, keys, world)
+	out := reconcileMemo(prev, keys, world, memo)
 	world.Policies = sortedPolicies(out.inForce)
 	return world, out
 }
@@ -334,6 +335,9 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 			c, ok := cache[src]
 			if !ok || c.data != data {
 				policies, errs := policy.ParsePolicies(cm.Namespace, cm.Name, key, []byte(data), opts)
+				if ok {
+					policies = keepUnchanged(c.policies, policies)
+				}
 				c = cachedParse{data: data, policies: policies, errs: errs}
 			}
 			next[src] = c
@@ -343,6 +347,34 @@ func parseConfigMaps(configMaps []*corev1.ConfigMap, cache map[keySource]cachedP
 		out = append(out, parsed...)
 	}
 	return out, next
+}
+
+// keepUnchanged returns parsed with each policy equal to one of the key's
+// previous parse replaced by that earlier object. Editing one policy of a
+// key that holds a hundred then leaves the other ninety-nine the very
+// objects they were, so every stage that skips unchanged objects by
+// identity (verdicts, node groups, encodings) skips them.
+func keepUnchanged(previous, parsed []*policy.Policy) []*policy.Policy {
+	if len(previous) == 0 {
+		return parsed
+	}
+	byName := make(map[string]*policy.Policy, len(previous))
+	for _, p := range previous {
+		if p != nil {
+			byName[p.Name] = p
+		}
+	}
+	out := make([]*policy.Policy, len(parsed))
+	for i, p := range parsed {
+		out[i] = p
+		if p == nil {
+			continue
+		}
+		if old, ok := byName[p.Name]; ok && reflect.DeepEqual(old, p) {
+			out[i] = old
+		}
+	}
+	return out
 }
 
 // configMapFinder looks ConfigMaps up by namespace and name.
