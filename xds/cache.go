@@ -50,12 +50,14 @@ type cacheGroup struct {
 }
 
 type sotwWatch struct {
+	rank    int // adsRank of the type
 	request *discoveryv3.DiscoveryRequest
 	sub     cachev3.Subscription
 	out     chan cachev3.Response
 }
 
 type deltaWatch struct {
+	rank    int
 	request *discoveryv3.DeltaDiscoveryRequest
 	sub     cachev3.Subscription
 	out     chan cachev3.DeltaResponse
@@ -178,7 +180,7 @@ func (c *groupCache) SetSnapshot(_ context.Context, key string, built *builtSnap
 	}
 	g.snapshot = snap
 
-	for _, id := range orderedWatches(g.sotw, func(w sotwWatch) string { return w.request.GetTypeUrl() }) {
+	for _, id := range orderedWatches(g.sotw, func(w sotwWatch) int { return w.rank }) {
 		w := g.sotw[id]
 		t := snap.types[w.request.GetTypeUrl()]
 		if t.versionOrEmpty() == w.request.GetVersionInfo() {
@@ -189,7 +191,7 @@ func (c *groupCache) SetSnapshot(_ context.Context, key string, built *builtSnap
 		c.respond(w, t)
 		delete(g.sotw, id)
 	}
-	for _, id := range orderedWatches(g.delta, func(w deltaWatch) string { return w.request.GetTypeUrl() }) {
+	for _, id := range orderedWatches(g.delta, func(w deltaWatch) int { return w.rank }) {
 		w := g.delta[id]
 		if c.respondDelta(w, snap.types[w.request.GetTypeUrl()]) {
 			delete(g.delta, id)
@@ -227,7 +229,7 @@ func (c *groupCache) CreateWatch(request *cachev3.Request, sub cachev3.Subscript
 	g.mu.Lock()
 	defer g.mu.Unlock()
 
-	w := sotwWatch{request: request, sub: sub, out: out}
+	w := sotwWatch{rank: adsRank(request.GetTypeUrl()), request: request, sub: sub, out: out}
 	if g.snapshot != nil {
 		t := g.snapshot.types[request.GetTypeUrl()]
 		if t.versionOrEmpty() != request.GetVersionInfo() || t.unsent(sub) {
@@ -320,7 +322,7 @@ func (c *groupCache) CreateDeltaWatch(request *cachev3.DeltaRequest, sub cachev3
 	g.mu.Lock()
 	defer g.mu.Unlock()
 
-	w := deltaWatch{request: request, sub: sub, out: out}
+	w := deltaWatch{rank: adsRank(request.GetTypeUrl()), request: request, sub: sub, out: out}
 	if g.snapshot != nil && c.respondDelta(w, g.snapshot.types[request.GetTypeUrl()]) {
 		return nil, nil
 	}
@@ -398,13 +400,13 @@ func (c *groupCache) Fetch(context.Context, *cachev3.Request) (cachev3.Response,
 }
 
 // orderedWatches lists watch IDs in ADS order of their type, then by ID.
-func orderedWatches[W any](watches map[int64]W, typeURL func(W) string) []int64 {
+func orderedWatches[W any](watches map[int64]W, rank func(W) int) []int64 {
 	ids := make([]int64, 0, len(watches))
 	for id := range watches {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b int64) int {
-		if d := adsRank(typeURL(watches[a])) - adsRank(typeURL(watches[b])); d != 0 {
+		if d := rank(watches[a]) - rank(watches[b]); d != 0 {
 			return d
 		}
 		return int(a - b)

@@ -80,8 +80,10 @@ func compareCaches(t *testing.T, rng *rand.Rand) {
 		t.Helper()
 		var got [2][]string
 		for i, st := range states {
+			var ranks []int
 			for len(st.sotw) > 0 {
 				r := <-st.sotw
+				ranks = append(ranks, adsRank(r.GetRequest().GetTypeUrl()))
 				got[i] = append(got[i], describeSotw(t, r))
 				// As the server does: the stream now holds what was sent.
 				sub := st.subs[r.GetRequest().GetTypeUrl()]
@@ -95,7 +97,10 @@ func compareCaches(t *testing.T, rng *rand.Rand) {
 				sub.SetReturnedResources(maps.Clone(r.GetNextVersionMap()))
 				delete(st.cancel, "delta:"+r.GetDeltaRequest().GetTypeUrl())
 			}
-			sort.Strings(got[i]) // one stream per cache, so per type order is kept by the ADS order check below
+			if i == 0 && !slices.IsSorted(ranks) {
+				t.Fatalf("%s: answers not in ADS order: type ranks %v", step, ranks)
+			}
+			sort.Strings(got[i]) // the order is checked above
 		}
 		if !slices.Equal(got[0], got[1]) {
 			t.Fatalf("%s: %s sent\n%v\n%s sent\n%v", step, caches[0].name, got[0], caches[1].name, got[1])

@@ -186,6 +186,9 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 
 	s.mu.Lock()
 	if g := s.groups[key]; g != nil {
+		if g.snapshot == nil {
+			s.snapshotGroups++
+		}
 		g.snapshot = &groupSnapshot{versions: built.versions, names: built.names, set: now}
 		g.inputs = inputs
 		for st := range g.members {
@@ -196,7 +199,7 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 		s.pushCounts[t]++
 		s.metrics.pushes.WithLabelValues(t).Inc()
 	}
-	s.metrics.groups.Set(float64(s.snapshotGroupsLocked()))
+	s.metrics.groups.Set(float64(s.snapshotGroups))
 	s.mu.Unlock()
 
 	if observeEvent && !w.ObservedAt.IsZero() {
@@ -269,10 +272,13 @@ func (s *Server) sweepIdleGroups(now time.Time) {
 	for key, g := range s.groups {
 		if g.streams == 0 && now.Sub(g.idleSince) >= s.idleTTL {
 			idle = append(idle, key)
+			if g.snapshot != nil {
+				s.snapshotGroups--
+			}
 			delete(s.groups, key)
 		}
 	}
-	s.metrics.groups.Set(float64(s.snapshotGroupsLocked()))
+	s.metrics.groups.Set(float64(s.snapshotGroups))
 	s.mu.Unlock()
 
 	for _, key := range idle {
@@ -281,15 +287,4 @@ func (s *Server) sweepIdleGroups(now time.Time) {
 		s.cache.ClearSnapshot(key)
 		s.log.Debug("cleared the snapshot of an idle node group", "group", key)
 	}
-}
-
-// snapshotGroupsLocked counts the groups holding a snapshot. Callers hold mu.
-func (s *Server) snapshotGroupsLocked() int {
-	n := 0
-	for _, g := range s.groups {
-		if g.snapshot != nil {
-			n++
-		}
-	}
-	return n
 }

@@ -93,11 +93,13 @@ type Server struct {
 	inputs    inputCache
 	byService map[string][]*policy.Policy
 
-	mu         sync.Mutex
-	world      *translator.World
-	groups     map[string]*groupState
-	streams    map[streamKey]*streamState
-	pushCounts map[string]uint64
+	mu     sync.Mutex
+	world  *translator.World
+	groups map[string]*groupState
+	// snapshotGroups counts the groups holding a snapshot.
+	snapshotGroups int
+	streams        map[streamKey]*streamState
+	pushCounts     map[string]uint64
 }
 
 // New builds a Server. Call Register to serve it over gRPC and Run to free
