@@ -1,31 +1,33 @@
 package watcher
 
 import (
-	"reflect"
 	"slices"
 
+	"github.com/shadowplane/shadowplane/internal/policyrefs"
 	"github.com/shadowplane/shadowplane/policy"
 	"github.com/shadowplane/shadowplane/translator"
 )
 
-// judgeMemo remembers the last build's judgements, so a build whose World
-// shares the previous World's Services map (a policy edit: no Service or
-// EndpointSlice changed) judges again only the policy names whose
-// definition or version in force changed, and checks the route cap again
-// only for the listeners whose policies changed. With 1,000 policies this
-// was most of the watcher's work per policy edit. Everything it keeps is
-// immutable or handed out clipped, so appending to a returned slice never
-// writes into a kept one.
+// judgeMemo remembers the last build's judgements, so a build judges again
+// only the policy names whose definition, version in force, or named
+// Services changed, and checks the route cap again only for the listeners
+// whose policies changed. With 1,000 policies judging every one was most of
+// the watcher's work per change. Everything it keeps is immutable or handed
+// out clipped, so appending to a returned slice never writes into a kept
+// one.
 type judgeMemo struct {
-	// services is the Services map the entries were judged against.
-	services map[string]*translator.Service
-	judged   map[policyID]judgement
-	caps     map[listenerKey]routeCapCheck
+	judged map[policyID]judgement
+	caps   map[listenerKey]routeCapCheck
+	// refs are the Services each policy names (policyrefs.Services).
+	refs map[*policy.Policy][]string
 }
 
 type judgement struct {
-	claim   claim
-	last    *policy.Policy
+	claim claim
+	last  *policy.Policy
+	// deps are the World's Services the claim's policy names, in refs
+	// order, as they were when judged (nil where absent).
+	deps    []*translator.Service
 	inForce *policy.Policy
 	verdict *verdict
 	refs    []*policy.PolicyError
@@ -39,12 +41,7 @@ type routeCapCheck struct {
 }
 
 func newJudgeMemo() *judgeMemo {
-	return &judgeMemo{judged: map[policyID]judgement{}, caps: map[listenerKey]routeCapCheck{}}
-}
-
-// sameMap reports whether a and b are the very same map.
-func sameMap[K comparable, V any](a, b map[K]V) bool {
-	return a != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+	return &judgeMemo{judged: map[policyID]judgement{}, caps: map[listenerKey]routeCapCheck{}, refs: map[*policy.Policy][]string{}}
 }
 
 // judge is judge(c, last, world), reusing the previous build's answer when
@@ -53,22 +50,46 @@ func (m *judgeMemo) judge(id policyID, c claim, last *policy.Policy, world *tran
 	if m == nil {
 		return judge(c, last, world)
 	}
-	if j, ok := m.judged[id]; ok && sameMap(m.services, world.Services) && j.last == last && sameClaim(j.claim, c) && !namesTLS(c.policy) {
+	deps := m.deps(c.policy, world)
+	if j, ok := m.judged[id]; ok && j.last == last && sameClaim(j.claim, c) && slices.Equal(j.deps, deps) && !namesTLS(c.policy) {
 		next[id] = j
 		return j.inForce, cloneVerdict(j.verdict), j.refs
 	}
 	inForce, v, refs := judge(c, last, world)
 	v = cloneVerdict(v)
-	next[id] = judgement{claim: c, last: last, inForce: inForce, verdict: v, refs: slices.Clip(refs)}
+	next[id] = judgement{claim: c, last: last, deps: deps, inForce: inForce, verdict: v, refs: slices.Clip(refs)}
 	return inForce, cloneVerdict(v), slices.Clip(refs)
 }
 
-// done makes this build's judgements the ones the next build reuses.
-func (m *judgeMemo) done(world *translator.World, next map[policyID]judgement) {
+// deps are the World's Services p names: what CheckReferences reads.
+func (m *judgeMemo) deps(p *policy.Policy, world *translator.World) []*translator.Service {
+	if p == nil {
+		return nil
+	}
+	refs, ok := m.refs[p]
+	if !ok {
+		refs = policyrefs.Services(p)
+		m.refs[p] = refs
+	}
+	deps := make([]*translator.Service, len(refs))
+	for i, key := range refs {
+		deps[i] = world.Services[key]
+	}
+	return deps
+}
+
+// done makes this build's judgements the ones the next build reuses, and
+// forgets the references of policies no longer judged.
+func (m *judgeMemo) done(next map[policyID]judgement) {
 	if m == nil {
 		return
 	}
-	m.services, m.judged = world.Services, next
+	m.judged = next
+	for p := range m.refs {
+		if j, ok := next[policyID{Namespace: p.Namespace, Name: p.Name}]; !ok || j.claim.policy != p {
+			delete(m.refs, p)
+		}
+	}
 }
 
 func cloneVerdict(v *verdict) *verdict {

@@ -113,7 +113,7 @@ func reconcileMemo(prev map[policyID]*policy.Policy, keys []parsedKey, world *tr
 			})
 		}
 	}
-	memo.done(world, judged)
+	memo.done(judged)
 	out.reportRouteCap(memo)
 	// Verdicts in the order of the ConfigMaps, so logs read top to bottom.
 	slices.SortStableFunc(out.verdicts, func(a, b verdict) int { return compareSubjects(a.subject, b.subject) })
