@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,14 +20,21 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/shadowplane/shadowplane/translator"
 )
 
 // scope holds the informers of one namespace, or of all namespaces.
 type scope struct {
-	informers  []cache.SharedIndexInformer
-	services   corelisters.ServiceLister
-	slices     discoverylisters.EndpointSliceLister
-	configMaps corelisters.ConfigMapLister
+	// namespace is the scope's namespace; "" for all.
+	namespace string
+	informers []cache.SharedIndexInformer
+	services  corelisters.ServiceLister
+	slices    discoverylisters.EndpointSliceLister
+	// sliceIndexer indexes EndpointSlices by their Service's key
+	// (sliceServiceIndex).
+	sliceIndexer cache.Indexer
+	configMaps   corelisters.ConfigMapLister
 	// tlsSecrets and caConfigMaps hold the labelled client certificates
 	// and CA bundles of mirror targets.
 	tlsSecrets   corelisters.SecretLister
@@ -81,7 +89,12 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 	tlsSecretInformer := newInformer(kindSecret, &corev1.Secret{}, labelledListWatch(tlsSelector, secrets.List, secrets.Watch))
 	caConfigMapInformer := newInformer(kindCAConfigMap, &corev1.ConfigMap{}, labelledListWatch(tlsSelector, configMaps.List, configMaps.Watch))
 
+	if err := sliceInformer.AddIndexers(cache.Indexers{sliceServiceIndex: sliceServiceKey}); err != nil {
+		return nil, fmt.Errorf("watcher: index endpointslices by service: %w", err)
+	}
 	s := &scope{
+		namespace:    namespace,
+		sliceIndexer: sliceInformer.GetIndexer(),
 		informers:    []cache.SharedIndexInformer{serviceInformer, sliceInformer, configMapInformer, tlsSecretInformer, caConfigMapInformer},
 		services:     corelisters.NewServiceLister(serviceInformer.GetIndexer()),
 		slices:       discoverylisters.NewEndpointSliceLister(sliceInformer.GetIndexer()),
@@ -119,6 +132,56 @@ func newScope(client kubernetes.Interface, namespace string, selector labels.Sel
 		s.handlersSynced = append(s.handlersSynced, reg.HasSynced)
 	}
 	return s, nil
+}
+
+// sliceServiceIndex indexes EndpointSlices by "namespace/name" of their
+// Service, so the watcher converts one Service again without listing every
+// slice.
+const sliceServiceIndex = "service"
+
+func sliceServiceKey(obj any) ([]string, error) {
+	sl, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := sl.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{translator.ServiceKey(sl.Namespace, name)}, nil
+}
+
+// serviceAndSlices looks a Service and its EndpointSlices up in the scopes
+// that cover its namespace; svc is nil when no scope holds it.
+func serviceAndSlices(scopes []*scope, key string) (*corev1.Service, []*discoveryv1.EndpointSlice, error) {
+	namespace, name, ok := strings.Cut(key, "/")
+	if !ok {
+		return nil, nil, fmt.Errorf("bad service key %q", key)
+	}
+	for _, s := range scopes {
+		if s.namespace != metav1.NamespaceAll && s.namespace != namespace {
+			continue
+		}
+		svc, err := s.services.Services(namespace).Get(name)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("get service %s: %w", key, err)
+		}
+		objs, err := s.sliceIndexer.ByIndex(sliceServiceIndex, key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("endpointslices of %s: %w", key, err)
+		}
+		own := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+		for _, o := range objs {
+			if sl, ok := o.(*discoveryv1.EndpointSlice); ok {
+				own = append(own, sl)
+			}
+		}
+		return svc, own, nil
+	}
+	return nil, nil, nil
 }
 
 // informerSet is one set of scopes, started and stopped together. After an

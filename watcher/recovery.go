@@ -70,7 +70,7 @@ func (w *Watcher) replaceInformers(ctx context.Context) error {
 		return fmt.Errorf("watcher: fresh informers did not sync: %w", context.Cause(syncCtx))
 	}
 	old := w.informers.Swap(fresh)
-	w.servicesGen.Add(1) // the fresh caches may differ without an event
+	w.dirty.addAll() // the fresh caches may differ without an event
 	old.stop()
 	w.health.restored()
 	// The fresh set's initial events may have been handled before the swap;

@@ -68,16 +68,16 @@ type Watcher struct {
 	refs    map[*policy.Policy][]string // policyrefs.Services of each policy
 	// converted are the Services of the last World, by key.
 	converted map[string]convertedService
-	// servicesGen counts Service and EndpointSlice events (and informer
-	// replacements); lastServices is the Services map of the last World and
-	// lastServicesGen the count read before it was listed. A build with the
-	// count unchanged, such as one for a policy edit, reuses that map
-	// without listing 10,000 Services again.
+	// dirty collects the keys of the Services whose object or slices had
+	// events since the last World (all: every Service, after the informers
+	// were replaced); lastServices is the Services map of the last World. A
+	// build converts only the dirty Services again and shares the rest:
+	// with 10,000 Services, converting all of them was most of an
+	// EndpointSlice event's cost, and a policy edit converts none.
+	dirty        dirtyServices
+	lastServices map[string]*translator.Service
 	// judged remembers the last build's judgements (see judgeMemo).
-	judged          *judgeMemo
-	servicesGen     atomic.Uint64
-	lastServices    map[string]*translator.Service
-	lastServicesGen uint64
+	judged *judgeMemo
 	// tlsRecheck fires when a certificate's validity changes.
 	tlsRecheck clock.Timer
 	// tlsChecks are the last checks of the labelled Secrets and CA keys.
@@ -255,7 +255,7 @@ func (w *Watcher) changed(kind string, objs ...any) {
 	w.metrics.events.WithLabelValues(kind).Inc()
 	if kind == kindService || kind == kindEndpointSlice {
 		// Even an ignored event changes the next World's Services.
-		w.servicesGen.Add(1)
+		w.dirty.add(objs...)
 	}
 	if kind == kindConfigMap && len(objs) == 2 && w.store.echoes(objs[0], objs[1]) {
 		return // the leader's own write of what this replica has in force

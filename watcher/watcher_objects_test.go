@@ -3,13 +3,17 @@ package watcher
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	testingclock "k8s.io/utils/clock/testing"
@@ -248,5 +252,99 @@ func TestWatcherPolicyEditSharesServices(t *testing.T) {
 	}
 	if got := edited.Service("default", "web").Endpoints; len(got) == 1 && got[0].Address == "10.0.0.9" {
 		t.Error("the earlier World's Services changed")
+	}
+}
+
+// TestWatcherIncrementalServicesMatchFullConversion: over random creates,
+// updates and deletes of Services and EndpointSlices (slices moving between
+// Services, slices without a Service, Services no policy names), every
+// World's Services, converted again only where events said so, equal a
+// conversion of every object the API holds.
+func TestWatcherIncrementalServicesMatchFullConversion(t *testing.T) {
+	h := newHarness(t, Options{}, withPolicyOn(baseObjects("default"), "web-shadow")...)
+	h.start(3)
+	h.world("first", func(*translator.World) bool { return true })
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(42, 1))
+	serviceNames := []string{"web", "web-shadow", "lonely", "extra"}
+	sliceNames := []string{"web-abc", "web-def", "shadow-1", "lonely-1", "stray-1"}
+	full := func() map[string]*translator.Service {
+		svcs, err := h.client.CoreV1().Services("default").List(ctx, metav1.ListOptions{})
+		must(t, err)
+		sls, err := h.client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{})
+		must(t, err)
+		var services []*corev1.Service
+		for i := range svcs.Items {
+			services = append(services, &svcs.Items[i])
+		}
+		var endpointSlices []*discoveryv1.EndpointSlice
+		for i := range sls.Items {
+			endpointSlices = append(endpointSlices, &sls.Items[i])
+		}
+		return buildServices(services, endpointSlices)
+	}
+	percent := 1
+	for step := range 60 {
+		switch rng.IntN(3) {
+		case 0: // a Service appears or goes
+			name := serviceNames[2+rng.IntN(2)]
+			if _, err := h.client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{}); err == nil {
+				must(t, h.client.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{}))
+			} else {
+				_, err := h.client.CoreV1().Services("default").Create(ctx, httpService("default", name), metav1.CreateOptions{})
+				must(t, err)
+			}
+		default: // a slice is written (for some Service, or none) or deleted
+			name := sliceNames[rng.IntN(len(sliceNames))]
+			if rng.IntN(4) == 0 {
+				err := h.client.DiscoveryV1().EndpointSlices("default").Delete(ctx, name, metav1.DeleteOptions{})
+				if err != nil && !apierrors.IsNotFound(err) {
+					t.Fatal(err)
+				}
+				break
+			}
+			sl := slice("default", name, serviceNames[rng.IntN(len(serviceNames))], discoveryv1.AddressTypeIPv4,
+				[]discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, readyEndpoint(fmt.Sprintf("10.1.0.%d", 1+rng.IntN(200))))
+			if rng.IntN(6) == 0 {
+				delete(sl.Labels, discoveryv1.LabelServiceName)
+			}
+			_, err := h.client.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{})
+			if apierrors.IsNotFound(err) {
+				_, err = h.client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{})
+			}
+			must(t, err)
+		}
+		// A policy edit forces a World even when the change touched only
+		// Services no policy names; the World follows every event of the
+		// informers once they have caught up.
+		want := full()
+		for attempt := 0; ; attempt++ {
+			// Quiet, so each edit is a World of its own (not coalesced).
+			time.Sleep(30 * time.Millisecond)
+			percent = percent%50 + 1
+			w := h.setPolicies("default", "mirrors", map[string]string{"policies.yaml": policiesYAML(mirrorEntry("p00", "web-shadow", fmt.Sprint(percent)))})
+			if reflect.DeepEqual(w.Services, want) {
+				break
+			}
+			if attempt == 20 {
+				t.Fatalf("step %d: the World's Services never matched a full conversion:\ngot  %s\nwant %s", step, describeServices(w.Services), describeServices(want))
+			}
+		}
+	}
+}
+
+func describeServices(m map[string]*translator.Service) string {
+	keys := slices.Sorted(maps.Keys(m))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%+v ", k, m[k])
+	}
+	return b.String()
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

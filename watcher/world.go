@@ -3,14 +3,17 @@ package watcher
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/shadowplane/shadowplane/internal/policyrefs"
 	"github.com/shadowplane/shadowplane/policy"
@@ -38,9 +41,10 @@ type builtVerdicts struct {
 // conversion as BuildWorld, keeping the last valid version of each policy
 // in force; publish reports its verdicts.
 func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerdicts, error) {
-	// Read before listing: an event after this read builds again.
-	servicesGen := w.servicesGen.Load()
-	reuseServices := w.lastServices != nil && servicesGen == w.lastServicesGen
+	// Taken before reading the caches: an event after this builds again.
+	dirty, all := w.dirty.take()
+	scopes := w.informers.Load().scopes
+	convertAll := w.lastServices == nil || all
 	var (
 		services       []*corev1.Service
 		endpointSlices []*discoveryv1.EndpointSlice
@@ -48,8 +52,8 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerd
 		tlsSecrets     []*corev1.Secret
 		caConfigMaps   []*corev1.ConfigMap
 	)
-	for _, s := range w.informers.Load().scopes {
-		if !reuseServices {
+	for _, s := range scopes {
+		if convertAll {
 			svc, err := s.services.List(labels.Everything())
 			if err != nil {
 				return nil, builtVerdicts{}, fmt.Errorf("list services: %w", err)
@@ -78,12 +82,18 @@ func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerd
 		caConfigMaps = append(caConfigMaps, cas...)
 	}
 	// Worlds are never modified once handed on, so an unchanged Services
-	// map is shared with the previous World.
+	// map is shared with the previous World, and unchanged Services with it.
 	converted := w.lastServices
-	if !reuseServices {
+	switch {
+	case convertAll:
 		converted = w.services(services, endpointSlices)
-		w.lastServices, w.lastServicesGen = converted, servicesGen
+	case len(dirty) > 0:
+		var err error
+		if converted, err = w.updateServices(scopes, dirty); err != nil {
+			return nil, builtVerdicts{}, err
+		}
 	}
+	w.lastServices = converted
 
 	keys, parsed := parseConfigMaps(configMaps, w.parsed, w.opts.ParseOptions)
 	w.parsed = parsed
@@ -288,6 +298,77 @@ func (w *Watcher) services(services []*corev1.Service, endpointSlices []*discove
 	}
 	w.converted = next
 	return out
+}
+
+// updateServices is the previous World's Services with those of dirty
+// converted again from the caches (removed when gone), like services
+// would convert them.
+func (w *Watcher) updateServices(scopes []*scope, dirty map[string]struct{}) (map[string]*translator.Service, error) {
+	next := maps.Clone(w.lastServices)
+	for key := range dirty {
+		svc, own, err := serviceAndSlices(scopes, key)
+		if err != nil {
+			return nil, err
+		}
+		if svc == nil {
+			delete(next, key)
+			delete(w.converted, key)
+			continue
+		}
+		converted := buildServices([]*corev1.Service{svc}, own)[key]
+		next[key] = converted
+		if versions, cacheable := resourceVersions(svc, own); cacheable {
+			w.converted[key] = convertedService{versions: versions, service: converted}
+		} else {
+			delete(w.converted, key)
+		}
+	}
+	return next, nil
+}
+
+// dirtyServices collects the keys of Services to convert again.
+type dirtyServices struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+	all  bool
+}
+
+// add marks the Services of Service and EndpointSlice objects.
+func (d *dirtyServices) add(objs ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, obj := range objs {
+		if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tombstone.Obj
+		}
+		key, ok := serviceKeyOf(obj)
+		if !ok {
+			if _, isSlice := obj.(*discoveryv1.EndpointSlice); !isSlice {
+				d.all = true // not expected; convert everything
+			}
+			continue // a slice of no Service attaches to nothing
+		}
+		if d.keys == nil {
+			d.keys = map[string]struct{}{}
+		}
+		d.keys[key] = struct{}{}
+	}
+}
+
+// addAll marks every Service.
+func (d *dirtyServices) addAll() {
+	d.mu.Lock()
+	d.all = true
+	d.mu.Unlock()
+}
+
+// take returns and forgets the marks.
+func (d *dirtyServices) take() (keys map[string]struct{}, all bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keys, all = d.keys, d.all
+	d.keys, d.all = nil, false
+	return keys, all
 }
 
 // resourceVersions identifies the state of a Service and its slices; false
