@@ -125,3 +125,46 @@ func TestParseKeepsUnchangedPolicies(t *testing.T) {
 		t.Errorf("a policy that moved kept its old object (index %d)", third[0].Source.Index)
 	}
 }
+
+// TestJudgeMemoRejudgesTLSPolicies: a policy whose mirror names a client
+// certificate is judged again in every build, since its Secret may change
+// while the policy and its Services stay the very same objects.
+func TestJudgeMemoRejudgesTLSPolicies(t *testing.T) {
+	p := validPolicy("a", "p.yaml", 0, "p0", 10000)
+	p.Mirrors[0].TLS = &policy.MirrorTLS{ClientCertSecret: "client"}
+	keys := []parsedKey{pkey("a", "p.yaml", []*policy.Policy{p})}
+	services := testWorld().Services
+	memo := newJudgeMemo()
+	certs := []map[string]*translator.ClientCertificate{
+		nil, // missing: a warning
+		{translator.ClientCertificateKey(testNS, "client"): {CertChain: []byte("c"), PrivateKey: []byte("k")}},
+		{translator.ClientCertificateKey(testNS, "client"): {Problem: "expired"}},
+	}
+	prev := map[policyID]*policy.Policy{}
+	for i, c := range certs {
+		world := &translator.World{Services: services, ClientCertificates: c}
+		got, want := reconcileMemo(prev, keys, world, memo), reconcile(prev, keys, world)
+		if !reflect.DeepEqual(got.verdicts, want.verdicts) || !reflect.DeepEqual(got.problems, want.problems) {
+			t.Fatalf("build %d: memo verdicts %+v problems %v; full %+v %v", i, got.verdicts, got.problems, want.verdicts, want.problems)
+		}
+		prev = got.inForce
+	}
+}
+
+// TestDirtyServicesRestore: marks a failed build took are there for the
+// next one, with any added since.
+func TestDirtyServicesRestore(t *testing.T) {
+	var d dirtyServices
+	d.add(httpService("ns", "a"))
+	d.addAll()
+	keys, all := d.take()
+	d.add(httpService("ns", "b"))
+	d.restore(keys, all)
+	keys, all = d.take()
+	if !all || len(keys) != 2 {
+		t.Errorf("after restore: keys %v, all %v; want ns/a and ns/b, all", keys, all)
+	}
+	if keys, all = d.take(); len(keys) != 0 || all {
+		t.Errorf("take twice: %v %v", keys, all)
+	}
+}

@@ -40,9 +40,14 @@ type builtVerdicts struct {
 // buildWorld builds a new World from the informer caches with the same
 // conversion as BuildWorld, keeping the last valid version of each policy
 // in force; publish reports its verdicts.
-func (w *Watcher) buildWorld(observedAt time.Time) (*translator.World, builtVerdicts, error) {
+func (w *Watcher) buildWorld(observedAt time.Time) (_ *translator.World, _ builtVerdicts, err error) {
 	// Taken before reading the caches: an event after this builds again.
 	dirty, all := w.dirty.take()
+	defer func() {
+		if err != nil {
+			w.dirty.restore(dirty, all) // for the next build
+		}
+	}()
 	scopes := w.informers.Load().scopes
 	convertAll := w.lastServices == nil || all
 	var (
@@ -360,6 +365,19 @@ func (d *dirtyServices) addAll() {
 	d.mu.Lock()
 	d.all = true
 	d.mu.Unlock()
+}
+
+// restore marks again what a failed build took.
+func (d *dirtyServices) restore(keys map[string]struct{}, all bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.all = d.all || all
+	for key := range keys {
+		if d.keys == nil {
+			d.keys = map[string]struct{}{}
+		}
+		d.keys[key] = struct{}{}
+	}
 }
 
 // take returns and forgets the marks.

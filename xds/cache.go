@@ -29,6 +29,9 @@ import (
 type groupCache struct {
 	hash cachev3.NodeHash
 	log  interface{ Warnf(string, ...any) }
+	// done ends a send to a stream's channel that would block: the server
+	// is stopping. (It never blocks otherwise: see respond.)
+	done <-chan struct{}
 
 	mu     sync.Mutex // guards groups, nextID and keys
 	groups map[string]*cacheGroup
@@ -86,8 +89,8 @@ type encodedResource struct {
 	delta *discoveryv3.Resource
 }
 
-func newGroupCache(hash cachev3.NodeHash, log interface{ Warnf(string, ...any) }) *groupCache {
-	return &groupCache{hash: hash, log: log, groups: map[string]*cacheGroup{}, keys: map[weak.Pointer[corev3.Node]]string{}}
+func newGroupCache(ctx context.Context, hash cachev3.NodeHash, log interface{ Warnf(string, ...any) }) *groupCache {
+	return &groupCache{hash: hash, log: log, done: ctx.Done(), groups: map[string]*cacheGroup{}, keys: map[weak.Pointer[corev3.Node]]string{}}
 }
 
 // keyOf is the group key of a node (hash.ID), remembered by node. Nodes
@@ -207,19 +210,6 @@ func (c *groupCache) ClearSnapshot(key string) {
 	delete(c.groups, key)
 }
 
-// hasSnapshot reports whether a group has a snapshot.
-func (c *groupCache) hasSnapshot(key string) bool {
-	c.mu.Lock()
-	g := c.groups[key]
-	c.mu.Unlock()
-	if g == nil {
-		return false
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.snapshot != nil
-}
-
 // CreateWatch answers a state-of-the-world request at once when the
 // client's version is not the snapshot's, or it subscribes to a resource
 // it has not been sent; otherwise it holds the request until a snapshot
@@ -309,9 +299,16 @@ func (c *groupCache) respond(w sotwWatch, t *encodedType) {
 	for _, n := range t.names {
 		resp.returned[n] = t.version
 	}
-	// The channel holds one response per type and a stream has at most
-	// one watch per type: this never blocks.
-	w.out <- resp
+	// go-control-plane's ADS servers give each stream a channel with room
+	// for a response of every type, and a stream has at most one watch per
+	// type (the server drops a type's queued response before it opens the
+	// type's next watch), so this does not block; were that to change, the
+	// send would wait for the stream, as go-control-plane's cache does,
+	// until the server stops.
+	select {
+	case w.out <- resp:
+	case <-c.done:
+	}
 }
 
 // CreateDeltaWatch answers a delta request at once with what changed since
@@ -379,7 +376,10 @@ func (c *groupCache) respondDelta(w deltaWatch, t *encodedType) bool {
 	if len(resp.resources) == 0 && len(resp.removed) == 0 && (!w.sub.IsWildcard() || w.request.GetResponseNonce() != "") {
 		return false
 	}
-	w.out <- resp // one per type, as for state of the world
+	select { // one per type, as for state of the world
+	case w.out <- resp:
+	case <-c.done:
+	}
 	return true
 }
 

@@ -51,7 +51,7 @@ type cacheUnderTest struct {
 }
 
 func compareCaches(t *testing.T, rng *rand.Rand) {
-	ours := newGroupCache(groupHash{}, hclogAdapter{log: hclog.NewNullLogger()})
+	ours := newGroupCache(context.Background(), groupHash{}, hclogAdapter{log: hclog.NewNullLogger()})
 	ref := cachev3.NewSnapshotCache(true, groupHash{}, hclogAdapter{log: hclog.NewNullLogger()})
 	node := shopNode("cache-test")
 	key := groupHash{}.ID(node)
@@ -315,7 +315,7 @@ func (h countingHash) ID(n *corev3.Node) string {
 // once, and forgotten once the node is garbage collected.
 func TestGroupCacheRemembersNodeKeys(t *testing.T) {
 	calls := 0
-	c := newGroupCache(countingHash{&calls}, hclogAdapter{log: hclog.NewNullLogger()})
+	c := newGroupCache(context.Background(), countingHash{&calls}, hclogAdapter{log: hclog.NewNullLogger()})
 	node := shopNode("remembered")
 	for range 3 {
 		if got, want := c.keyOf(node), testGroup.Key(); got != want {
@@ -341,5 +341,47 @@ func TestGroupCacheRemembersNodeKeys(t *testing.T) {
 			t.Fatalf("%d node keys remain after their nodes were collected", n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// hasSnapshot reports whether a group has a snapshot.
+func (c *groupCache) hasSnapshot(key string) bool {
+	c.mu.Lock()
+	g := c.groups[key]
+	c.mu.Unlock()
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.snapshot != nil
+}
+
+// TestGroupCacheSendEndsWithServer: were a stream's channel ever full, a
+// send would wait for it, not forever: it ends when the server stops.
+func TestGroupCacheSendEndsWithServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := newGroupCache(ctx, groupHash{}, hclogAdapter{log: hclog.NewNullLogger()})
+	rng := rand.New(rand.NewPCG(1, 2))
+	full := make(chan cachev3.Response) // no room
+	sub := stream.NewSotwSubscription(nil, true)
+	if _, err := c.CreateWatch(&cachev3.Request{Node: shopNode("stuck"), TypeUrl: resource.ClusterType}, sub, full); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.SetSnapshot(ctx, testGroup.Key(), randomSnapshot(t, rng)) }()
+	select {
+	case <-done:
+		t.Fatal("SetSnapshot returned although the stream could take nothing")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SetSnapshot still blocked after the server stopped")
 	}
 }

@@ -175,12 +175,13 @@ func (s *Server) refreshGroup(w *translator.World, group nodemeta.NodeGroup, obs
 	if s.observer.SnapshotSet != nil {
 		s.observeSnapshot(key, changed, built.versions, w, observeEvent)
 	}
-	// SetSnapshot stores the snapshot before it answers open watches, so
-	// even when answering fails (the server is stopping) the cache holds
-	// the new snapshot and the record below must follow it.
+	// SetSnapshot fails only when a resource cannot be marshalled, before
+	// it stores anything: the group keeps its previous snapshot, and the
+	// record below must too.
 	if err := s.cache.SetSnapshot(s.ctx, key, built); err != nil {
 		s.metrics.snapshotErrors.WithLabelValues(reasonSetSnapshot).Inc()
-		logger.Error("answering open watches with the new snapshot failed", "error", err)
+		logger.Error("cannot encode the new snapshot; keeping the previous one", "error", err)
+		return
 	}
 	now := time.Now()
 

@@ -149,7 +149,7 @@ func New(opts Options) *Server {
 	}
 	s.newStreams = rate.NewLimiter(rate.Limit(s.limits.NewStreamsPerSecond), s.limits.NewStreamBurst)
 	cplLog := hclogAdapter{log: logger.Named("go-control-plane")}
-	s.cache = newGroupCache(groupHash{}, cplLog)
+	s.cache = newGroupCache(ctx, groupHash{}, cplLog)
 	// The option type is shared by the SotW and delta servers; the logger
 	// must be set for delta, which has no default.
 	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s: s}, sotw.WithOrderedADS(), sotw.WithLogger(cplLog))
