@@ -3,6 +3,7 @@ package translator
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -129,35 +130,67 @@ func capRoutes(policies []*policy.Policy, report func(p *policy.Policy, routes i
 	return kept, matches
 }
 
+// ListenerKey names the listener policies share: one per Service and port.
+type ListenerKey struct{ Namespace, Service, Port string }
+
+// ListenerGroup is the policies of one listener, in the order given.
+type ListenerGroup struct {
+	Key      ListenerKey
+	Policies []*policy.Policy
+}
+
+// ListenerGroups groups policies by listener, listeners in the order of
+// their first policy.
+func ListenerGroups(policies []*policy.Policy) []ListenerGroup {
+	index := map[ListenerKey]int{}
+	var groups []ListenerGroup
+	for _, p := range policies {
+		k := ListenerKey{p.Namespace, p.Service, p.Port.String()}
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, ListenerGroup{Key: k})
+		}
+		groups[i].Policies = append(groups[i].Policies, p)
+	}
+	return groups
+}
+
 // CheckRouteCap finds the policies that the route cap keeps out of force,
 // as a sidecar would: policies of one Service and port share a listener
 // and are added in name order. It backs `shadowplane validate`, so the
 // error shows before the policies are applied.
 func CheckRouteCap(policies []*policy.Policy) []*policy.PolicyError {
-	type listenerKey struct{ namespace, service, port string }
-	byListener := map[listenerKey][]*policy.Policy{}
-	var keys []listenerKey
-	for _, p := range policies {
-		k := listenerKey{p.Namespace, p.Service, p.Port.String()}
-		if byListener[k] == nil {
-			keys = append(keys, k)
-		}
-		byListener[k] = append(byListener[k], p)
-	}
 	var errs []*policy.PolicyError
-	for _, k := range keys {
-		group := byListener[k]
-		sort.SliceStable(group, func(i, j int) bool { return group[i].Name < group[j].Name })
-		capRoutes(group, func(p *policy.Policy, routes int) {
-			errs = append(errs, &policy.PolicyError{
-				Namespace: p.Namespace, ConfigMap: p.Source.ConfigMap, Key: p.Source.Key, Policy: p.Name, Index: p.Source.Index,
-				Field: "match",
-				Message: fmt.Sprintf("with this policy, the policies of Service %s port %q would need %d routes to honour every overlap of their matches, more than the limit of %d per listener, so it is not put in force: narrow or merge the matches of the Service's policies",
-					ServiceKey(p.Namespace, p.Service), k.port, routes, MaxRoutesPerListener),
-			})
-		})
+	for _, g := range ListenerGroups(policies) {
+		errs = append(errs, checkListenerRouteCap(g)...)
 	}
 	return errs
+}
+
+// checkListenerRouteCap is CheckRouteCap for one listener's policies; it
+// sorts them.
+func checkListenerRouteCap(g ListenerGroup) []*policy.PolicyError {
+	var errs []*policy.PolicyError
+	group := g.Policies
+	sort.SliceStable(group, func(i, j int) bool { return group[i].Name < group[j].Name })
+	capRoutes(group, func(p *policy.Policy, routes int) {
+		errs = append(errs, &policy.PolicyError{
+			Namespace: p.Namespace, ConfigMap: p.Source.ConfigMap, Key: p.Source.Key, Policy: p.Name, Index: p.Source.Index,
+			Field: "match",
+			Message: fmt.Sprintf("with this policy, the policies of Service %s port %q would need %d routes to honour every overlap of their matches, more than the limit of %d per listener, so it is not put in force: narrow or merge the matches of the Service's policies",
+				ServiceKey(p.Namespace, p.Service), g.Key.Port, routes, MaxRoutesPerListener),
+		})
+	})
+	return errs
+}
+
+// CheckListenerRouteCap is CheckRouteCap for the policies of one listener
+// (a ListenerGroups entry); it leaves g's slice as it was.
+func CheckListenerRouteCap(g ListenerGroup) []*policy.PolicyError {
+	g.Policies = slices.Clone(g.Policies)
+	return checkListenerRouteCap(g)
 }
 
 // addIntersections returns matches plus m and m's intersection with each

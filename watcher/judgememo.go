@@ -17,7 +17,7 @@ import (
 // one.
 type judgeMemo struct {
 	judged map[policyID]judgement
-	caps   map[listenerKey]routeCapCheck
+	caps   map[translator.ListenerKey]routeCapCheck
 	// refs are the Services each policy names (policyrefs.Services).
 	refs map[*policy.Policy][]string
 }
@@ -33,15 +33,13 @@ type judgement struct {
 	refs    []*policy.PolicyError
 }
 
-type listenerKey struct{ namespace, service, port string }
-
 type routeCapCheck struct {
 	policies []*policy.Policy
 	errs     []*policy.PolicyError
 }
 
 func newJudgeMemo() *judgeMemo {
-	return &judgeMemo{judged: map[policyID]judgement{}, caps: map[listenerKey]routeCapCheck{}, refs: map[*policy.Policy][]string{}}
+	return &judgeMemo{judged: map[policyID]judgement{}, caps: map[translator.ListenerKey]routeCapCheck{}, refs: map[*policy.Policy][]string{}}
 }
 
 // judge is judge(c, last, world), reusing the previous build's answer when
@@ -128,25 +126,15 @@ func (m *judgeMemo) routeCap(policies []*policy.Policy) []*policy.PolicyError {
 	if m == nil {
 		return translator.CheckRouteCap(policies)
 	}
-	byListener := map[listenerKey][]*policy.Policy{}
-	var keys []listenerKey
-	for _, p := range policies {
-		k := listenerKey{p.Namespace, p.Service, p.Port.String()}
-		if byListener[k] == nil {
-			keys = append(keys, k)
-		}
-		byListener[k] = append(byListener[k], p)
-	}
-	next := make(map[listenerKey]routeCapCheck, len(keys))
+	groups := translator.ListenerGroups(policies)
+	next := make(map[translator.ListenerKey]routeCapCheck, len(groups))
 	var errs []*policy.PolicyError
-	for _, k := range keys {
-		group := byListener[k]
-		check, ok := m.caps[k]
-		if !ok || !slices.Equal(check.policies, group) {
-			// CheckRouteCap sorts its argument.
-			check = routeCapCheck{policies: group, errs: slices.Clip(translator.CheckRouteCap(slices.Clone(group)))}
+	for _, g := range groups {
+		check, ok := m.caps[g.Key]
+		if !ok || !slices.Equal(check.policies, g.Policies) {
+			check = routeCapCheck{policies: g.Policies, errs: slices.Clip(translator.CheckListenerRouteCap(g))}
 		}
-		next[k] = check
+		next[g.Key] = check
 		errs = append(errs, check.errs...)
 	}
 	m.caps = next

@@ -54,24 +54,32 @@ func largeWorld() []runtime.Object {
 	return objects
 }
 
+// runBenchWatcher runs a watcher over a fake client holding objects until
+// the benchmark ends, and returns its first World once the fake's watches
+// exist (it delivers events only then).
+func runBenchWatcher(b *testing.B, objects []runtime.Object) (*fake.Clientset, *Watcher, chan *translator.World, *translator.World, context.Context) {
+	client := fake.NewClientset(objects...)
+	worlds := make(chan *translator.World, 16)
+	w, err := New(Options{Client: client, Recorder: record.NewFakeRecorder(100_000), Logger: hclog.NewNullLogger(),
+		OnWorld: func(world *translator.World) { worlds <- world }, noStoreWrites: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	go func() { _ = w.Run(ctx) }()
+	first := <-worlds
+	time.Sleep(time.Second)
+	return client, w, worlds, first, ctx
+}
+
 // BenchmarkWorldEvent measures, in the world above, what one EndpointSlice
 // event costs: building the World (the watcher lists its caches and reuses
 // parsed policies) and translating the one node group it affects; and that
 // an event of a Service no policy names costs no World at all. The API
 // server is a fake here: this times the control plane's own work per event.
 func BenchmarkWorldEvent(b *testing.B) {
-	client := fake.NewClientset(largeWorld()...)
-	worlds := make(chan *translator.World, 16)
-	w, err := New(Options{Client: client, Recorder: record.NewFakeRecorder(10 * worldPolicies), Logger: hclog.NewNullLogger(),
-		OnWorld: func(world *translator.World) { worlds <- world }, noStoreWrites: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = w.Run(ctx) }()
-	first := <-worlds
-	time.Sleep(time.Second) // the fake delivers events only once watches exist
+	client, w, worlds, first, ctx := runBenchWatcher(b, largeWorld())
 	if len(first.Services) != worldServices || len(first.Policies) != worldPolicies {
 		b.Fatalf("world has %d services and %d policies", len(first.Services), len(first.Policies))
 	}
@@ -155,18 +163,7 @@ func scalePolicyConfigMap(cm int, percent func(i int) int) *corev1.ConfigMap {
 func BenchmarkPolicyEvent(b *testing.B) {
 	const groups = 1000
 	ten := func(int) int { return 10 }
-	client := fake.NewClientset(scaleWorldObjects(groups, ten)...)
-	worlds := make(chan *translator.World, 16)
-	w, err := New(Options{Client: client, Recorder: record.NewFakeRecorder(100 * groups), Logger: hclog.NewNullLogger(),
-		OnWorld: func(world *translator.World) { worlds <- world }, noStoreWrites: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = w.Run(ctx) }()
-	first := <-worlds
-	time.Sleep(time.Second) // the fake delivers events only once watches exist
+	client, _, worlds, first, ctx := runBenchWatcher(b, scaleWorldObjects(groups, ten))
 	if len(first.Policies) != groups {
 		b.Fatalf("world has %d policies", len(first.Policies))
 	}
