@@ -353,11 +353,15 @@ func (d *dirtyServices) add(objs ...any) {
 			}
 			continue // a slice of no Service attaches to nothing
 		}
-		if d.keys == nil {
-			d.keys = map[string]struct{}{}
-		}
-		d.keys[key] = struct{}{}
+		d.markLocked(key)
 	}
+}
+
+func (d *dirtyServices) markLocked(key string) {
+	if d.keys == nil {
+		d.keys = map[string]struct{}{}
+	}
+	d.keys[key] = struct{}{}
 }
 
 // addAll marks every Service.
@@ -373,10 +377,7 @@ func (d *dirtyServices) restore(keys map[string]struct{}, all bool) {
 	defer d.mu.Unlock()
 	d.all = d.all || all
 	for key := range keys {
-		if d.keys == nil {
-			d.keys = map[string]struct{}{}
-		}
-		d.keys[key] = struct{}{}
+		d.markLocked(key)
 	}
 }
 

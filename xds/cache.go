@@ -1,11 +1,13 @@
 package xds
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"weak"
 
@@ -299,15 +301,19 @@ func (c *groupCache) respond(w sotwWatch, t *encodedType) {
 	for _, n := range t.names {
 		resp.returned[n] = t.version
 	}
-	// go-control-plane's ADS servers give each stream a channel with room
-	// for a response of every type, and a stream has at most one watch per
-	// type (the server drops a type's queued response before it opens the
-	// type's next watch), so this does not block; were that to change, the
-	// send would wait for the stream, as go-control-plane's cache does,
-	// until the server stops.
+	send(c.done, w.out, cachev3.Response(resp))
+}
+
+// send puts a response on a stream's channel. go-control-plane's ADS
+// servers give each stream a channel with room for a response of every
+// type, and a stream has at most one watch per type (the server drops a
+// type's queued response before it opens the type's next watch), so this
+// does not block; were that to change, the send would wait for the stream,
+// as go-control-plane's cache does, until the server stops.
+func send[R any](done <-chan struct{}, out chan R, resp R) {
 	select {
-	case w.out <- resp:
-	case <-c.done:
+	case out <- resp:
+	case <-done:
 	}
 }
 
@@ -370,27 +376,14 @@ func (c *groupCache) respondDelta(w deltaWatch, t *encodedType) bool {
 				resp.removed = append(resp.removed, n)
 			}
 		}
-		slices.SortFunc(resp.resources, func(a, b *discoveryv3.Resource) int { return cmpString(a.Name, b.Name) })
+		slices.SortFunc(resp.resources, func(a, b *discoveryv3.Resource) int { return strings.Compare(a.Name, b.Name) })
 	}
 	slices.Sort(resp.removed)
 	if len(resp.resources) == 0 && len(resp.removed) == 0 && (!w.sub.IsWildcard() || w.request.GetResponseNonce() != "") {
 		return false
 	}
-	select { // one per type, as for state of the world
-	case w.out <- resp:
-	case <-c.done:
-	}
+	send(c.done, w.out, cachev3.DeltaResponse(resp))
 	return true
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Fetch refuses: shadowplane serves ADS streams only (callbacks refuse REST
@@ -406,10 +399,7 @@ func orderedWatches[W any](watches map[int64]W, rank func(W) int) []int64 {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b int64) int {
-		if d := rank(watches[a]) - rank(watches[b]); d != 0 {
-			return d
-		}
-		return int(a - b)
+		return cmp.Or(cmp.Compare(rank(watches[a]), rank(watches[b])), cmp.Compare(a, b))
 	})
 	return ids
 }
