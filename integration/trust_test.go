@@ -445,3 +445,36 @@ func newOtherClient(t *testing.T, f *mirrorFixture, service string) otherClient 
 	return otherClient{ns: ns, identity: id, token: string(token), node: nodemeta.Metadata{
 		NodeID: service + "-0", Namespace: ns, Service: service, Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}}}}
 }
+
+// TestTrustPushesFasterThanTheRequestRate: a real Envoy that answers every
+// push is never cut off by the per-stream request rate, however fast the
+// percent changes come: here 40 edits in about 2.5 s against a rate of 2
+// requests a second with a burst of 10. (While ACKs counted against the
+// rate, the stream was cut off within the first second of edits.)
+func TestTrustPushesFasterThanTheRequestRate(t *testing.T) {
+	for _, mode := range xdsModes {
+		t.Run(mode.name, func(t *testing.T) {
+			f := newMirrorFixture(t, fixtureOptions{delta: mode.delta, limits: xds.Limits{RequestsPerSecond: 2, RequestBurst: 10}})
+			f.applyPolicy(policyYAML("50", ""))
+			f.waitApplied(500_000)
+			pushesBefore := f.cp.XDS.Pushes()["runtime"]
+
+			const edits = 40
+			for i := range edits {
+				f.applyPolicy(policyYAML(fmt.Sprint(i%9+1), ""))
+				time.Sleep(60 * time.Millisecond)
+			}
+			f.applyPolicy(policyYAML("42", ""))
+			f.waitRuntime(f.runtimeKey(), 420_000)
+
+			if pushes := f.cp.XDS.Pushes()["runtime"] - pushesBefore; pushes < edits/2 {
+				t.Fatalf("%d runtime pushes for %d edits: too few to exceed the request rate", pushes, edits+1)
+			}
+			metrics, err := harness.GetJSON(f.ctx, f.cp.HTTPURL()+"/metrics")
+			must(t, err)
+			if want := `shadowplane_xds_bounds_exceeded_total{bound="request_rate"} 0` + "\n"; !strings.Contains(string(metrics), want) {
+				t.Errorf("a sidecar answering pushes was cut off by the request rate; /metrics lacks %q", strings.TrimSpace(want))
+			}
+		})
+	}
+}
