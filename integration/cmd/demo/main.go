@@ -209,6 +209,7 @@ func run(ctx context.Context, hold bool, rate int) error {
 		}
 	}
 
+	firstChange := time.Now()
 	for _, percent := range []string{"10", "50", "0"} {
 		step("kubectl apply: policy entrance-to-staging at %s %%", percent)
 		start := time.Now()
@@ -228,9 +229,20 @@ func run(ctx context.Context, hold bool, rate int) error {
 			key, share, float64(share)/10000, time.Since(start).Round(time.Millisecond))
 		send(3)
 	}
-	stats, _ := sidecar.Stats(ctx, "listener_manager.listener_modified|listener_manager.total_listeners_draining|cluster_manager.cluster_modified|server.uptime")
+	stats, _ := sidecar.Stats(ctx, "listener_manager.listener_modified|listener_manager.total_listeners_draining|cluster_manager.cluster_modified")
 	step("Envoy stats after three live changes")
 	fmt.Println("    " + formatStats(stats))
+	// /server_info computes the uptime when asked (the server.uptime stat
+	// moves only at stats flushes); it restarts from zero if Envoy does.
+	if info, err := sidecar.ServerInfo(ctx); err == nil {
+		since := time.Since(firstChange)
+		verdict := "one process throughout, never restarted"
+		if info.Uptime+time.Second < since { // Envoy reports whole seconds
+			verdict = "ENVOY RESTARTED during the changes"
+		}
+		fmt.Printf("    Envoy pid %d is %s, up %s; the first change was %s ago: %s\n",
+			sidecar.PID(), info.State, info.Uptime, since.Round(100*time.Millisecond), verdict)
+	}
 
 	if hold {
 		step("holding; Ctrl-C to stop. Everything listens inside the demo's network namespace, so run your commands there:")
