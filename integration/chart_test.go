@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -81,6 +83,7 @@ func TestHelmChart(t *testing.T) {
 				}
 			}
 			checkServeArgs(t, e, out)
+			checkDisruptionAndXDSPeers(t, ctx, kube, tc)
 		})
 	}
 
@@ -238,4 +241,39 @@ func checkServeArgs(t *testing.T, e *sharedEnv, manifests string) {
 		return
 	}
 	t.Error("no Deployment in the output")
+}
+
+// checkDisruptionAndXDSPeers: the budget lets one replica go at a time
+// (a single replica is not pinned to its node), and the NetworkPolicy lets
+// sidecars reach xDS from the watched namespaces only in namespaced mode,
+// from every namespace otherwise.
+func checkDisruptionAndXDSPeers(t *testing.T, ctx context.Context, kube *harness.Kube, tc chartCase) {
+	t.Helper()
+	pdb, err := kube.Client.PolicyV1().PodDisruptionBudgets(tc.namespace).Get(ctx, "shadowplane", metav1.GetOptions{})
+	must(t, err)
+	if pdb.Spec.MinAvailable != nil || pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget: minAvailable %v, maxUnavailable %v; want maxUnavailable 1 only", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)
+	}
+	np, err := kube.Client.NetworkingV1().NetworkPolicies(tc.namespace).Get(ctx, "shadowplane", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	must(t, err)
+	peer := np.Spec.Ingress[0].From[0]
+	if peer.NamespaceSelector == nil || peer.PodSelector.MatchLabels["shadowplane.io/sidecar"] != "true" {
+		t.Fatalf("NetworkPolicy: first rule is not the sidecars' xDS rule: %+v", peer)
+	}
+	var allowed []string
+	for _, r := range peer.NamespaceSelector.MatchExpressions {
+		if r.Key == "kubernetes.io/metadata.name" && r.Operator == metav1.LabelSelectorOpIn {
+			allowed = r.Values
+		}
+	}
+	if tc.watched == nil {
+		if len(peer.NamespaceSelector.MatchExpressions)+len(peer.NamespaceSelector.MatchLabels) != 0 {
+			t.Errorf("NetworkPolicy: xDS limited to %+v in cluster mode", peer.NamespaceSelector)
+		}
+	} else if !slices.Equal(allowed, tc.watched) {
+		t.Errorf("NetworkPolicy: xDS open to namespaces %v, want the watched %v", allowed, tc.watched)
+	}
 }
