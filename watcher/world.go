@@ -193,7 +193,7 @@ func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy
 			if err != nil {
 				w.opts.Logger.Warn("ignoring unreadable last valid versions; the leader rewrites them", "error", err)
 			}
-			entry = storedPolicies{raw: raw, policies: policies}
+			entry = storedPolicies{raw: raw, policies: w.recheckStored(cm, policies)}
 		}
 		next[ref] = entry
 		for _, p := range entry.policies {
@@ -202,6 +202,24 @@ func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy
 	}
 	w.stored = next
 	return merged
+}
+
+// recheckStored keeps the stored policies that still pass the checks of
+// the current options (policy.RecheckStored): the annotation is editable
+// by whoever may edit the ConfigMap, and the options may have narrowed
+// since it was written.
+func (w *Watcher) recheckStored(cm *corev1.ConfigMap, policies []*policy.Policy) []*policy.Policy {
+	kept := policies[:0:0]
+	for _, p := range policies {
+		if problems := policy.RecheckStored(p, w.opts.ParseOptions); len(problems) > 0 {
+			w.opts.Logger.Warn("ignoring a stored last valid version that the current options refuse",
+				"configmap", cm.Namespace+"/"+cm.Name, "annotation", AnnotationLastValid, "policy", p.Name,
+				"problems", strings.Join(problems, "; "))
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
 }
 
 // recordedSubjects reads the verdicts recorded as Events from the status
