@@ -239,6 +239,11 @@ func (o Options) check() error {
 			return fmt.Errorf("health port %d is also in the port pair %d:%d", o.Health.Port, pair.Listen, pair.App)
 		}
 	}
+	if o.Health.Port != 0 {
+		if err := checkDrainToken(o.Health.DrainToken); err != nil {
+			return fmt.Errorf("health port %d: %w", o.Health.Port, err)
+		}
+	}
 	return nil
 }
 

@@ -41,6 +41,10 @@ func TestRenderRejectsBadOptions(t *testing.T) {
 		{"listen address not ip", func(o *Options) { o.Node.ListenAddress = "localhost" }, "not an IP"},
 		{"health port is a listen port", func(o *Options) { o.Health.Port = 15002 }, "health port 15002 is also in the port pair 15002:9090"},
 		{"health port out of range", func(o *Options) { o.Health.Port = 70000 }, "not a port number"},
+		{"health port without a drain token", func(o *Options) { o.Health = Health{Port: 15021} }, "drain token must be at least 16 characters"},
+		{"short drain token", func(o *Options) { o.Health = Health{Port: 15021, DrainToken: "0123456789"} }, "at least 16"},
+		{"the example's placeholder token", func(o *Options) { o.Health = Health{Port: 15021, DrainToken: "REPLACE-WITH-RANDOM-0123456789"} }, "placeholder"},
+		{"drain token with a space", func(o *Options) { o.Health = Health{Port: 15021, DrainToken: "0123456789abcdef 0"} }, "only letters, digits"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,7 +94,9 @@ func TestRealEnvoyAcceptsBootstrap(t *testing.T) {
 		"delta-dns":    func(o *Options) { o.Delta = true; o.XDSAddress = "shadowplane.shadowplane-system.svc:18000" },
 		"default-bind": func(o *Options) { o.Node.ListenAddress = "" },
 		"custom-admin": func(o *Options) { o.AdminPort = 19000 },
-		"health":       func(o *Options) { o.Health = Health{Port: 15021, DrainDelay: 3 * time.Second} },
+		"health": func(o *Options) {
+			o.Health = Health{Port: 15021, DrainDelay: 3 * time.Second, DrainToken: testDrainToken}
+		},
 	}
 	for name, mutate := range variants {
 		for _, format := range []string{"yaml", "json"} {
@@ -128,12 +134,14 @@ func TestRealEnvoyValidationCanFail(t *testing.T) {
 	}
 }
 
+const testDrainToken = "0123456789abcdef0123456789abcdef"
+
 // TestHealthListener: the kubelet's port serves the admin /ready and a
 // drain route, on the listeners' address, and nothing else of the admin
 // interface.
 func TestHealthListener(t *testing.T) {
 	o := validOptions()
-	o.Health = Health{Port: 15021}
+	o.Health = Health{Port: 15021, DrainToken: testDrainToken}
 	b, err := Render(o)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +159,8 @@ func TestHealthListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	for _, want := range []string{"path: /ready", "path: /drain", "/drain_listeners?graceful", "fixedDelay: 5s", "name: " + HealthClusterName} {
+	for _, want := range []string{"path: /ready", "path: /drain", "name: " + DrainTokenHeader, "exact: " + testDrainToken,
+		"/drain_listeners?graceful", "fixedDelay: 5s", "name: " + HealthClusterName} {
 		if !strings.Contains(text, want) {
 			t.Errorf("bootstrap lacks %q", want)
 		}

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -14,6 +15,7 @@ import (
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -37,6 +39,20 @@ const (
 	// still accepted) and answers only after the drain delay, so a preStop
 	// httpGet on it holds the pod's termination that long.
 	DrainPath = "/drain"
+	// DrainTokenHeader must carry Health.DrainToken for DrainPath to
+	// answer; without it the path is not found. The health listener binds
+	// the pod's address so the kubelet can probe it, which lets every pod
+	// that can reach this one reach it too: without the token any of them
+	// could drain this sidecar, which then stops taking connections for
+	// good. The kubelet sends the token from the preStop hook's
+	// httpHeaders.
+	DrainTokenHeader = "x-shadowplane-drain-token"
+	// MinDrainTokenLength is the shortest token accepted (16 random
+	// bytes in hex are 32 characters).
+	MinDrainTokenLength = 16
+	// PlaceholderDrainToken starts the token of the example manifests,
+	// which is refused: it is public.
+	PlaceholderDrainToken = "REPLACE-WITH-RANDOM"
 	// DefaultDrainDelay outlasts the usual endpoint propagation delay (the
 	// EndpointSlice controller, then every kube-proxy or client balancer).
 	DefaultDrainDelay = 5 * time.Second
@@ -62,6 +78,26 @@ type Health struct {
 	// DrainDelay is how long DrainPath holds the request; 0 means
 	// DefaultDrainDelay.
 	DrainDelay time.Duration
+	// DrainToken is the secret DrainPath requires in DrainTokenHeader;
+	// required with a Port.
+	DrainToken string
+}
+
+// checkDrainToken accepts a token of at least MinDrainTokenLength
+// characters that a header carries unchanged.
+func checkDrainToken(token string) error {
+	if len(token) < MinDrainTokenLength {
+		return fmt.Errorf("the drain token must be at least %d characters (e.g. openssl rand -hex 16), the same value as the preStop httpGet header %s; without it any pod that reaches the health port could drain the sidecar", MinDrainTokenLength, DrainTokenHeader)
+	}
+	if strings.HasPrefix(token, PlaceholderDrainToken) {
+		return fmt.Errorf("the drain token is the example's placeholder: replace it with a random value of your own (openssl rand -hex 16), in --drain-token and the preStop httpGet header %s", DrainTokenHeader)
+	}
+	for _, r := range token {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("the drain token may hold only letters, digits, '-' and '_'")
+		}
+	}
+	return nil
 }
 
 // healthResources are the listener and the admin cluster behind it.
@@ -97,7 +133,15 @@ func healthResources(h Health, adminAddress string, adminPort uint32) (*listener
 					}},
 				},
 				{
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: DrainPath}},
+					Match: &routev3.RouteMatch{
+						PathSpecifier: &routev3.RouteMatch_Path{Path: DrainPath},
+						Headers: []*routev3.HeaderMatcher{{
+							Name: DrainTokenHeader,
+							HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+								MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.DrainToken},
+							}},
+						}},
+					},
 					Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
 						Status: 200,
 						Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "draining\n"}},

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	bootstrap "github.com/shadowplane/shadowplane/envoy-bootstrap"
 	"github.com/shadowplane/shadowplane/integration/harness"
 	"github.com/shadowplane/shadowplane/internal/inject"
 	"github.com/shadowplane/shadowplane/internal/kubeauth"
@@ -71,7 +73,9 @@ type testPod struct {
 	native  bool
 	health  string // ip:port of the health listener
 	drain   string // preStop path
-	once    sync.Once
+	// drainHeaders are the preStop's httpHeaders (the drain token).
+	drainHeaders []corev1.HTTPHeader
+	once         sync.Once
 }
 
 // podApp is the application container: it answers on podIP:appPort (what a
@@ -294,16 +298,43 @@ func (k *testKubelet) startSidecar(ctx context.Context, pod *corev1.Pod, p *test
 	probe := envoyC.ReadinessProbe.HTTPGet
 	p.health = net.JoinHostPort(p.ip, probe.Port.String())
 	p.drain = envoyC.Lifecycle.PreStop.HTTPGet.Path
+	p.drainHeaders = envoyC.Lifecycle.PreStop.HTTPGet.HTTPHeaders
 	client := &http.Client{Timeout: time.Second}
-	return harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
+	if err := harness.WaitUntil(ctx, 30*time.Second, func() (bool, error) {
 		resp, err := client.Get("http://" + p.health + probe.Path)
 		if err != nil {
 			return false, nil
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
-	})
+	}); err != nil {
+		return err
+	}
+	// Another pod reaches the health port as the kubelet does; without the
+	// preStop's token it cannot drain the sidecar.
+	for _, token := range []string{"", "not-the-token-0123456789"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.health+p.drain, nil)
+		if token != "" {
+			req.Header.Set(bootstrap.DrainTokenHeader, token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("drain without the token: %w", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			return fmt.Errorf("GET %s with token %q: HTTP %d, want 404", p.drain, token, resp.StatusCode)
+		}
+	}
+	if log := p.sidecar.Log(); drainLogged.MatchString(log) {
+		return fmt.Errorf("a drain request without the token drained the sidecar:\n%s", p.sidecar.LogTail(20))
+	}
+	return nil
 }
+
+// drainLogged matches the health listener's log line of a drain it asked
+// the admin for (not the script's own text, which Envoy's debug log shows).
+var drainLogged = regexp.MustCompile(`graceful drain requested: \d`)
 
 // terminate stops a deleted pod in the kubelet's order, then removes it.
 func (k *testKubelet) terminate(ctx context.Context, pod *corev1.Pod, p *testPod) {
@@ -314,7 +345,11 @@ func (k *testKubelet) terminate(ctx context.Context, pod *corev1.Pod, p *testPod
 			return
 		}
 		started := time.Now()
-		resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + p.health + p.drain)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.health+p.drain, nil)
+		for _, h := range p.drainHeaders {
+			req.Header.Set(h.Name, h.Value)
+		}
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 		if err != nil {
 			k.t.Errorf("kubelet: preStop of %s: %v", pod.Name, err)
 			return

@@ -81,6 +81,7 @@ func newBootstrapCommand() *cobra.Command {
 	f.StringVar(&o.XDSAddress, "xds-address", "shadowplane.shadowplane-system.svc:18000", "control plane gRPC address host:port")
 	f.Uint32Var(&o.AdminPort, "admin-port", bootstrap.DefaultAdminPort, "Envoy admin port, on 127.0.0.1")
 	f.Uint32Var(&o.Health.Port, "health-port", 0, "port of the listener the kubelet probes (GET "+bootstrap.ReadyPath+") and drains through (preStop GET "+bootstrap.DrainPath+"); 0: none")
+	f.StringVar(&o.Health.DrainToken, "drain-token", "", "secret the preStop GET "+bootstrap.DrainPath+" must send in the header "+bootstrap.DrainTokenHeader+" (at least 16 letters or digits, random per pod; `shadowplane inject` and the webhook generate it); required with --health-port")
 	f.DurationVar(&o.Health.DrainDelay, "drain-delay", bootstrap.DefaultDrainDelay, "how long GET "+bootstrap.DrainPath+" holds the preStop hook after starting a graceful drain: longer than the endpoint propagation delay")
 	f.BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
 	f.BoolVar(&insecure, "insecure", false, "talk to the control plane in plain text without a token (only a control plane run with --insecure-xds accepts it)")

@@ -323,8 +323,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// A part that ends without error (e.g. on ctx) does not stop the
 	// others; the first failure does.
 	var first error
+	running := parts
 wait:
-	for running := parts; running > 0; running-- {
+	for running > 0 {
 		select {
 		case <-ctx.Done():
 			cp.draining.Store(true)
@@ -333,6 +334,7 @@ wait:
 			}
 			break wait
 		case err := <-errs:
+			running--
 			if err != nil {
 				first = err
 				break wait
@@ -352,6 +354,15 @@ wait:
 	case <-stopped:
 	case <-shutdownCtx.Done():
 		cp.grpcServer.Stop()
+	}
+	// Every part ends before Run returns (the elector, say, gives up the
+	// Lease and reports it), so nothing of this control plane outlives it.
+	for ; running > 0; running-- {
+		select {
+		case <-errs:
+		case <-shutdownCtx.Done():
+			return first
+		}
 	}
 	return first
 }

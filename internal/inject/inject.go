@@ -85,6 +85,10 @@ type Options struct {
 	// termination (default bootstrap.DefaultDrainDelay).
 	HealthPort uint32
 	DrainDelay time.Duration
+	// DrainToken is the secret the preStop hook sends to the sidecar's
+	// drain path (bootstrap.DrainTokenHeader); empty means a new random
+	// one for each workload or pod injected.
+	DrainToken string
 }
 
 // DefaultHealthPort is where the kubelet probes the sidecar (Istio's).

@@ -53,9 +53,11 @@ func options() Options {
 	return Options{
 		Service: "checkout", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 		XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "sp:test", EnvoyImage: "envoy:test",
-		NativeSidecar: true,
+		NativeSidecar: true, DrainToken: testDrainToken,
 	}
 }
+
+const testDrainToken = "TESTDRAINTOKEN0123456789AB"
 
 // envoyOf returns the sidecar container of a pod spec, native or not.
 func envoyOf(t *testing.T, spec corev1.PodSpec) corev1.Container {
@@ -164,7 +166,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 		{
 			name: "secure by default",
 			wantArgs: []string{"bootstrap", "--service=checkout", "--ports=15001:8080", "--xds-address=shadowplane.shadowplane-system.svc:18000",
-				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--xds-server-name=shadowplane.shadowplane-system.svc",
+				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--drain-token=" + testDrainToken, "--xds-server-name=shadowplane.shadowplane-system.svc",
 				"--ca-file=" + bootstrap.DefaultCAFile, "--token-file=" + bootstrap.DefaultTokenFile},
 			wantVolumes: []string{ConfigVolume, TokenVolume, CAVolume},
 			wantMounts: map[string]string{ConfigVolume: "/etc/shadowplane/envoy", TokenVolume: "/var/run/secrets/shadowplane",
@@ -176,7 +178,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 				o.XDSAddress, o.XDSServerName, o.Delta = "10.0.0.7:18000", "xds.example.com", true
 			},
 			wantArgs: []string{"bootstrap", "--service=checkout", "--ports=15001:8080", "--xds-address=10.0.0.7:18000",
-				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--xds-server-name=xds.example.com",
+				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--drain-token=" + testDrainToken, "--xds-server-name=xds.example.com",
 				"--ca-file=" + bootstrap.DefaultCAFile, "--token-file=" + bootstrap.DefaultTokenFile, "--delta"},
 			wantVolumes: []string{ConfigVolume, TokenVolume, CAVolume},
 			wantMounts: map[string]string{ConfigVolume: "/etc/shadowplane/envoy", TokenVolume: "/var/run/secrets/shadowplane",
@@ -186,7 +188,7 @@ func TestManifestsSecureAndInsecure(t *testing.T) {
 			name: "insecure",
 			opts: func(o *Options) { o.Insecure = true },
 			wantArgs: []string{"bootstrap", "--service=checkout", "--ports=15001:8080", "--xds-address=shadowplane.shadowplane-system.svc:18000",
-				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--insecure"},
+				"--output=/etc/shadowplane/envoy/envoy.yaml", "--health-port=15021", "--drain-delay=5s", "--drain-token=" + testDrainToken, "--insecure"},
 			wantVolumes: []string{ConfigVolume},
 			wantMounts:  map[string]string{ConfigVolume: "/etc/shadowplane/envoy"},
 		},
@@ -372,7 +374,7 @@ func TestExampleIsInjectOutput(t *testing.T) {
 	_, injected := inject(t, app.String(), Options{
 		Service: "entrance", Ports: []nodemeta.PortPair{{Listen: 15001, App: 8080}},
 		XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "ghcr.io/shadowplane/shadowplane:v0.1.0",
-		EnvoyImage: "envoyproxy/envoy:v1.40.0", NativeSidecar: true,
+		EnvoyImage: "envoyproxy/envoy:v1.40.0", NativeSidecar: true, DrainToken: exampleDrainToken,
 	})
 	if len(injected) != len(example) {
 		t.Fatalf("inject made %d documents of the example's %d", len(injected), len(example))
@@ -524,5 +526,38 @@ func TestUninjectReverses(t *testing.T) {
 	}
 	if got := objs[2].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Ports[0]; got.Name != "sp-15001" || got.ContainerPort != 8080 {
 		t.Errorf("app port after uninject = %+v, want sp-15001 on 8080", got)
+	}
+}
+
+// exampleDrainToken is the drain token written in
+// deploy/examples/entrance-sidecar.yaml (its comment says to replace it).
+const exampleDrainToken = "REPLACE-WITH-RANDOM-0123456789"
+
+// TestDrainTokenIsRandomAndMatches: without a token given, each injection
+// draws its own, and the preStop hook sends the one the bootstrap requires.
+func TestDrainTokenIsRandomAndMatches(t *testing.T) {
+	tokens := map[string]bool{}
+	for range 2 {
+		o := options()
+		o.DrainToken = ""
+		_, objs := inject(t, app, o)
+		var spec corev1.PodSpec
+		for _, obj := range objs {
+			if d, ok := obj.(*appsv1.Deployment); ok {
+				spec = d.Spec.Template.Spec
+			}
+		}
+		envoy := envoyOf(t, spec)
+		headers := envoy.Lifecycle.PreStop.HTTPGet.HTTPHeaders
+		if len(headers) != 1 || headers[0].Name != bootstrap.DrainTokenHeader || len(headers[0].Value) < bootstrap.MinDrainTokenLength {
+			t.Fatalf("preStop headers %+v, want one %s of at least %d characters", headers, bootstrap.DrainTokenHeader, bootstrap.MinDrainTokenLength)
+		}
+		if !slices.Contains(spec.InitContainers[0].Args, "--drain-token="+headers[0].Value) {
+			t.Fatalf("bootstrap args %v lack the preStop's token %q", spec.InitContainers[0].Args, headers[0].Value)
+		}
+		tokens[headers[0].Value] = true
+	}
+	if len(tokens) != 2 {
+		t.Fatal("two injections drew the same drain token")
 	}
 }

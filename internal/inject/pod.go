@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"crypto/rand"
 	"fmt"
 	"path"
 	"slices"
@@ -53,6 +54,9 @@ func Pod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, name string, o Options) 
 		meta.Labels = map[string]string{}
 	}
 	meta.Labels[SidecarLabel] = "true"
+	if o.DrainToken == "" {
+		o.DrainToken = rand.Text() // 26 base32 characters, 130 random bits
+	}
 
 	var ports []corev1.ContainerPort
 	for _, pair := range o.Ports {
@@ -116,8 +120,11 @@ func Pod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, name string, o Options) 
 		// Drain, then hold the termination for the drain delay, longer than
 		// endpoint propagation: Envoy exits at once on SIGTERM, so without
 		// this, clients that have not yet seen the pod leave would fail.
+		// The token keeps other pods, which reach the health port as the
+		// kubelet does, from draining this sidecar.
 		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{
 			Path: bootstrap.DrainPath, Port: intstr.FromInt32(int32(o.healthPort())),
+			HTTPHeaders: []corev1.HTTPHeader{{Name: bootstrap.DrainTokenHeader, Value: o.DrainToken}},
 		}}},
 	}
 	if o.NativeSidecar {
@@ -328,6 +335,7 @@ func bootstrapArgs(o Options) []string {
 		"--output=" + configDir + "/envoy.yaml",
 		"--health-port=" + strconv.Itoa(int(o.healthPort())),
 		"--drain-delay=" + o.drainDelay().String(),
+		"--drain-token=" + o.DrainToken,
 	}
 	if o.Insecure {
 		args = append(args, "--insecure")

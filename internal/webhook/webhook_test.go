@@ -31,7 +31,7 @@ import (
 func testServer() *Server {
 	return New(Options{
 		Inject: inject.Options{XDSAddress: "shadowplane.shadowplane-system.svc:18000", ShadowplaneImage: "sp:test",
-			EnvoyImage: "envoy:test", NativeSidecar: true},
+			EnvoyImage: "envoy:test", NativeSidecar: true, DrainToken: "WEBHOOKTESTTOKEN0123456789"},
 		Registry: prometheus.NewRegistry(),
 	})
 }
