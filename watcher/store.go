@@ -372,15 +372,18 @@ func recordedVerdicts(cm *corev1.ConfigMap) map[string]string {
 	return st.Verdicts
 }
 
-// parseSubjectName is the inverse of subjectName within ConfigMap cm.
+// parseSubjectName is the inverse of subjectName within ConfigMap cm. A
+// ConfigMap key holds no "/", the index none, but an invalid policy name
+// may: it is everything between the first "/" and the last.
 func parseSubjectName(cm configMapRef, name string) (subject, bool) {
-	parts := strings.Split(name, "/")
-	if len(parts) != 3 {
+	key, rest, ok := strings.Cut(name, "/")
+	last := strings.LastIndex(rest, "/")
+	if !ok || last < 0 {
 		return subject{}, false
 	}
-	index, err := strconv.Atoi(parts[2])
+	index, err := strconv.Atoi(rest[last+1:])
 	if err != nil {
 		return subject{}, false
 	}
-	return subject{source: keySource{Namespace: cm.Namespace, ConfigMap: cm.Name, Key: parts[0]}, policy: parts[1], index: index}, true
+	return subject{source: keySource{Namespace: cm.Namespace, ConfigMap: cm.Name, Key: key}, policy: rest[:last], index: index}, true
 }
