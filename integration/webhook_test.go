@@ -181,8 +181,8 @@ func TestAdmissionWebhooks(t *testing.T) {
 		name           string
 		webhook, byCLI any
 	}{
-		{"initContainers", injected.Spec.InitContainers, viaCLI.Spec.InitContainers},
-		{"containers", injected.Spec.Containers, viaCLI.Spec.Containers},
+		{"initContainers", withoutDrainToken(injected.Spec.InitContainers), withoutDrainToken(viaCLI.Spec.InitContainers)},
+		{"containers", withoutDrainToken(injected.Spec.Containers), withoutDrainToken(viaCLI.Spec.Containers)},
 		{"volumes", withoutAPIVolumes(injected.Spec.Volumes), withoutAPIVolumes(viaCLI.Spec.Volumes)},
 	} {
 		if !reflect.DeepEqual(part.webhook, part.byCLI) {
@@ -499,4 +499,27 @@ func getText(t *testing.T, ctx context.Context, url string) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// withoutDrainToken copies containers with the sidecar's drain token (the
+// bootstrap's --drain-token and the preStop header), which each injection
+// draws at random, blanked (inject.TestDrainTokenIsRandomAndMatches checks
+// that the two agree).
+func withoutDrainToken(containers []corev1.Container) []corev1.Container {
+	out := make([]corev1.Container, len(containers))
+	for i, c := range containers {
+		c = *c.DeepCopy()
+		for j, arg := range c.Args {
+			if strings.HasPrefix(arg, "--drain-token=") {
+				c.Args[j] = "--drain-token=(random)"
+			}
+		}
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.HTTPGet != nil {
+			for j := range c.Lifecycle.PreStop.HTTPGet.HTTPHeaders {
+				c.Lifecycle.PreStop.HTTPGet.HTTPHeaders[j].Value = "(random)"
+			}
+		}
+		out[i] = c
+	}
+	return out
 }
