@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -143,6 +144,56 @@ func TestKustomizeBase(t *testing.T) {
 		}
 	}
 	checkServeArgs(t, e, example)
+	checkWithoutWebhooksIsChart(t, helm, kustomize, root)
+}
+
+// checkWithoutWebhooksIsChart: the base with the without-webhooks component
+// is, object for object, what the chart renders with webhooks.enabled=false
+// (the base's Namespace aside): no right, port or rule the webhooks needed
+// is left behind.
+func checkWithoutWebhooksIsChart(t *testing.T, helm, kustomize, root string) {
+	t.Helper()
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, filepath.Join(root, "deploy/kustomize"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"+
+		"resources: ["+rel+"/base]\ncomponents: ["+rel+"/components/without-webhooks]\n"), 0o600))
+	got := objectsByName(t, runTool(t, kustomize, "build", dir))
+	want := objectsByName(t, runTool(t, helm, "template", "shadowplane", filepath.Join(root, "deploy/helm/shadowplane"),
+		"--namespace", "shadowplane-system", "--set", "webhooks.enabled=false"))
+	delete(got, "Namespace/shadowplane-system")
+	for name, w := range want {
+		if g, ok := got[name]; !ok {
+			t.Errorf("without-webhooks lacks %s", name)
+		} else if !reflect.DeepEqual(g, w) {
+			t.Errorf("without-webhooks %s differs from the chart's webhooks.enabled=false:\n%v\nchart:\n%v", name, g, w)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("without-webhooks keeps %s, which the chart without webhooks does not render", name)
+		}
+	}
+}
+
+// objectsByName decodes a multi-document YAML stream by kind/name.
+func objectsByName(t *testing.T, manifests string) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	decoder := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifests), 4096)
+	for {
+		var obj map[string]any
+		if err := decoder.Decode(&obj); errors.Is(err, io.EOF) {
+			return out
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if obj == nil {
+			continue
+		}
+		u := unstructured.Unstructured{Object: obj}
+		out[u.GetKind()+"/"+u.GetName()] = obj
+	}
 }
 
 // startOwnKube starts a kube-apiserver for one test, so the cluster-scoped
