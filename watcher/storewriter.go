@@ -153,13 +153,7 @@ func (s *storeWriter) writeAll(ctx context.Context) {
 		if w.lastValid == d.lastValid && w.status == status && s.clock.Since(w.at) < inFlight {
 			continue // written; the cache has not caught up yet
 		}
-		if err := s.patch(ctx, ref, cm.ResourceVersion, d.lastValid, status); err != nil {
-			if apierrors.IsConflict(err) {
-				// Changed since the cache saw it: a user's edit, or a write
-				// by another leader. The next pass writes from the news.
-				s.log.Debug("policy ConfigMap changed since read; writing its status again on the next pass", "namespace", ref.Namespace, "configmap", ref.Name)
-				continue
-			}
+		if err := s.patch(ctx, ref, d.lastValid, status); err != nil {
 			s.metrics.storeWrites.WithLabelValues("error").Inc()
 			s.log.Warn("cannot write the policy status and last valid versions; will retry", "namespace", ref.Namespace, "configmap", ref.Name, "error", err)
 			continue
@@ -186,18 +180,15 @@ func (s *storeWriter) encodeStatus(d desiredAnnotations, acked map[string]int) (
 }
 
 // patch merges the two annotations into the ConfigMap; nothing else of it
-// is touched. The resourceVersion the writer read makes it conditional: if
-// the ConfigMap changed since (a user's edit, another leader's write), the
-// API server refuses it with a conflict rather than let an older view
-// overwrite a newer one.
-func (s *storeWriter) patch(ctx context.Context, ref configMapRef, resourceVersion, lastValid, status string) error {
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"resourceVersion": resourceVersion,
-		"annotations": map[string]string{
-			AnnotationLastValid: lastValid,
-			AnnotationStatus:    status,
-		},
-	}})
+// is touched, so it never conflicts with a user's edit. (It is not made
+// conditional on the resourceVersion read: a user's edit right after a
+// valid version would then refuse the write that stores that version, and
+// the older stored version would win over it.)
+func (s *storeWriter) patch(ctx context.Context, ref configMapRef, lastValid, status string) error {
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		AnnotationLastValid: lastValid,
+		AnnotationStatus:    status,
+	}}})
 	if err != nil {
 		return err
 	}
