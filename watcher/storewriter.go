@@ -73,6 +73,15 @@ type storeWriter struct {
 	written map[configMapRef]writtenAnnotations // owned by run
 }
 
+// desiredLastValid is the last-valid annotation the latest build wants on
+// ref, written or not yet.
+func (s *storeWriter) desiredLastValid(ref configMapRef) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.desired[ref]
+	return d.lastValid, ok
+}
+
 // set replaces the desired annotations and wakes the writer.
 func (s *storeWriter) set(desired map[configMapRef]desiredAnnotations) {
 	s.mu.Lock()

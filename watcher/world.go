@@ -184,9 +184,23 @@ func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy
 		merged[id] = p
 	}
 	next := make(map[configMapRef]storedPolicies, len(configMaps))
+	leading := w.leader.Load()
 	for _, cm := range configMaps {
 		ref := configMapRef{cm.Namespace, cm.Name}
 		raw := cm.Annotations[AnnotationLastValid]
+		if own, ok := w.store.desiredLastValid(ref); leading && ok && own != raw {
+			// The leader is the store's only writer: what its last build
+			// decided to store is newer than the annotation, whose write
+			// may not have landed (or reached this cache) yet. An invalid
+			// edit made right after a valid one must keep that valid one,
+			// not the version stored before it.
+			raw = own
+			cm = cm.DeepCopy()
+			if cm.Annotations == nil {
+				cm.Annotations = map[string]string{}
+			}
+			cm.Annotations[AnnotationLastValid] = own
+		}
 		entry, ok := w.stored[ref]
 		if !ok || entry.raw != raw {
 			policies, err := decodeLastValid(cm)
