@@ -110,17 +110,22 @@ func encodeSorted(sorted []*policy.Policy) (string, error) {
 // belong to cm (a copied annotation) are dropped: a ConfigMap vouches only
 // for its own policies.
 func decodeLastValid(cm *corev1.ConfigMap) ([]*policy.Policy, error) {
-	raw, ok := cm.Annotations[AnnotationLastValid]
-	if !ok || raw == "" {
+	return decodeLastValidRaw(configMapRef{cm.Namespace, cm.Name}, cm.Annotations[AnnotationLastValid])
+}
+
+// decodeLastValidRaw is decodeLastValid of the annotation value raw on the
+// ConfigMap ref.
+func decodeLastValidRaw(ref configMapRef, raw string) ([]*policy.Policy, error) {
+	if raw == "" {
 		return nil, nil
 	}
 	var policies []*policy.Policy
 	if err := json.Unmarshal([]byte(raw), &policies); err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s annotation %s: %w", cm.Namespace, cm.Name, AnnotationLastValid, err)
+		return nil, fmt.Errorf("ConfigMap %s/%s annotation %s: %w", ref.Namespace, ref.Name, AnnotationLastValid, err)
 	}
 	out := policies[:0]
 	for _, p := range policies {
-		if p != nil && p.Namespace == cm.Namespace && p.Source.ConfigMap == cm.Name && p.Name != "" {
+		if p != nil && p.Namespace == ref.Namespace && p.Source.ConfigMap == ref.Name && p.Name != "" {
 			out = append(out, p)
 		}
 	}

@@ -195,19 +195,14 @@ func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy
 			// edit made right after a valid one must keep that valid one,
 			// not the version stored before it.
 			raw = own
-			cm = cm.DeepCopy()
-			if cm.Annotations == nil {
-				cm.Annotations = map[string]string{}
-			}
-			cm.Annotations[AnnotationLastValid] = own
 		}
 		entry, ok := w.stored[ref]
 		if !ok || entry.raw != raw {
-			policies, err := decodeLastValid(cm)
+			policies, err := decodeLastValidRaw(ref, raw)
 			if err != nil {
 				w.opts.Logger.Warn("ignoring unreadable last valid versions; the leader rewrites them", "error", err)
 			}
-			entry = storedPolicies{raw: raw, policies: w.recheckStored(cm, policies)}
+			entry = storedPolicies{raw: raw, policies: w.recheckStored(ref, policies)}
 		}
 		next[ref] = entry
 		for _, p := range entry.policies {
@@ -222,12 +217,12 @@ func (w *Watcher) lastValid(configMaps []*corev1.ConfigMap) map[policyID]*policy
 // the current options (policy.RecheckStored): the annotation is editable
 // by whoever may edit the ConfigMap, and the options may have narrowed
 // since it was written.
-func (w *Watcher) recheckStored(cm *corev1.ConfigMap, policies []*policy.Policy) []*policy.Policy {
+func (w *Watcher) recheckStored(ref configMapRef, policies []*policy.Policy) []*policy.Policy {
 	kept := policies[:0:0]
 	for _, p := range policies {
 		if problems := policy.RecheckStored(p, w.opts.ParseOptions); len(problems) > 0 {
 			w.opts.Logger.Warn("ignoring a stored last valid version that the current options refuse",
-				"configmap", cm.Namespace+"/"+cm.Name, "annotation", AnnotationLastValid, "policy", p.Name,
+				"configmap", ref.Namespace+"/"+ref.Name, "annotation", AnnotationLastValid, "policy", p.Name,
 				"problems", strings.Join(problems, "; "))
 			continue
 		}
